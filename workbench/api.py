@@ -1,0 +1,161 @@
+"""The public Python surface: ``wb.connect()``, ``wb.init()`` and the default workbench.
+
+Analysts use the module-level functions, which act on one default :class:`Workbench` built
+from the settings on first use; services and tests build their own with :func:`connect`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from workbench.config import Settings, load_settings, mask_url
+from workbench.db import migrate
+from workbench.db.engine import create_workbench_engine
+from workbench.db.models import Role, User
+from workbench.errors import DatabaseError
+from workbench.production import ensure_production_safe
+
+__all__ = ["InitResult", "Workbench", "close", "connect", "default", "init"]
+
+
+class Workbench:
+    """A configured workbench: settings, one pooled engine and sessions on it."""
+
+    def __init__(self, settings: Settings, database_url: str | None = None) -> None:
+        self.settings = settings
+        self._url = database_url
+        self._engine: Engine | None = None
+        self._sessions: sessionmaker[Session] | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Workbench {mask_url(self.database_url)}>"
+
+    @property
+    def database_url(self) -> str:
+        if self._url:
+            return self._url
+        return self.settings.effective_database_url()
+
+    @property
+    def engine(self) -> Engine:
+        """The pooled engine, created on first use."""
+        with self._lock:
+            if self._engine is None:
+                self._engine = create_workbench_engine(self.settings, self._url)
+            return self._engine
+
+    def session(self) -> Session:
+        """A new ORM session; use it as a context manager."""
+        if self._sessions is None:
+            self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        return self._sessions()
+
+    def upgrade(self, revision: str = "head") -> None:
+        migrate.upgrade(self.engine, revision)
+
+    def migration_status(self) -> migrate.MigrationStatus:
+        return migrate.migration_status(self.engine)
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        with self._lock:
+            if self._engine is not None:
+                self._engine.dispose()
+                self._engine = None
+                self._sessions = None
+
+    def __enter__(self) -> Workbench:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect(database_url: str | None = None, **settings: Any) -> Workbench:
+    """A workbench for ``database_url`` (default: the configured one); settings override env."""
+    resolved = load_settings(**settings)
+    ensure_production_safe(resolved)
+    return Workbench(resolved, database_url)
+
+
+_default: Workbench | None = None
+_default_lock = threading.Lock()
+
+
+def default() -> Workbench:
+    """The workbench the module-level functions use, built from the settings on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = connect()
+        return _default
+
+
+def close() -> None:
+    """Close the default workbench's connections (it is rebuilt on next use)."""
+    global _default
+    with _default_lock:
+        if _default is not None:
+            _default.close()
+            _default = None
+
+
+@dataclass(frozen=True)
+class InitResult:
+    home: Path
+    database: str
+    revision: str
+    secret_key_generated: bool
+    admin_username: str
+    admin_created: bool
+    admin_password: str | None
+    """The generated one-time admin password; ``None`` if supplied or the admin existed."""
+
+
+def init(
+    settings: Settings | None = None,
+    *,
+    admin_username: str = "admin",
+    admin_password: str | None = None,
+) -> InitResult:
+    """Create the home, a secret key, the schema at head and the first admin. Idempotent."""
+    from workbench.home import ensure_home, ensure_secret_key
+    from workbench.identity import create_user
+
+    settings = settings or load_settings()
+    ensure_production_safe(settings, allow_missing_key=True)
+    layout = ensure_home(settings)
+    generated = ensure_secret_key(settings)
+    ensure_production_safe(settings)
+    with Workbench(settings) as wb:
+        wb.upgrade()
+        status = wb.migration_status()
+        with wb.session() as session, session.begin():
+            admin = session.scalar(select(User).where(User.role == Role.ADMIN).limit(1))
+            created, password = False, None
+            if admin is None:
+                account = create_user(
+                    session, admin_username, role=Role.ADMIN, password=admin_password
+                )
+                created, password = True, account.password
+                admin_username = account.user.username
+            else:
+                admin_username = admin.username
+        if status.current is None:  # pragma: no cover - upgrade() raised already
+            raise DatabaseError("The database schema could not be created.")
+        return InitResult(
+            home=layout.root,
+            database=mask_url(wb.database_url),
+            revision=status.current,
+            secret_key_generated=generated,
+            admin_username=admin_username,
+            admin_created=created,
+            admin_password=password,
+        )

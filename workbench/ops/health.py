@@ -1,0 +1,88 @@
+"""Health checks shared by `workbench doctor`, the dashboards and the metrics endpoint."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from workbench.config import Settings, mask_url
+from workbench.db import migrate
+
+__all__ = ["Check", "check_database", "check_migrations", "check_redis", "run_checks"]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    seconds: float = 0.0
+
+
+def _error_summary(exc: BaseException) -> str:
+    # First line only: driver messages can be long, and never include the URL we passed.
+    return (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def check_database(engine: Engine) -> Check:
+    start = time.perf_counter()
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                version = conn.execute(text("SHOW server_version")).scalar_one()
+                detail = f"PostgreSQL {version} at {mask_url(str(engine.url))}"
+            else:
+                version = conn.execute(text("SELECT sqlite_version()")).scalar_one()
+                detail = f"SQLite {version} at {engine.url.database}"
+    except SQLAlchemyError as exc:
+        return Check("database", False, f"unreachable: {_error_summary(exc)}")
+    return Check("database", True, detail, time.perf_counter() - start)
+
+
+def check_migrations(engine: Engine) -> Check:
+    try:
+        status = migrate.migration_status(engine)
+    except SQLAlchemyError as exc:
+        return Check("migrations", False, f"unknown: {_error_summary(exc)}")
+    if status.at_head:
+        return Check("migrations", True, f"at head ({status.head})")
+    if status.current is None:
+        return Check("migrations", False, "database not initialised: run `workbench init`")
+    return Check(
+        "migrations",
+        False,
+        f"at {status.current}, head is {status.head}: run `workbench db upgrade`",
+    )
+
+
+def check_redis(url: str, timeout: float = 2.0) -> Check:
+    import redis
+
+    start = time.perf_counter()
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        info = client.info("server")
+    except redis.RedisError as exc:
+        return Check("redis", False, f"unreachable: {_error_summary(exc)}")
+    finally:
+        client.close()
+    return Check(
+        "redis",
+        True,
+        f"Redis {info.get('redis_version', '?')} at {mask_url(url)}",
+        time.perf_counter() - start,
+    )
+
+
+def run_checks(settings: Settings, engine: Engine) -> list[Check]:
+    """Database reachability, migration status, and Redis when configured."""
+    checks = [check_database(engine)]
+    if checks[0].ok:
+        checks.append(check_migrations(engine))
+    redis_url = settings.effective_redis_url()
+    if redis_url:
+        checks.append(check_redis(redis_url))
+    return checks
