@@ -53,9 +53,12 @@ def _settings(ctx: typer.Context) -> Settings:
 @app.callback()
 def _root(ctx: typer.Context) -> None:
     """Load the settings once, and refuse unsafe production settings for every command."""
+    from workbench.ops.logging import configure_logging
+
     settings = load_settings()
     if ctx.invoked_subcommand not in _SETUP_COMMANDS:
         ensure_production_safe(settings)
+    configure_logging(settings)
     ctx.obj = settings
 
 

@@ -1,0 +1,125 @@
+"""Shared fixtures: an isolated home per test and migrated databases of both kinds.
+
+PostgreSQL tests get their own database cloned from a template migrated once per session
+(``CREATE DATABASE ... TEMPLATE``) and dropped after the test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import services
+from workbench.api import Workbench
+from workbench.config import Settings, load_settings
+from workbench.db import migrate
+from workbench.db.engine import create_workbench_engine
+
+BOTH_DATABASES = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No WORKBENCH_* from the developer's shell or .env leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("WORKBENCH_") and not name.startswith("WORKBENCH_TEST_"):
+            monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    monkeypatch.setenv("WORKBENCH_HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    return home
+
+
+@pytest.fixture
+def settings(isolated_env: Path) -> Settings:
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def postgres_available() -> None:
+    problem = services.check_postgres()
+    if problem:
+        services.unavailable("PostgreSQL", problem)
+
+
+@pytest.fixture(scope="session")
+def pg_template(postgres_available: None) -> Iterator[str]:
+    """A database migrated to head once per session, cloned by every PostgreSQL test."""
+    name = services.new_database_name("wbtest_template")
+    services.create_database(name)
+    engine = create_workbench_engine(Settings(_env_file=None), services.sqlalchemy_url(name))
+    try:
+        migrate.upgrade(engine)
+    finally:
+        engine.dispose()
+    yield name
+    services.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "workbench.db"
+    engine = create_workbench_engine(Settings(_env_file=None), f"sqlite:///{path}")
+    try:
+        migrate.upgrade(engine)
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        engine.dispose()
+    return path
+
+
+@pytest.fixture
+def pg_url(pg_template: str) -> Iterator[str]:
+    """A migrated PostgreSQL database of this test's own."""
+    with services.temporary_database(template=pg_template) as name:
+        yield services.sqlalchemy_url(name)
+
+
+@pytest.fixture
+def pg_empty_url(postgres_available: None) -> Iterator[str]:
+    """An empty PostgreSQL database of this test's own."""
+    with services.temporary_database() as name:
+        yield services.sqlalchemy_url(name)
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
+    """A migrated SQLite database of this test's own."""
+    path = tmp_path / "test.db"
+    shutil.copyfile(sqlite_template, path)
+    return f"sqlite+pysqlite:///{path}"
+
+
+@pytest.fixture(params=BOTH_DATABASES)
+def db_url(request: pytest.FixtureRequest) -> str:
+    """A migrated database, once on SQLite and once on PostgreSQL."""
+    fixture = "sqlite_url" if request.param == "sqlite" else "pg_url"
+    return str(request.getfixturevalue(fixture))
+
+
+@pytest.fixture(params=BOTH_DATABASES)
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite+pysqlite:///{tmp_path / 'empty.db'}"
+    return str(request.getfixturevalue("pg_empty_url"))
+
+
+@pytest.fixture
+def workbench(settings: Settings, db_url: str) -> Iterator[Workbench]:
+    wb = Workbench(settings, db_url)
+    yield wb
+    wb.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    problem = services.check_redis()
+    if problem:
+        services.unavailable("Redis", problem)
+    return services.REDIS_URL
