@@ -32,12 +32,14 @@ __all__ = [
     "AuditEntry",
     "Base",
     "CatchUp",
+    "Dataset",
     "Job",
     "Membership",
     "Role",
     "Run",
     "RunResult",
     "RunStatus",
+    "Secret",
     "Source",
     "Team",
     "User",
@@ -241,6 +243,43 @@ class Source(Base):
     team_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("teams.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_ingested_at: Mapped[datetime | None]
+
+
+class Dataset(Base):
+    """A table analysts write with ``wb.write``: who owns it, which team, when last written."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    team_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("teams.id", ondelete="SET NULL"), index=True
+    )
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_write_at: Mapped[datetime | None]
+    last_write_mode: Mapped[str | None] = mapped_column(String(20))
+    last_write_rows: Mapped[int | None] = mapped_column(Integer)
+    columns: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """Per-column type details the database cannot hold (categories, time zones, decimals)."""
+
+
+class Secret(Base):
+    """A named secret for notebooks (``secret:NAME``), encrypted with the workbench key."""
+
+    __tablename__ = "secrets"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    value_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    team_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    created_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class AuditEntry(Base):

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from alembic import context
-from sqlalchemy import Connection
+from sqlalchemy import JSON, Connection
 
 from workbench.db.migrate import include_name
 from workbench.db.models import Base
 
 config = context.config
 target_metadata = Base.metadata
+
+
+def render_item(type_: str, obj: Any, autogen_context: Any) -> str | Literal[False]:
+    """Render Workbench's portable JSON type by name instead of its expanded variant."""
+    if type_ == "type" and isinstance(obj, JSON) and getattr(obj, "_variant_mapping", None):
+        autogen_context.imports.add("import workbench.db.types")
+        return "workbench.db.types.JSONDocument"
+    return False
 
 
 def _configure(connection: Connection) -> None:
@@ -21,6 +31,7 @@ def _configure(connection: Connection) -> None:
         compare_server_default=True,
         transaction_per_migration=True,
         include_name=include_name,
+        render_item=render_item,
     )
 
 

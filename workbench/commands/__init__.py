@@ -1,0 +1,1 @@
+"""CLI command groups, one module per area; `workbench.cli` registers each Typer app."""

@@ -1,0 +1,60 @@
+"""Encryption of stored secrets with keys derived from the workbench secret key.
+
+Each purpose (database credentials, the notebook secret store, ...) gets its own Fernet key,
+derived with HKDF-SHA256, so one purpose's ciphertext cannot be replayed as another's.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from workbench.config import Settings
+from workbench.errors import ConfigError, WorkbenchError
+
+__all__ = ["DecryptionError", "Encryptor", "encryptor"]
+
+
+class DecryptionError(WorkbenchError):
+    """A stored secret could not be decrypted: was the workbench secret key changed?"""
+
+
+class Encryptor:
+    """Encrypts and decrypts text for one purpose with a key derived from the secret key."""
+
+    def __init__(self, secret_key: str, purpose: str) -> None:
+        derived = HKDF(
+            algorithm=hashes.SHA256(),
+            length=32,
+            salt=b"workbench-v1",
+            info=f"workbench:{purpose}".encode(),
+        ).derive(secret_key.encode("utf-8"))
+        self._fernet = Fernet(base64.urlsafe_b64encode(derived))
+        self.purpose = purpose
+
+    def encrypt(self, plaintext: str) -> bytes:
+        return self._fernet.encrypt(plaintext.encode("utf-8"))
+
+    def decrypt(self, token: bytes) -> str:
+        try:
+            return self._fernet.decrypt(token).decode("utf-8")
+        except InvalidToken:
+            raise DecryptionError(
+                f"A stored {self.purpose} value could not be decrypted: the workbench secret "
+                "key differs from the one it was encrypted with. Restore the original key, or "
+                "set the value again."
+            ) from None
+
+
+def encryptor(settings: Settings, purpose: str) -> Encryptor:
+    """The :class:`Encryptor` for ``purpose`` under the configured secret key."""
+    key, _ = settings.effective_secret_key()
+    if not key:
+        raise ConfigError(
+            "No secret key is configured, so stored secrets cannot be encrypted: run "
+            "`workbench init` or set WORKBENCH_SECRET_KEY_FILE."
+        )
+    return Encryptor(key, purpose)
