@@ -18,6 +18,7 @@ from workbench.api import Workbench
 from workbench.config import Settings, load_settings
 from workbench.db import migrate
 from workbench.db.engine import create_workbench_engine
+from workbench.plugins import reset_plugins
 
 BOTH_DATABASES = ["sqlite", "postgresql"]
 
@@ -30,7 +31,10 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             monkeypatch.delenv(name)
     home = tmp_path / "home"
     monkeypatch.setenv("WORKBENCH_HOME", str(home))
+    # Installed third-party plugins stay out of the tests unless a test asks for them.
+    monkeypatch.setenv("WORKBENCH_PLUGINS", "")
     monkeypatch.chdir(tmp_path)
+    reset_plugins()
     return home
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,15 +21,25 @@ from workbench.db.models import Role, User
 from workbench.errors import DatabaseError
 from workbench.production import ensure_production_safe
 
+if TYPE_CHECKING:
+    from workbench.plugins import Plugins
+
 __all__ = ["InitResult", "Workbench", "close", "connect", "default", "init"]
 
 
 class Workbench:
     """A configured workbench: settings, one pooled engine and sessions on it."""
 
-    def __init__(self, settings: Settings, database_url: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        database_url: str | None = None,
+        *,
+        plugins: Plugins | None = None,
+    ) -> None:
         self.settings = settings
         self._url = database_url
+        self._plugins = plugins
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
         self._lock = threading.Lock()
@@ -48,8 +58,22 @@ class Workbench:
         """The pooled engine, created on first use."""
         with self._lock:
             if self._engine is None:
-                self._engine = create_workbench_engine(self.settings, self._url)
+                self._engine = create_workbench_engine(
+                    self.settings, self._url, on_connect=self._prepare_connection
+                )
             return self._engine
+
+    @property
+    def plugins(self) -> Plugins:
+        """The plugins this workbench calls (the process-wide set unless one was given)."""
+        if self._plugins is None:
+            from workbench.plugins import get_plugins
+
+            self._plugins = get_plugins(self.settings)
+        return self._plugins
+
+    def _prepare_connection(self, dbapi_connection: Any, dialect: str) -> None:
+        self.plugins.call("prepare_connection", dbapi_connection=dbapi_connection, dialect=dialect)
 
     def session(self) -> Session:
         """A new ORM session; use it as a context manager."""

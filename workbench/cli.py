@@ -17,6 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from workbench import __version__
+from workbench.commands import plugins as plugins_commands
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -35,6 +36,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Inspect and migrate the database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(plugins_commands.app, name="plugins")
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -254,9 +256,24 @@ def db_check(ctx: typer.Context) -> None:
     console.print(f"schema at {status.head} and matches the models")
 
 
+def _add_plugin_commands() -> None:
+    """Let plugins add commands once per process (the `register_commands` hook)."""
+    global _plugin_commands_added
+    if _plugin_commands_added:
+        return
+    from workbench.plugins import get_plugins
+
+    get_plugins().call("register_commands", app=app)
+    _plugin_commands_added = True
+
+
+_plugin_commands_added = False
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     try:
+        _add_plugin_commands()
         app(args=argv, prog_name="workbench")
     except WorkbenchError as exc:
         err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)

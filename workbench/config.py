@@ -109,6 +109,11 @@ class Settings(BaseSettings):
         "INFO", description="Logging level."
     )
     log_format: Literal["text", "json"] = Field("text", description="Log line format.")
+    plugins: str | None = Field(
+        None,
+        description="Comma-separated allow-list of installed plugins; empty loads none.",
+    )
+    trace_plugins: bool = Field(False, description="Log every plugin hook call (debugging).")
 
     @classmethod
     def settings_customise_sources(

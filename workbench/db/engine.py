@@ -8,6 +8,7 @@ PostgreSQL gets psycopg 3, a small pre-pinged, recycled pool and a statement tim
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,17 @@ def is_postgresql(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
-def create_workbench_engine(settings: Settings, url: str | None = None) -> Engine:
-    """Create the engine for ``url`` (default: the configured database) with sane pools."""
+OnConnect = Callable[[Any, str], None]
+
+
+def create_workbench_engine(
+    settings: Settings, url: str | None = None, *, on_connect: OnConnect | None = None
+) -> Engine:
+    """Create the engine for ``url`` (default: the configured database) with sane pools.
+
+    ``on_connect(dbapi_connection, dialect_name)`` runs for every new connection; the API
+    layer passes the plugins' ``prepare_connection`` hook through it.
+    """
     raw = normalize_database_url(url) if url else settings.effective_database_url()
     try:
         parsed = make_url(raw)
@@ -43,10 +53,21 @@ def create_workbench_engine(settings: Settings, url: str | None = None) -> Engin
         ) from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        return _sqlite_engine(raw, settings)
-    if backend == "postgresql":
-        return _postgresql_engine(raw, settings)
-    raise ConfigError(f"Database dialect {backend!r} is not supported; use PostgreSQL or SQLite.")
+        engine = _sqlite_engine(raw, settings)
+    elif backend == "postgresql":
+        engine = _postgresql_engine(raw, settings)
+    else:
+        raise ConfigError(
+            f"Database dialect {backend!r} is not supported; use PostgreSQL or SQLite."
+        )
+    if on_connect is not None:
+        callback = on_connect
+
+        @event.listens_for(engine, "connect")
+        def _prepare(dbapi_conn: Any, _record: Any) -> None:
+            callback(dbapi_conn, backend)
+
+    return engine
 
 
 def _sqlite_engine(url: str, settings: Settings) -> Engine:

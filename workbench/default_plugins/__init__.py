@@ -1,0 +1,1 @@
+"""Workbench's own features, registered through the same hooks as third-party plugins."""
