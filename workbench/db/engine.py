@@ -99,7 +99,12 @@ def _sqlite_engine(url: str, settings: Settings) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN")
+        # Writers that read first pass execution_options(sqlite_begin="IMMEDIATE") to take
+        # the write lock up front, instead of failing to upgrade a stale read snapshot.
+        mode = conn.get_execution_options().get("sqlite_begin", "")
+        if mode not in ("", "DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
+            raise ValueError(f"unknown SQLite transaction mode {mode!r}")
+        conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
     return engine
 

@@ -1,0 +1,178 @@
+"""Scheduler ticks on the real databases: exactly one run per slot, catch-up policies."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from workbench.api import Workbench
+from workbench.config import Settings
+from workbench.db.models import Job, Run, RunStatus
+from workbench.scheduler import jobs
+from workbench.scheduler.tick import schedule_due
+
+T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def _runs(wb: Workbench, name: str) -> list[Run]:
+    with wb.session() as s:
+        job_id = s.scalar(select(Job.id).where(Job.name == name))
+        return list(s.scalars(select(Run).where(Run.job_id == job_id).order_by(Run.scheduled_for)))
+
+
+def test_dst_job_ticked_every_15_minutes(workbench: Workbench) -> None:
+    jobs.register(
+        workbench,
+        "berlin",
+        "n.ipynb",
+        schedule="30 2 * * *",
+        timezone="Europe/Berlin",
+        now=datetime(2026, 3, 27, 12, tzinfo=UTC),
+    )
+    now = datetime(2026, 3, 27, 12, tzinfo=UTC)
+    while now < datetime(2026, 3, 31, 12, tzinfo=UTC):
+        now += timedelta(minutes=15)
+        schedule_due(workbench, now)
+    slots = [r.scheduled_for for r in _runs(workbench, "berlin")]
+    assert slots == [
+        datetime(2026, 3, 28, 1, 30, tzinfo=UTC),  # 02:30 CET
+        datetime(2026, 3, 29, 1, 0, tzinfo=UTC),  # 03:00 CEST: 02:30 did not exist
+        datetime(2026, 3, 30, 0, 30, tzinfo=UTC),  # 02:30 CEST
+        datetime(2026, 3, 31, 0, 30, tzinfo=UTC),
+    ]
+
+
+def test_job_settings_travel_with_the_run(workbench: Workbench) -> None:
+    jobs.register(
+        workbench,
+        "kpis",
+        "notebooks/flights_kpis.ipynb",
+        schedule="0 * * * *",
+        parameters={"carrier": "UA"},
+        retries=2,
+        timeout=600,
+        now=T0,
+    )
+    result = schedule_due(workbench, T0 + timedelta(hours=1))
+    assert len(result.created) == 1
+    (run,) = _runs(workbench, "kpis")
+    assert run.status is RunStatus.QUEUED
+    assert run.parameters == {"carrier": "UA"}
+    assert run.max_attempts == 3
+    assert run.timeout_seconds == 600
+    assert run.triggered_by == "schedule"
+    assert jobs.get(workbench, "kpis").next_run_at == T0 + timedelta(hours=2)
+
+
+@pytest.mark.parametrize(
+    ("policy", "limit", "expected_hours"),
+    [("none", 100, []), ("latest", 100, [5]), ("all", 100, [1, 2, 3, 4, 5]), ("all", 3, [3, 4, 5])],
+)
+def test_catch_up_after_downtime(
+    workbench: Workbench, policy: str, limit: int, expected_hours: list[int]
+) -> None:
+    jobs.register(
+        workbench,
+        "hourly",
+        "n.ipynb",
+        schedule="0 * * * *",
+        catchup=policy,
+        catchup_limit=limit,
+        now=T0,
+    )
+    # The scheduler was down for five slots and comes back 30 minutes after the last one.
+    back = T0 + timedelta(hours=5, minutes=30)
+    result = schedule_due(workbench, back)
+    slots = [r.scheduled_for for r in _runs(workbench, "hourly")]
+    assert slots == [T0 + timedelta(hours=h) for h in expected_hours]
+    assert result.skipped == 5 - len(expected_hours)
+    # Then it runs on time again, whatever the policy.
+    schedule_due(workbench, T0 + timedelta(hours=6, seconds=5))
+    assert _runs(workbench, "hourly")[-1].scheduled_for == T0 + timedelta(hours=6)
+
+
+def test_catchup_none_still_runs_a_slot_that_is_on_time(workbench: Workbench) -> None:
+    jobs.register(workbench, "j", "n.ipynb", schedule="0 * * * *", catchup="none", now=T0)
+    schedule_due(workbench, T0 + timedelta(hours=1, seconds=20))
+    assert [r.scheduled_for for r in _runs(workbench, "j")] == [T0 + timedelta(hours=1)]
+
+
+def test_paused_jobs_are_not_scheduled_and_resume_skips_the_pause(workbench: Workbench) -> None:
+    jobs.register(workbench, "p", "n.ipynb", schedule="0 * * * *", catchup="all", now=T0)
+    jobs.pause(workbench, "p")
+    schedule_due(workbench, T0 + timedelta(hours=3))
+    assert _runs(workbench, "p") == []
+    jobs.resume(workbench, "p", now=T0 + timedelta(hours=3, minutes=10))
+    schedule_due(workbench, T0 + timedelta(hours=4))
+    assert [r.scheduled_for for r in _runs(workbench, "p")] == [T0 + timedelta(hours=4)]
+
+
+def test_trigger_queues_an_unscheduled_run(workbench: Workbench) -> None:
+    jobs.register(workbench, "t", "n.ipynb", parameters={"x": 1})
+    first = jobs.trigger(workbench, "t")
+    second = jobs.trigger(workbench, "t")
+    runs = _runs(workbench, "t")
+    assert {r.id for r in runs} == {first, second}
+    assert all(r.scheduled_for is None and r.triggered_by == "manual" for r in runs)
+
+
+def test_unknown_job_and_bad_definitions(workbench: Workbench) -> None:
+    with pytest.raises(jobs.JobNotFoundError, match="jobs list"):
+        jobs.trigger(workbench, "nope")
+    with pytest.raises(jobs.JobError, match="catchup must be one of"):
+        jobs.register(workbench, "x", "n.ipynb", schedule="0 * * * *", catchup="sometimes")
+    with pytest.raises(jobs.JobError, match="catchup_limit"):
+        jobs.register(workbench, "x", "n.ipynb", schedule="0 * * * *", catchup_limit=0)
+    with pytest.raises(jobs.JobError, match="max_concurrency"):
+        jobs.register(workbench, "x", "n.ipynb", max_concurrency=0)
+    assert jobs.list_jobs(workbench) == []
+
+
+def test_two_schedulers_over_1000_ticks_create_one_run_per_slot(
+    settings: Settings, pg_url: str
+) -> None:
+    """Two schedulers with their own pools tick the same instants concurrently."""
+    setup = Workbench(settings, pg_url)
+    for i in range(3):
+        jobs.register(
+            setup, f"minutely-{i}", "n.ipynb", schedule="* * * * *", catchup="all", now=T0
+        )
+    ticks = [T0 + timedelta(seconds=30 * (i + 1)) for i in range(1000)]
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+    created: list[int] = [0, 0]
+
+    def scheduler(index: int) -> None:
+        wb = Workbench(settings, pg_url)
+        try:
+            for now in ticks:
+                barrier.wait(timeout=30)
+                created[index] += len(schedule_due(wb, now).created)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+            barrier.abort()
+        finally:
+            wb.close()
+
+    threads = [threading.Thread(target=scheduler, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    expected_slots = 500  # 1000 ticks of 30 s = 500 minutes
+    with setup.session() as s:
+        total = s.scalar(select(func.count()).select_from(Run))
+        per_job = s.execute(
+            select(Run.job_id, func.count(), func.count(func.distinct(Run.scheduled_for))).group_by(
+                Run.job_id
+            )
+        ).all()
+    setup.close()
+    assert total == 3 * expected_slots
+    assert sum(created) == total
+    assert sorted((n, d) for _, n, d in per_job) == [(expected_slots, expected_slots)] * 3
+    assert all(c > 0 for c in created), "both schedulers should have done part of the work"

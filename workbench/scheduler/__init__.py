@@ -1,0 +1,1 @@
+"""Cron schedules turned into queued runs, and the executors that run them."""

@@ -1,0 +1,216 @@
+"""Jobs: notebooks registered to run on a cron schedule or on demand."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from workbench.db.models import AuditEntry, CatchUp, Job, Run, RunStatus
+from workbench.db.types import utcnow
+from workbench.errors import WorkbenchError
+from workbench.scheduler.cron import next_slot, validate_schedule, zone
+
+if TYPE_CHECKING:
+    from workbench.api import Workbench
+
+__all__ = [
+    "JobError",
+    "JobNotFoundError",
+    "JobSpec",
+    "delete",
+    "get",
+    "list_jobs",
+    "pause",
+    "register",
+    "resume",
+    "trigger",
+]
+
+MAX_CATCHUP_LIMIT = 1000
+
+
+class JobError(WorkbenchError):
+    """The job definition is not valid."""
+
+    exit_code = 2
+
+
+class JobNotFoundError(WorkbenchError):
+    """No job has that name; `workbench jobs list` shows the registered ones."""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A job's definition as registered, independent of its scheduling state."""
+
+    name: str
+    notebook: str
+    schedule: str | None = None
+    timezone: str = "UTC"
+    parameters: dict[str, Any] | None = None
+    retries: int = 0
+    retry_delay: timedelta = timedelta(minutes=1)
+    timeout: timedelta | None = None
+    max_concurrency: int = 1
+    catchup: CatchUp = CatchUp.LATEST
+    catchup_limit: int = 100
+
+    def validate(self) -> None:
+        if not self.name or len(self.name) > 200 or not self.name.isprintable():
+            raise JobError("A job name must be 1-200 printable characters.")
+        if self.schedule is not None:
+            validate_schedule(self.schedule, self.timezone)
+        else:
+            zone(self.timezone)
+        if self.retries < 0 or self.retries > 100:
+            raise JobError(f"retries must be between 0 and 100, not {self.retries}.")
+        if self.retry_delay < timedelta(0):
+            raise JobError("retry_delay must not be negative.")
+        if self.timeout is not None and self.timeout <= timedelta(0):
+            raise JobError("timeout must be positive (or None for no timeout).")
+        if self.max_concurrency < 1:
+            raise JobError("max_concurrency must be at least 1.")
+        if not 1 <= self.catchup_limit <= MAX_CATCHUP_LIMIT:
+            raise JobError(f"catchup_limit must be between 1 and {MAX_CATCHUP_LIMIT}.")
+
+
+def _coerce_catchup(value: CatchUp | str) -> CatchUp:
+    try:
+        return CatchUp(value)
+    except ValueError:
+        choices = ", ".join(c.value for c in CatchUp)
+        raise JobError(f"catchup must be one of {choices}, not {value!r}.") from None
+
+
+def register(
+    wb: Workbench,
+    name: str,
+    notebook: str,
+    *,
+    schedule: str | None = None,
+    timezone: str = "UTC",
+    parameters: dict[str, Any] | None = None,
+    retries: int = 0,
+    retry_delay: timedelta | float = timedelta(minutes=1),
+    timeout: timedelta | float | None = None,
+    max_concurrency: int = 1,
+    catchup: CatchUp | str = CatchUp.LATEST,
+    catchup_limit: int = 100,
+    now: datetime | None = None,
+) -> Job:
+    """Create or update the job ``name``; its next run is computed from ``now``."""
+    spec = JobSpec(
+        name=name,
+        notebook=notebook,
+        schedule=schedule,
+        timezone=timezone,
+        parameters=dict(parameters or {}),
+        retries=retries,
+        retry_delay=_seconds(retry_delay),
+        timeout=None if timeout is None else _seconds(timeout),
+        max_concurrency=max_concurrency,
+        catchup=_coerce_catchup(catchup),
+        catchup_limit=catchup_limit,
+    )
+    spec.validate()
+    now = now or utcnow()
+    with wb.session() as session, session.begin():
+        job = session.scalar(select(Job).where(Job.name == name))
+        created = job is None
+        if job is None:
+            job = Job(name=name)
+            session.add(job)
+        job.notebook = spec.notebook
+        job.schedule = spec.schedule
+        job.timezone = spec.timezone
+        job.parameters = spec.parameters or {}
+        job.retries = spec.retries
+        job.retry_delay_seconds = int(spec.retry_delay.total_seconds())
+        job.timeout_seconds = None if spec.timeout is None else int(spec.timeout.total_seconds())
+        job.max_concurrency = spec.max_concurrency
+        job.catchup = spec.catchup
+        job.catchup_limit = spec.catchup_limit
+        job.next_run_at = next_slot(spec.schedule, spec.timezone, now) if spec.schedule else None
+        session.add(
+            AuditEntry(action="job.create" if created else "job.update", target=name, details={})
+        )
+    return job
+
+
+def _seconds(value: timedelta | float) -> timedelta:
+    return value if isinstance(value, timedelta) else timedelta(seconds=float(value))
+
+
+def get(wb: Workbench, name: str) -> Job:
+    with wb.session() as session:
+        job = session.scalar(select(Job).where(Job.name == name))
+    if job is None:
+        raise JobNotFoundError(f"No job named {name!r}; `workbench jobs list` shows the jobs.")
+    return job
+
+
+def list_jobs(wb: Workbench) -> list[Job]:
+    with wb.session() as session:
+        return list(session.scalars(select(Job).order_by(Job.name)))
+
+
+def _set_paused(wb: Workbench, name: str, paused: bool, now: datetime | None) -> Job:
+    with wb.session() as session, session.begin():
+        job = session.scalar(select(Job).where(Job.name == name))
+        if job is None:
+            raise JobNotFoundError(f"No job named {name!r}; `workbench jobs list` shows the jobs.")
+        job.paused = paused
+        if not paused and job.schedule:
+            # Resuming starts from now: slots missed while paused are not runs to catch up.
+            job.next_run_at = next_slot(job.schedule, job.timezone, now or utcnow())
+        session.add(AuditEntry(action="job.pause" if paused else "job.resume", target=name))
+    return job
+
+
+def pause(wb: Workbench, name: str) -> Job:
+    return _set_paused(wb, name, True, None)
+
+
+def resume(wb: Workbench, name: str, *, now: datetime | None = None) -> Job:
+    return _set_paused(wb, name, False, now)
+
+
+def delete(wb: Workbench, name: str) -> None:
+    """Delete the job; its past runs stay (their job link is cleared)."""
+    with wb.session() as session, session.begin():
+        job = session.scalar(select(Job).where(Job.name == name))
+        if job is None:
+            raise JobNotFoundError(f"No job named {name!r}; `workbench jobs list` shows the jobs.")
+        session.delete(job)
+        session.add(AuditEntry(action="job.delete", target=name))
+
+
+def trigger(wb: Workbench, name: str, *, triggered_by: str = "manual") -> uuid.UUID:
+    """Queue a run of the job now, outside its schedule; returns the run id."""
+    with wb.session() as session, session.begin():
+        job = session.scalar(select(Job).where(Job.name == name))
+        if job is None:
+            raise JobNotFoundError(f"No job named {name!r}; `workbench jobs list` shows the jobs.")
+        run = new_run(job, scheduled_for=None, triggered_by=triggered_by)
+        session.add(run)
+        session.flush()
+        return run.id
+
+
+def new_run(job: Job, *, scheduled_for: datetime | None, triggered_by: str) -> Run:
+    """A queued run of ``job`` carrying the job's parameters, retries and timeout."""
+    return Run(
+        job_id=job.id,
+        notebook=job.notebook,
+        parameters=dict(job.parameters or {}),
+        status=RunStatus.QUEUED,
+        scheduled_for=scheduled_for,
+        max_attempts=job.retries + 1,
+        timeout_seconds=job.timeout_seconds,
+        triggered_by=triggered_by,
+        team_id=job.team_id,
+    )
