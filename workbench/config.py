@@ -26,7 +26,7 @@ __all__ = ["ENV_PREFIX", "SECRET_FIELDS", "Settings", "load_settings", "mask_url
 
 ENV_PREFIX = "WORKBENCH_"
 #: Settings that may be read from a file named by ``WORKBENCH_<NAME>_FILE``.
-SECRET_FIELDS = ("secret_key", "database_url", "redis_url")
+SECRET_FIELDS = ("secret_key", "database_url", "redis_url", "webhook_url")
 SECRET_KEY_FILENAME = "secret_key"  # noqa: S105 (a file name, not a secret)
 DATABASE_FILENAME = "workbench.db"
 
@@ -114,6 +114,15 @@ class Settings(BaseSettings):
         description="Comma-separated allow-list of installed plugins; empty loads none.",
     )
     trace_plugins: bool = Field(False, description="Log every plugin hook call (debugging).")
+    webhook_url: SecretStr | None = Field(
+        None, description="URL the built-in notifier posts run events to (JSON); optional."
+    )
+    webhook_timeout: float = Field(
+        5.0, gt=0, le=120, description="Seconds the webhook may take to answer, per attempt."
+    )
+    notify_on: Literal["failure", "always"] = Field(
+        "failure", description="Notify on failed runs only, or on every finished run."
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -158,6 +167,11 @@ class Settings(BaseSettings):
         if path.is_file():
             return path.read_text(encoding="utf-8").strip(), str(path)
         return None, "not set"
+
+    def effective_webhook_url(self) -> str | None:
+        if self.webhook_url is None or not self.webhook_url.get_secret_value():
+            return None
+        return self.webhook_url.get_secret_value()
 
     def effective_redis_url(self) -> str | None:
         if self.redis_url is None or not self.redis_url.get_secret_value():

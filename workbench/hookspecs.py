@@ -33,7 +33,7 @@ def register_sources() -> Sequence[Any]:
 
 
 @hookspec
-def register_notifiers() -> Sequence[Any]:
+def register_notifiers(settings: Settings) -> Sequence[Any]:
     """Return notifier objects (with ``name`` and ``notify(event)``) told about finished runs."""
 
 

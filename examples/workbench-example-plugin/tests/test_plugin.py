@@ -27,11 +27,13 @@ def plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Plugins:
 
 def test_haversine_jfk_to_lax() -> None:
     # JFK (40.6398, -73.7789) to LAX (33.9425, -118.4081): about 3,983 km.
-    assert plugin.haversine_km(40.6398, -73.7789, 33.9425, -118.4081) == pytest.approx(3983, rel=0.01)
+    assert plugin.haversine_km(40.6398, -73.7789, 33.9425, -118.4081) == pytest.approx(
+        3983, rel=0.01
+    )
 
 
 def test_notifier_writes_events(plugins: Plugins, tmp_path: Path) -> None:
-    (notifier,) = plugins.collect("register_notifiers")
+    (notifier,) = plugins.collect("register_notifiers", settings=load_settings())
     run_id = uuid.uuid4()
     notifier.notify(RunEvent(run_id=run_id, notebook="kpis.ipynb", status="failed"))
     lines = (tmp_path / "run-events.jsonl").read_text().splitlines()

@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from workbench.config import load_settings
+from workbench.config import Settings
 from workbench.events import RunEvent
 from workbench.hookspecs import hookimpl
 
@@ -40,8 +40,8 @@ class JsonLinesNotifier:
 
 
 @hookimpl
-def register_notifiers() -> list[JsonLinesNotifier]:
-    return [JsonLinesNotifier(load_settings().home_path / "run-events.jsonl")]
+def register_notifiers(settings: Settings) -> list[JsonLinesNotifier]:
+    return [JsonLinesNotifier(settings.home_path / "run-events.jsonl")]
 
 
 @hookimpl
