@@ -1,0 +1,92 @@
+"""The opt-in query cache: in-process by default, Redis when configured; writes invalidate."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pandas as pd
+import pytest
+
+from workbench.api import Workbench
+from workbench.cache import MemoryCache, RedisCache, cache_for, tables_named
+from workbench.config import load_settings
+
+
+@pytest.fixture(params=["memory", "redis"])
+def cached(request: pytest.FixtureRequest, db_url: str) -> Iterator[Workbench]:
+    """A workbench on both databases, with each kind of cache."""
+    overrides = {}
+    if request.param == "redis":
+        overrides["redis_url"] = request.getfixturevalue("redis_url")
+    wb = Workbench(load_settings(**overrides), db_url)
+    wb.write(pd.DataFrame({"n": [1, 2, 3]}), "numbers")
+    yield wb
+    wb.close()
+
+
+def total(wb: Workbench, seconds: float = 60) -> int:
+    return int(wb.sql("select sum(n) as s from numbers where n > :m", cache=seconds, m=0)["s"][0])
+
+
+def test_cache_kind_follows_the_settings(cached: Workbench) -> None:
+    expected = RedisCache if cached.settings.effective_redis_url() else MemoryCache
+    assert isinstance(cache_for(cached), expected)
+
+
+def test_cached_result_is_served_until_a_write(cached: Workbench) -> None:
+    assert total(cached) == 6
+    # A change the cache cannot see (plain SQL): the cached result is still served.
+    cached.sql("insert into numbers values (10)")
+    assert total(cached) == 6
+    assert int(cached.sql("select sum(n) as s from numbers")["s"][0]) == 16
+    # wb.write to the table drops every cached result that reads it.
+    cached.write(pd.DataFrame({"n": [100]}), "numbers", mode="append")
+    assert total(cached) == 116
+
+
+def test_cache_entries_expire(cached: Workbench) -> None:
+    assert total(cached, seconds=0.3) == 6
+    cached.sql("insert into numbers values (10)")
+    time.sleep(0.4)
+    assert total(cached, seconds=0.3) == 16
+
+
+def test_parameters_are_part_of_the_key(cached: Workbench) -> None:
+    query = "select count(*) as c from numbers where n > :m"
+    assert int(cached.sql(query, cache=60, m=0)["c"][0]) == 3
+    assert int(cached.sql(query, cache=60, m=2)["c"][0]) == 1
+
+
+def test_redis_cache_is_shared_and_invalidated_across_workbenches(
+    db_url: str, redis_url: str
+) -> None:
+    settings = load_settings(redis_url=redis_url)
+    reader, writer = Workbench(settings, db_url), Workbench(settings, db_url)
+    try:
+        writer.write(pd.DataFrame({"n": [1]}), "numbers")
+        assert total(reader) == 1
+        writer.sql("insert into numbers values (5)")
+        assert total(writer) == 1  # served from the reader's entry in Redis
+        writer.write(pd.DataFrame({"n": [2]}), "numbers", mode="append")
+        assert total(reader) == 8
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_a_broken_cache_never_fails_the_query(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    wb = Workbench(load_settings(redis_url="redis://127.0.0.1:1/0"), db_url)
+    try:
+        wb.write(pd.DataFrame({"n": [4]}), "numbers")
+        assert total(wb) == 4
+    finally:
+        wb.close()
+    assert "query cache unavailable" in caplog.text
+
+
+def test_tables_named_finds_plain_and_quoted_names() -> None:
+    names = tables_named('select * from Sales s join "Odd" o on s.id = o.id')
+    assert {"sales", "Odd", "s", "o", "id"} <= set(names)

@@ -1,0 +1,179 @@
+"""The data API analysts use: ``wb.sql``, ``wb.read_table``, ``wb.write``, ``wb.tables``,
+``wb.describe``. Each function takes the :class:`~workbench.api.Workbench` to act on.
+
+Data moves as Arrow through ADBC (binary COPY on PostgreSQL, the C driver on SQLite); values
+are always bound parameters; names are validated and quoted; a write is one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow as pa
+
+from workbench.catalog import TableDescription, describe_table, list_tables
+from workbench.db.identifiers import check_column, check_columns, check_table, check_writable
+from workbench.db.io import DataError, TableNotFoundError, to_frame
+from workbench.db.io_backend import Backend, to_positional
+from workbench.db.io_write import MODES, write_frame
+
+if TYPE_CHECKING:
+    from workbench.api import Workbench
+
+__all__ = [
+    "DataError",
+    "TableDescription",
+    "TableNotFoundError",
+    "describe",
+    "open_backend",
+    "read_table",
+    "sql",
+    "tables",
+    "write",
+]
+
+
+def open_backend(workbench: Workbench) -> Backend:
+    """An ADBC connection to the workbench's database, in a transaction."""
+    url = workbench.database_url
+    if url.startswith("sqlite"):
+        from workbench.db.io_sqlite import SQLiteBackend
+
+        return SQLiteBackend.open(workbench.engine)
+    from workbench.db.io_postgres import PostgresBackend
+
+    return PostgresBackend.open(url, workbench.settings)
+
+
+def sql(
+    workbench: Workbench, query: str, cache: float | None = None, **params: Any
+) -> pd.DataFrame:
+    """Run ``query`` with ``:name`` parameters bound from ``params``; the result as a DataFrame.
+
+    ``cache=seconds`` keeps the result that long (Redis if configured, else in-process);
+    ``wb.write`` to a table the query names drops it.
+    """
+    if not isinstance(query, str) or not query.strip():
+        raise DataError("wb.sql needs a query string, e.g. wb.sql('select * from sales').")
+    if cache is not None:
+        from workbench.cache import cache_for
+
+        if cache <= 0:
+            raise DataError(f"cache={cache!r}: give the number of seconds to keep the result.")
+        store = cache_for(workbench)
+        hit = store.get(query, params)
+        if hit is not None:
+            return hit
+    with open_backend(workbench) as backend:
+        statement, values = to_positional(query, params, backend.param_style)
+        try:
+            result = backend.fetch(statement, values)
+            backend.commit()
+        except backend.errors as exc:
+            reason = str(exc).split("\n")[0]
+            raise DataError(f"The query failed: {reason}") from None
+    frame = pd.DataFrame() if result is None else to_frame(result)
+    if cache is not None and result is not None:
+        store.put(query, params, frame, cache)
+    return frame
+
+
+def read_table(
+    workbench: Workbench,
+    name: str,
+    columns: Sequence[str] | None = None,
+    where: str | None = None,
+    limit: int | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Table ``name`` as a DataFrame with the dtypes it was written with.
+
+    ``where`` is an SQL condition that may use ``:name`` parameters from ``params``.
+    """
+    table = check_table(name)
+    selected = "*"
+    with open_backend(workbench) as backend:
+        if columns is not None:
+            names = [check_column(c, table) for c in columns]
+            selected = ", ".join(backend.q(c) for c in names) if names else "*"
+        query = f"SELECT {selected} FROM {backend.q(table)}"  # noqa: S608 (names are quoted)
+        if where:
+            if ";" in where:
+                raise DataError(f"where={where!r} must be one condition, without ';'.")
+            query += f" WHERE ({where})"
+        bound = dict(params or {})
+        if limit is not None:
+            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+                raise DataError(f"limit={limit!r} must be a whole number >= 0.")
+            bound["_wb_limit"] = limit
+            query += " LIMIT :_wb_limit"
+        statement, values = to_positional(query, bound, backend.param_style)
+        try:
+            specs = backend.dataset_specs(table)
+            result = backend.fetch(statement, values)
+            backend.commit()
+        except backend.errors as exc:
+            raise backend.explain(exc, table) from None
+    if result is None:  # pragma: no cover - a SELECT always has a result
+        raise DataError(f"Table {table!r} returned no result.")
+    try:
+        return to_frame(result, specs)
+    except (pa.ArrowException, ValueError, TypeError) as exc:
+        raise DataError(
+            f"Table {table!r}: its columns no longer hold the types recorded at the last "
+            f"wb.write ({exc}); rewrite it with wb.write(..., mode='replace')."
+        ) from None
+
+
+def write(
+    workbench: Workbench,
+    df: pd.DataFrame,
+    table: str,
+    mode: str = "create",
+    key: str | Sequence[str] | None = None,
+    add_columns: bool = False,
+) -> int:
+    """Write ``df`` to ``table`` in one transaction; the number of rows written.
+
+    ``mode``: ``create`` (the table must not exist), ``append``, ``replace`` (swapped in
+    atomically) or ``upsert`` (rows matched on ``key``). ``add_columns=True`` lets
+    ``append``/``upsert`` add columns the table lacks. The frame's index is not written.
+    """
+    name = check_writable(table)
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(f"wb.write needs a pandas DataFrame, not {type(df).__name__}.")
+    if mode not in MODES:
+        raise DataError(f"mode={mode!r} is not one of {', '.join(MODES)}.")
+    keys = [key] if isinstance(key, str) else list(key or [])
+    check_columns(df.columns, name)
+    if mode == "upsert" and not keys:
+        raise DataError(f"Table {name!r}: mode='upsert' needs key=, the column(s) to match on.")
+    for column in keys:
+        if column not in df.columns:
+            raise DataError(f"Table {name!r}: the key column {column!r} is not in the frame.")
+    if keys:
+        duplicated = df.duplicated(subset=keys)
+        if duplicated.any():
+            row = duplicated.idxmax()
+            raise DataError(
+                f"Table {name!r}, key {', '.join(keys)}: row {row} repeats a key value; "
+                "each key may appear once per write (e.g. df.drop_duplicates(subset=key))."
+            )
+    with open_backend(workbench) as backend:
+        rows = write_frame(backend, df, name, mode, keys, add_columns)
+    from workbench.cache import cache_for
+
+    cache_for(workbench).invalidate(name)
+    return rows
+
+
+def tables(workbench: Workbench) -> pd.DataFrame:
+    """The tables analysts can read (not Workbench's own), with their last write."""
+    return list_tables(workbench)
+
+
+def describe(workbench: Workbench, table: str) -> TableDescription:
+    """Columns, types, row count, owner and last write of ``table``."""
+    return describe_table(workbench, check_table(table))
