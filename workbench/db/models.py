@@ -33,6 +33,7 @@ __all__ = [
     "Base",
     "CatchUp",
     "Dataset",
+    "DatasetShare",
     "Job",
     "Membership",
     "Role",
@@ -264,6 +265,20 @@ class Dataset(Base):
     last_write_rows: Mapped[int | None] = mapped_column(Integer)
     columns: Mapped[dict[str, Any]] = mapped_column(default=dict)
     """Per-column type details the database cannot hold (categories, time zones, decimals)."""
+
+
+class DatasetShare(Base):
+    """A team that may read another team's dataset (``wb.share(table, team)``)."""
+
+    __tablename__ = "dataset_shares"
+
+    dataset_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
+    )
+    team_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Secret(Base):
