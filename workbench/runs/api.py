@@ -1,0 +1,191 @@
+"""The public surface of notebook runs: ``wb.run``, ``wb.queue_run``, ``wb.Worker`` and more.
+
+Parameters are validated against the notebook's typed schema, and secrets checked to exist,
+before any kernel starts; a run is then recorded as queued and executed by
+:func:`~workbench.runs.execute.execute_run`, on a warm :class:`Worker` when one is given.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from workbench.runs.errors import ParameterError, SecretNotFoundError
+from workbench.runs.notebook import load_notebook, notebook_schema
+from workbench.runs.params import SECRET_PREFIX, ParameterSchema, is_secret_reference
+from workbench.runs.records import Run, cancel_run, create_run, get_run, list_runs
+from workbench.runs.results import latest_result, record, results
+
+if TYPE_CHECKING:
+    from workbench.api import Workbench
+    from workbench.runs.execute import ProgressCallback
+    from workbench.runs.kernels import KernelPool
+
+__all__ = [
+    "Run",
+    "Worker",
+    "cancel",
+    "latest_result",
+    "notebook_params",
+    "queue_run",
+    "record",
+    "results",
+    "run",
+    "runs",
+    "show",
+]
+
+
+def _wb(workbench: Workbench | None) -> Workbench:
+    if workbench is not None:
+        return workbench
+    from workbench.api import default
+
+    return default()
+
+
+def notebook_params(notebook: str | Path) -> ParameterSchema:
+    """The typed parameter schema of ``notebook`` (its cell tagged ``parameters``)."""
+    return notebook_schema(load_notebook(notebook))
+
+
+def queue_run(
+    notebook: str | Path,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    timeout: int | None = None,
+    storage: str | None = None,
+    triggered_by: str = "api",
+    max_attempts: int = 1,
+    from_cli: bool = False,
+    workbench: Workbench | None = None,
+) -> uuid.UUID:
+    """Validate ``parameters`` and record a queued run of ``notebook``; its id.
+
+    Nothing runs yet: :func:`~workbench.runs.execute.execute_run` (or a scheduler) runs it.
+    """
+    from workbench.runs.secrets import secret_exists
+    from workbench.runs.storage import default_base
+
+    wb = _wb(workbench)
+    path = str(Path(notebook).expanduser().resolve())
+    values = notebook_params(path).validate(dict(parameters or {}), from_cli=from_cli)
+    for name, value in values.items():
+        refs = value if isinstance(value, list) else [value]
+        for ref in refs:
+            if is_secret_reference(ref) and not secret_exists(wb, ref[len(SECRET_PREFIX) :]):
+                raise SecretNotFoundError(
+                    f"Parameter {name!r} refers to secret {ref[len(SECRET_PREFIX) :]!r}, which "
+                    "is not stored; add it with `workbench secrets set NAME`."
+                )
+    if timeout is not None and timeout <= 0:
+        raise ParameterError("The run timeout must be a positive number of seconds.")
+    return create_run(
+        wb,
+        path,
+        ParameterSchema.to_json(values),
+        output_base=default_base(wb.settings, storage),
+        timeout_seconds=timeout,
+        triggered_by=triggered_by,
+        max_attempts=max_attempts,
+    )
+
+
+def run(
+    notebook: str | Path,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    timeout: int | None = None,
+    cell_timeout: int | None = None,
+    storage: str | None = None,
+    worker: Worker | None = None,
+    workbench: Workbench | None = None,
+    on_progress: ProgressCallback | None = None,
+    **params: Any,
+) -> Run:
+    """Run ``notebook`` with ``params`` now and return its finished record.
+
+    A failing notebook does not raise: look at ``Run.status`` and ``Run.error_message``.
+    ``parameters`` takes names that clash with these options (e.g. ``timeout``).
+    """
+    from workbench.runs.execute import execute_run
+
+    wb = worker.workbench if worker is not None else _wb(workbench)
+    run_id = queue_run(
+        notebook,
+        {**(parameters or {}), **params},
+        timeout=timeout,
+        storage=storage,
+        workbench=wb,
+    )
+    return execute_run(
+        run_id,
+        workbench=wb,
+        kernels=worker.kernels if worker is not None else None,
+        cell_timeout=cell_timeout,
+        on_progress=on_progress,
+    )
+
+
+def runs(
+    *,
+    limit: int = 20,
+    notebook: str | None = None,
+    status: str | None = None,
+    workbench: Workbench | None = None,
+) -> list[Run]:
+    """The newest runs, optionally of one notebook or with one status."""
+    if notebook:
+        notebook = str(Path(notebook).expanduser().resolve())
+    return list_runs(_wb(workbench), limit=limit, notebook=notebook, status=status)
+
+
+def cancel(run_id: str | uuid.UUID, *, workbench: Workbench | None = None) -> Run:
+    """Cancel a queued or running run (a running one stops within about a second)."""
+    return cancel_run(_wb(workbench), run_id)
+
+
+def show(run_id: str | uuid.UUID, *, workbench: Workbench | None = None) -> Run:
+    """The record of run ``run_id``."""
+    return get_run(_wb(workbench), run_id)
+
+
+class Worker:
+    """A long-lived runner that keeps ``size`` fresh kernels started ahead of runs."""
+
+    def __init__(
+        self,
+        size: int = 1,
+        *,
+        workbench: Workbench | None = None,
+        kernels: KernelPool | None = None,
+    ) -> None:
+        from workbench.runs.kernels import KernelPool, kernel_env
+
+        self.workbench = _wb(workbench)
+        env = kernel_env(self.workbench.settings, self.workbench.database_url)
+        self._owns_kernels = kernels is None
+        self.kernels: KernelPool = kernels or KernelPool(size, env=env)
+
+    def run(self, notebook: str | Path, **options: Any) -> Run:
+        """Like :func:`run`, on one of this worker's warm kernels."""
+        return run(notebook, worker=self, **options)
+
+    def execute(self, run_id: str | uuid.UUID) -> Run:
+        """Execute an already queued run on a warm kernel."""
+        from workbench.runs.execute import execute_run
+
+        return execute_run(run_id, workbench=self.workbench, kernels=self.kernels)
+
+    def close(self) -> None:
+        """Shut down the kernels this worker started (not a pool it was given)."""
+        if self._owns_kernels:
+            self.kernels.close()
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

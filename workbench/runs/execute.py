@@ -1,0 +1,413 @@
+"""``execute_run(run_id)``: claim a queued run, execute its notebook, record the outcome.
+
+The notebook is executed with nbclient (papermill's execution engine) on a fresh kernel from a
+:class:`~workbench.runs.kernels.KernelPool`, without importing papermill itself (over a second
+of start-up). The calling thread heartbeats the run row, stores progress, and stops the
+kernel when the run is cancelled or passes its timeout. The same function serves the CLI,
+``wb.run``, the local process pool and Celery; calling it for a run that is not queued
+(already running elsewhere, or finished) changes nothing and returns its record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+from workbench.db.models import RunStatus
+from workbench.db.types import utcnow
+from workbench.errors import WorkbenchError
+from workbench.runs import records, storage
+from workbench.runs.kernels import KernelPool, WarmKernel, bind_code, kernel_env, run_env
+from workbench.runs.notebook import INJECTED_TAG, inject_parameters, load_notebook, notebook_schema
+from workbench.runs.params import ParameterSchema
+from workbench.runs.records import Run
+
+if TYPE_CHECKING:
+    from nbformat import NotebookNode
+
+    from workbench.api import Workbench
+
+__all__ = ["MAX_CELL_OUTPUT_CHARS", "RUN_ID_ENV", "execute_run", "prepare_notebook"]
+
+RUN_ID_ENV = "WORKBENCH_RUN_ID"
+log = logging.getLogger(__name__)
+TICK_SECONDS = 0.25
+MAX_CELL_OUTPUT_CHARS = 1_000_000
+ProgressCallback = Callable[[Run | None, int, int], None]
+
+
+@dataclass
+class _State:
+    """What the executing coroutine shares with the watching thread."""
+
+    total: int = 0
+    cell: int = 0
+    cell_index: int = -1
+    stop_reason: RunStatus | None = None
+    stop: asyncio.Event | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    nb: NotebookNode | None = None
+    kernel_started_at: Any = None
+    outcome: dict[str, Any] = field(default_factory=dict)
+
+    def request_stop(self, reason: RunStatus) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            if self.loop is not None and self.stop is not None:
+                self.loop.call_soon_threadsafe(self.stop.set)
+
+
+class _Client(NotebookClient):
+    """nbclient with progress tracking and a cap on each cell's stored output."""
+
+    def __init__(self, nb: NotebookNode, state: _State, **kw: Any) -> None:
+        super().__init__(nb, **kw)
+        self._state = state
+        self._used: dict[int, int] = {}
+        self.on_cell_execute = self._started
+
+    def _started(self, cell: NotebookNode, cell_index: int) -> None:
+        self._state.cell += 1
+        self._state.cell_index = cell_index
+
+    def output(
+        self, outs: list[NotebookNode], msg: dict[str, Any], display_id: str | None, cell_index: int
+    ) -> NotebookNode | None:
+        used = self._used.get(cell_index, 0)
+        if used > MAX_CELL_OUTPUT_CHARS:
+            return None  # already truncated: drop the rest
+        out = super().output(outs, msg, display_id, cell_index)
+        if out is None:
+            return None
+        size = (
+            len(json.dumps(out, default=str))
+            if out.get("output_type") != "stream"
+            else len(out.get("text", ""))
+        )
+        self._used[cell_index] = used + size
+        if used + size > MAX_CELL_OUTPUT_CHARS:
+            keep = max(0, MAX_CELL_OUTPUT_CHARS - used)
+            if out.get("output_type") == "stream":
+                out["text"] = out["text"][:keep]
+            else:
+                outs.remove(out)
+            limit = f"{MAX_CELL_OUTPUT_CHARS:,}"
+            outs.append(
+                _stream("stderr", f"\n[workbench: cell output truncated at {limit} chars]\n")
+            )
+            self._used[cell_index] = MAX_CELL_OUTPUT_CHARS + 1
+        return out
+
+
+def _stream(name: str, text: str) -> NotebookNode:
+    from nbformat import from_dict
+
+    node: NotebookNode = from_dict({"output_type": "stream", "name": name, "text": text})  # type: ignore[no-untyped-call]
+    return node
+
+
+def prepare_notebook(wb: Workbench, run: Run) -> dict[str, Any]:
+    """The run's notebook with its parameters validated again and injected."""
+    nb = load_notebook(run.notebook)
+    values = notebook_schema(nb).validate(run.parameters)
+    nb = inject_parameters(nb, values)
+    nb.setdefault("metadata", {})["papermill"] = {
+        "input_path": run.notebook,
+        "output_path": f"{run.output_uri}/{storage.NOTEBOOK_NAME}",
+        "parameters": ParameterSchema.to_json(values),  # secrets are references only
+        "run_id": str(run.id),
+    }
+    return nb
+
+
+def _original_cell(nb: NotebookNode | None, index: int) -> int | None:
+    """1-based position of executed cell ``index`` in the notebook as written (no injection)."""
+    if nb is None or index < 0:
+        return None
+    injected = [
+        i for i, c in enumerate(nb.cells) if INJECTED_TAG in c.get("metadata", {}).get("tags", [])
+    ]
+    if index in injected:
+        return None
+    return index + 1 - sum(1 for i in injected if i < index)
+
+
+async def _execute(
+    pool: KernelPool,
+    nb: dict[str, Any],
+    run: Run,
+    env: dict[str, str],
+    state: _State,
+    cell_timeout: int | None,
+) -> None:
+    from nbformat import from_dict
+
+    state.loop = asyncio.get_running_loop()
+    state.stop = asyncio.Event()
+    if state.stop_reason is not None:
+        state.stop.set()
+        return
+    kernel: WarmKernel = await pool.acquire()
+    state.kernel_started_at = kernel.started_at
+    keep_kernel_for_later = False
+    try:
+        folder = os.path.dirname(os.path.abspath(run.notebook))
+        await kernel.run_silently(bind_code({**env, RUN_ID_ENV: str(run.id)}, folder))
+        client = _Client(
+            from_dict(nb),  # type: ignore[no-untyped-call]
+            state,
+            km=kernel.manager,
+            timeout=cell_timeout,
+            kernel_name=kernel.manager.kernel_name,
+        )
+        client.kc = kernel.client
+        state.nb = client.nb
+        task = asyncio.ensure_future(client.async_execute())
+        stopper = asyncio.ensure_future(state.stop.wait())
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return
+        error = task.exception()
+        if error is None:
+            keep_kernel_for_later = True  # a clean finish: shut it down off the hot path
+        else:
+            state.outcome = _describe(error, state)
+    finally:
+        if keep_kernel_for_later:
+            pool.discard_later(kernel)
+        else:
+            await kernel.discard()
+
+
+def _describe(error: BaseException, state: _State) -> dict[str, Any]:
+    cell = _original_cell(state.nb, state.cell_index)
+    where = f"cell {cell}" if cell else "the injected parameters cell"
+    if isinstance(error, CellTimeoutError):
+        return {
+            "status": RunStatus.TIMED_OUT,
+            "error_name": "CellTimeout",
+            "error_message": f"{where} ran longer than the per-cell timeout.",
+            "error_cell": cell,
+        }
+    if isinstance(error, CellExecutionError):
+        name, value = error.ename, error.evalue
+        if name == "SystemExit":
+            message = f"The notebook called sys.exit({value}) in {where}."
+        else:
+            message = f"{name}: {value}" if value else name
+        return {
+            "status": RunStatus.FAILED,
+            "error_name": name[:200],
+            "error_message": message[:10_000],
+            "error_cell": cell,
+        }
+    if isinstance(error, DeadKernelError):
+        return {
+            "status": RunStatus.FAILED,
+            "error_name": "KernelDied",
+            "error_message": f"The kernel died while running {where} (the notebook ended its "
+            "own process, e.g. with os._exit, or ran out of memory).",
+            "error_cell": cell,
+        }
+    return {
+        "status": RunStatus.FAILED,
+        "error_name": type(error).__name__,
+        "error_message": str(error)[:10_000] or type(error).__name__,
+        "error_cell": cell,
+    }
+
+
+def _worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
+
+
+_cold_pools: dict[str, KernelPool] = {}
+_cold_lock = threading.Lock()
+
+
+def _cold_pool(wb: Workbench) -> KernelPool:
+    """A pool without warm kernels (each run starts its own), one per database per process."""
+    with _cold_lock:
+        pool = _cold_pools.get(wb.database_url)
+        if pool is None:
+            pool = _cold_pools[wb.database_url] = KernelPool(
+                0, env=kernel_env(wb.settings, wb.database_url)
+            )
+        return pool
+
+
+def execute_run(
+    run_id: str | uuid.UUID,
+    *,
+    workbench: Workbench | None = None,
+    kernels: KernelPool | None = None,
+    cell_timeout: int | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> Run:
+    """Execute the queued run ``run_id`` and return its final record (see module docstring)."""
+    from workbench.api import default
+
+    wb = workbench or default()
+    rid = records.parse_run_id(run_id)
+    lease = wb.settings.run_lease_seconds  # the reaper retries or fails a run silent this long
+    attempt = records.claim_run(wb, rid, worker=_worker_name(), lease_seconds=lease)
+    run = records.get_run(wb, rid)
+    if attempt is None:
+        return run
+    _notify(wb, run)
+    try:
+        nb = prepare_notebook(wb, run)
+    except WorkbenchError as exc:
+        # The notebook or its parameters are wrong: another attempt would fail the same way.
+        return _conclude(
+            wb, run, attempt, RunStatus.FAILED, retry=False,
+            error_name=type(exc).__name__, error_message=str(exc),
+        )  # fmt: skip
+    state = _State(total=sum(1 for c in nb["cells"] if c.get("cell_type") == "code"))
+    pool = kernels or _cold_pool(wb)
+    env = run_env(wb.settings, wb.database_url)
+    future = pool.submit(_execute(pool, nb, run, env, state, cell_timeout))
+    _watch(wb, run, attempt, state, future, on_progress)
+    return _finish(wb, run, attempt, state)
+
+
+def _watch(
+    wb: Workbench,
+    run: Run,
+    attempt: int,
+    state: _State,
+    future: Any,
+    on_progress: ProgressCallback | None,
+) -> None:
+    """Heartbeat, store progress, and stop the run on cancellation or timeout."""
+    deadline = time.monotonic() + run.timeout_seconds if run.timeout_seconds else None
+    reported = (-1, -1)
+    while True:
+        try:
+            future.result(timeout=TICK_SECONDS)
+            return
+        except TimeoutError:
+            pass
+        except BaseException as exc:
+            state.outcome = _describe(exc, state)
+            return
+        if deadline is not None and time.monotonic() > deadline:
+            state.request_stop(RunStatus.TIMED_OUT)
+        progress = (state.cell, state.total)
+        values: dict[str, Any] = {}
+        if progress != reported:
+            values = {"progress_cell": state.cell, "progress_total": state.total}
+            if state.kernel_started_at is not None:
+                values["kernel_started_at"] = state.kernel_started_at
+        changed = records.heartbeat(
+            wb, run.id, attempt, lease_seconds=wb.settings.run_lease_seconds, **values
+        )
+        if changed is not None:
+            state.request_stop(RunStatus.CANCELLED)
+        elif values:
+            reported = progress
+            if on_progress is not None:
+                on_progress(None, state.cell, state.total)
+
+
+def _finish(wb: Workbench, run: Run, attempt: int, state: _State) -> Run:
+    outcome = dict(state.outcome)
+    cell = _original_cell(state.nb, state.cell_index)
+    if state.stop_reason == RunStatus.TIMED_OUT:
+        outcome = {
+            "status": RunStatus.TIMED_OUT,
+            "error_name": "RunTimeout",
+            "error_message": f"The run passed its timeout of {run.timeout_seconds} s"
+            + (f" in cell {cell}." if cell else "."),
+            "error_cell": cell,
+        }
+    elif state.stop_reason == RunStatus.CANCELLED:
+        outcome = {"status": RunStatus.CANCELLED}
+    status = outcome.pop("status", RunStatus.SUCCEEDED)
+    extra: dict[str, Any] = {}
+    if state.nb is not None:
+        try:
+            _store_outputs(run, state.nb, status, outcome)
+        except WorkbenchError as exc:
+            if status == RunStatus.SUCCEEDED:
+                status = RunStatus.FAILED
+                outcome = {"error_name": type(exc).__name__, "error_message": str(exc)}
+    if state.kernel_started_at is not None:
+        extra["kernel_started_at"] = state.kernel_started_at
+    return _conclude(
+        wb, run, attempt, status,
+        progress_cell=state.cell, progress_total=state.total, **extra, **outcome,
+    )  # fmt: skip
+
+
+_RETRYABLE = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT})
+
+
+def _conclude(
+    wb: Workbench, run: Run, attempt: int, status: RunStatus, *, retry: bool = True, **values: Any
+) -> Run:
+    """Record the attempt's outcome: re-queue it while attempts remain, else finish it."""
+    if retry and status in _RETRYABLE and attempt < run.max_attempts:
+        delay = records.retry_delay(_retry_base_seconds(wb, run), attempt)
+        if records.requeue_for_retry(wb, run.id, attempt, utcnow() + delay, **values):
+            return records.get_run(wb, run.id)
+    records.finish_run(wb, run.id, attempt, status, **values)
+    final = records.get_run(wb, run.id)
+    _notify(wb, final)
+    return final
+
+
+def _retry_base_seconds(wb: Workbench, run: Run) -> float:
+    if run.job_id is None:
+        return 0.0
+    from workbench.db.models import Job
+
+    with wb.session() as session:
+        job = session.get(Job, run.job_id)
+        return float(job.retry_delay_seconds) if job is not None else 0.0
+
+
+def _notify(wb: Workbench, run: Run) -> None:
+    """Tell the plugins (and, for finished runs, the notifiers); never fails the run."""
+    from workbench.events import RunEvent
+    from workbench.notify import notify_run
+
+    event = RunEvent(
+        run_id=run.id, notebook=run.notebook, status=run.status.value, attempt=run.attempt,
+        triggered_by=run.triggered_by, parameters=dict(run.parameters),
+        queued_at=run.queued_at, started_at=run.started_at, finished_at=run.finished_at,
+        error_name=run.error_name, error_message=run.error_message, output_uri=run.output_uri,
+    )  # fmt: skip
+    try:
+        notify_run(wb.plugins, wb.settings, event)
+    except Exception:  # a plugin's failure is logged by the plugin manager, not fatal here
+        log.exception("notifying about run %s failed", run.id)
+
+
+def _store_outputs(run: Run, nb: NotebookNode, status: RunStatus, outcome: dict[str, Any]) -> None:
+    import nbformat
+
+    from workbench.runs.html import render_html
+
+    meta = nb.metadata.setdefault("papermill", {})
+    meta["end_time"] = utcnow().isoformat()
+    meta["status"] = status.value
+    meta["exception"] = bool(outcome.get("error_name"))
+    location = run.output_uri or ""
+    storage.write_output(location, storage.NOTEBOOK_NAME, nbformat.writes(nb).encode("utf-8"))  # type: ignore[no-untyped-call]
+    storage.write_output(location, storage.HTML_NAME, render_html(nb))

@@ -1,0 +1,225 @@
+"""Warm kernels: fresh kernels started ahead of time, each serving exactly one run.
+
+A :class:`KernelPool` owns an asyncio loop in a daemon thread. It keeps ``size`` kernels
+started (with their clients connected and workbench pre-imported) and hands each to one run;
+taking one starts its replacement in the background, and a used kernel is always shut down,
+never reused, so no state passes from one run to the next. ``size=0`` starts a kernel on
+demand for each run (a cold start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import uuid
+from collections.abc import Coroutine, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from jupyter_client.asynchronous.client import AsyncKernelClient
+from jupyter_client.manager import AsyncKernelManager
+
+from workbench.db.types import utcnow
+from workbench.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    from workbench.config import Settings
+
+__all__ = ["KernelError", "KernelPool", "WarmKernel", "bind_code", "kernel_env", "run_env"]
+
+T = TypeVar("T")
+KERNEL_NAME = "python3"
+READY_TIMEOUT = 60.0
+# Imported in a warm kernel before any run, without binding names in the user namespace.
+WARMUP = "__import__('workbench.runs.results')"
+
+
+def run_env(settings: Settings, database_url: str | None = None) -> dict[str, str]:
+    """The ``WORKBENCH_*`` variables a run's kernel needs to reach the same database.
+
+    ``wb.record`` and secrets inside the notebook then use the same home and database.
+    """
+    env = {
+        "WORKBENCH_HOME": str(settings.home_path),
+        "WORKBENCH_DATABASE_URL": database_url or settings.effective_database_url(),
+    }
+    key = settings.secret_key
+    if key is not None and key.get_secret_value():
+        env["WORKBENCH_SECRET_KEY"] = key.get_secret_value()
+    return env
+
+
+def kernel_env(settings: Settings, database_url: str | None = None) -> dict[str, str]:
+    """The environment a kernel starts with: this process's, plus :func:`run_env`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
+    env.update(run_env(settings, database_url))
+    return env
+
+
+def bind_code(env: Mapping[str, str], folder: str) -> str:
+    """Silent set-up binding a warm kernel to one run: its variables and working folder.
+
+    Only ``repr`` of strings is interpolated, and no name is bound in the user namespace.
+    """
+    clean = {str(k): str(v) for k, v in env.items()}
+    drop = [f"{k}_FILE" for k in clean]
+    return (
+        f"__import__('os').environ.update({clean!r}); "
+        f"[__import__('os').environ.pop(k, None) for k in {drop!r}]; "
+        f"__import__('os').chdir({folder!r})"
+    )
+
+
+def _ipc_dir() -> str:
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    folder = jupyter_runtime_dir()
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    return folder
+
+
+class KernelError(WorkbenchError):
+    """A kernel could not be started; check that ipykernel is installed in this environment."""
+
+
+@dataclass
+class WarmKernel:
+    """A started kernel with a connected client, for exactly one run."""
+
+    manager: AsyncKernelManager
+    client: AsyncKernelClient
+    started_at: datetime
+
+    async def run_silently(self, code: str, timeout: float = 30.0) -> None:
+        """Run set-up code that leaves no output and no history."""
+        reply = await self.client.execute_interactive(
+            code, silent=True, store_history=False, timeout=timeout
+        )
+        if reply["content"].get("status") != "ok":
+            raise KernelError(f"Kernel set-up failed: {reply['content'].get('ename')}")
+
+    async def discard(self) -> None:
+        """Stop the client and kill the kernel process."""
+        self.client.stop_channels()
+        try:
+            await self.manager.shutdown_kernel(now=True)
+        except Exception:
+            await self.manager.cleanup_resources()
+
+
+class KernelPool:
+    """Keeps ``size`` fresh kernels ready; see the module docstring."""
+
+    def __init__(
+        self,
+        size: int = 1,
+        *,
+        env: Mapping[str, str] | None = None,
+        replenish: bool = True,
+        warmup: bool = True,
+    ) -> None:
+        self.size = size
+        self.replenish = replenish
+        self.warmup = warmup
+        self._env = dict(os.environ if env is None else env)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="wb-kernels", daemon=True
+        )
+        self._thread.start()
+        self._ready: asyncio.Queue[WarmKernel] | None = None
+        self._starting: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.call(self._init())
+
+    async def _init(self) -> None:
+        self._ready = asyncio.Queue()
+        for _ in range(self.size):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        task = self._loop.create_task(self._start_into_queue())
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
+
+    async def _start_into_queue(self) -> None:
+        kernel = await self._start_kernel()
+        if self._closed or self._ready is None:
+            await kernel.discard()
+        else:
+            await self._ready.put(kernel)
+
+    async def _start_kernel(self) -> WarmKernel:
+        # IPC sockets: local only, no unencrypted TCP port for other users to reach; a
+        # unique path prefix per kernel, so kernels started together never share a socket.
+        manager = AsyncKernelManager(
+            kernel_name=KERNEL_NAME, transport="ipc", ip=os.path.join(_ipc_dir(), uuid.uuid4().hex)
+        )
+        try:
+            await manager.start_kernel(env=self._env)
+            started = utcnow()
+            client = manager.client()
+            client.start_channels()
+            await client.wait_for_ready(timeout=READY_TIMEOUT)
+        except Exception as exc:
+            if manager.has_kernel:
+                await manager.shutdown_kernel(now=True)
+            raise KernelError(f"A kernel could not be started: {exc}") from None
+        kernel = WarmKernel(manager, client, started)
+        if self.warmup:
+            await kernel.run_silently(WARMUP)
+        return kernel
+
+    async def acquire(self) -> WarmKernel:
+        """A fresh kernel for one run: a warm one if ready, else one started now."""
+        if self._ready is None:  # pragma: no cover - set in __init__
+            raise KernelError("The kernel pool was not started.")
+        while True:
+            if self._ready.empty() and not self._starting:
+                kernel = await self._start_kernel()
+            else:
+                kernel = await self._ready.get()
+                if self.replenish:
+                    self._spawn()
+            if await kernel.manager.is_alive():
+                return kernel
+            await kernel.discard()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        """Run ``coro`` on the pool's loop; cancelling the future cancels the coroutine."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.submit(coro).result()
+
+    def discard_later(self, kernel: WarmKernel) -> None:
+        """Shut a used kernel down in the background."""
+        self._loop.call_soon_threadsafe(lambda: self._loop.create_task(kernel.discard()))
+
+    def close(self) -> None:
+        """Shut down every kernel the pool holds and stop its loop."""
+        if self._closed:
+            return
+        self._closed = True
+
+        async def _close() -> None:
+            # Let kernels being started finish: they see _closed and discard themselves.
+            await asyncio.gather(*self._starting, return_exceptions=True)
+            while self._ready is not None and not self._ready.empty():
+                await self._ready.get_nowait().discard()
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            await asyncio.gather(*others, return_exceptions=True)
+
+        self.call(_close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    def __enter__(self) -> KernelPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,176 @@
+"""Reading notebooks and injecting parameters so that no name or value can run code.
+
+Values are written only as Python literals (``repr`` of validated ``str``/``int``/``float``/
+``bool``/``None`` and lists of them), dates through ``fromisoformat`` of such a literal, and
+secrets as a call to :func:`workbench.runs.secrets.resolve` with the secret's *name*. The
+rendered cell is parsed again and checked against exactly those shapes before it is used.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from workbench.runs.errors import NotebookError
+from workbench.runs.params import (
+    SECRET_PREFIX,
+    ParameterSchema,
+    is_secret_reference,
+    parse_parameters_source,
+)
+
+__all__ = [
+    "INJECTED_TAG",
+    "PARAMETERS_TAG",
+    "inject_parameters",
+    "load_notebook",
+    "notebook_schema",
+    "render_injection",
+]
+
+PARAMETERS_TAG = "parameters"
+INJECTED_TAG = "injected-parameters"
+_DT = "_wb_datetime"
+_SECRET = "_wb_secret"  # noqa: S105 (a helper name, not a secret)
+_HELPERS = {f"{_DT}.date.fromisoformat", f"{_DT}.datetime.fromisoformat", _SECRET}
+
+
+def load_notebook(path: str | Path) -> dict[str, Any]:
+    """The notebook at ``path`` as a plain dict (nbformat 4), without slow schema validation."""
+    p = Path(path)
+    try:
+        with p.open(encoding="utf-8") as fh:
+            nb = json.load(fh)
+    except FileNotFoundError:
+        raise NotebookError(f"Notebook {str(p)!r} does not exist.") from None
+    except (OSError, ValueError) as exc:
+        raise NotebookError(f"Notebook {str(p)!r} cannot be read as a notebook ({exc}).") from None
+    if not isinstance(nb, dict) or nb.get("nbformat") != 4 or not isinstance(nb.get("cells"), list):
+        raise NotebookError(f"{str(p)!r} is not a version 4 Jupyter notebook.")
+    from nbformat import from_dict
+    from nbformat.v4.rwbase import rejoin_lines
+
+    rejoined: dict[str, Any] = rejoin_lines(from_dict(nb))  # type: ignore[no-untyped-call]
+    return rejoined
+
+
+def _source(cell: dict[str, Any]) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else str(src)
+
+
+def _parameters_index(nb: dict[str, Any]) -> int | None:
+    for i, cell in enumerate(nb["cells"]):
+        if PARAMETERS_TAG in cell.get("metadata", {}).get("tags", []):
+            return i
+    return None
+
+
+def notebook_schema(nb: dict[str, Any]) -> ParameterSchema:
+    """The schema declared by the notebook's cell tagged ``parameters`` (empty if none)."""
+    index = _parameters_index(nb)
+    if index is None:
+        return ParameterSchema()
+    return parse_parameters_source(_source(nb["cells"][index]))
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, datetime):
+        return f"{_DT}.datetime.fromisoformat({value.isoformat()!r})"
+    if isinstance(value, date):
+        return f"{_DT}.date.fromisoformat({value.isoformat()!r})"
+    if is_secret_reference(value):
+        return f"{_SECRET}({value[len(SECRET_PREFIX) :]!r})"
+    if isinstance(value, list):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    if value is None or isinstance(value, str | int | float | bool):
+        return repr(value)
+    raise NotebookError(f"Cannot inject a value of type {type(value).__name__}.")
+
+
+def render_injection(values: dict[str, Any]) -> str:
+    """The source of the injected cell for validated ``values`` (see the module docstring)."""
+    lines = ["# Parameters"]
+    needs_dt = any(_has(v, date) for v in values.values())
+    needs_secret = any(_has(v, str) and _secretish(v) for v in values.values())
+    if needs_dt:
+        lines.append(f"import datetime as {_DT}")
+    if needs_secret:
+        lines.append(f"from workbench.runs.secrets import resolve as {_SECRET}")
+    lines += [f"{name} = {_literal(value)}" for name, value in values.items()]
+    if needs_dt or needs_secret:
+        lines.append(
+            "del " + ", ".join(n for n, f in ((_DT, needs_dt), (_SECRET, needs_secret)) if f)
+        )
+    source = "\n".join(lines) + "\n"
+    _check(source, set(values))
+    return source
+
+
+def _has(value: Any, cls: type) -> bool:
+    if isinstance(value, list):
+        return any(_has(v, cls) for v in value)
+    return isinstance(value, cls)
+
+
+def _secretish(value: Any) -> bool:
+    if isinstance(value, list):
+        return any(_secretish(v) for v in value)
+    return is_secret_reference(value)
+
+
+def _check(source: str, names: set[str]) -> None:
+    """Refuse any injected source that is not plain assignments of literals to ``names``."""
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Import | ast.ImportFrom | ast.Delete):
+            continue
+        if not (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id in names
+            and _safe_value(node.value)
+        ):
+            raise NotebookError("Refusing to inject parameters that are not plain values.")
+
+
+def _safe_value(node: ast.expr) -> bool:
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return isinstance(node.operand, ast.Constant)
+    if isinstance(node, ast.List):
+        return all(_safe_value(e) for e in node.elts)
+    if isinstance(node, ast.Call):
+        return (
+            ast.unparse(node.func) in _HELPERS
+            and not node.keywords
+            and len(node.args) == 1
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        )
+    return False
+
+
+def inject_parameters(nb: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``nb`` with a cell tagged ``injected-parameters`` after the parameters cell."""
+    cells = [c for c in nb["cells"] if INJECTED_TAG not in c.get("metadata", {}).get("tags", [])]
+    out = dict(nb)
+    out["cells"] = cells
+    if not values:
+        return out
+    index = _parameters_index(out)
+    cell: dict[str, Any] = {
+        "cell_type": "code",
+        "execution_count": None,
+        "metadata": {"tags": [INJECTED_TAG]},
+        "outputs": [],
+        "source": render_injection(values),
+    }
+    if nb.get("nbformat_minor", 0) >= 5:  # cell ids exist from nbformat 4.5 on
+        cell["id"] = "injected-parameters"
+    cells.insert(0 if index is None else index + 1, cell)
+    return out

@@ -1,0 +1,173 @@
+"""Results a notebook records with ``wb.record(name, value)``, stored with its run.
+
+Scalars and JSON are stored as JSON, DataFrames as Parquet, figures as PNG (matplotlib) or
+Plotly JSON. Dashboards read them back with :func:`results` or :func:`latest_result`
+instead of recomputing. Inside a run the kernel knows its run from ``WORKBENCH_RUN_ID``;
+outside a run ``record`` only returns the value, so notebooks work interactively too.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, select
+
+from workbench.db.models import Run as RunRow
+from workbench.db.models import RunResult, RunStatus
+from workbench.errors import WorkbenchError
+from workbench.runs.records import parse_run_id
+
+if TYPE_CHECKING:
+    from workbench.api import Workbench
+
+__all__ = ["RUN_ID_ENV", "ResultError", "latest_result", "record", "results"]
+
+RUN_ID_ENV = "WORKBENCH_RUN_ID"
+PARQUET = "application/vnd.apache.parquet"
+PNG = "image/png"
+PLOTLY = "application/vnd.plotly.v1+json"
+_SCAN_LIMIT = 500
+
+
+class ResultError(WorkbenchError):
+    """A result cannot be recorded or found."""
+
+
+def _encode(value: Any) -> tuple[str, dict[str, Any] | None, bytes | None, str | None]:
+    if value is None or isinstance(value, bool | int | float | str):
+        return "scalar", {"value": value}, None, None
+    if isinstance(value, datetime | date):
+        kind = "datetime" if isinstance(value, datetime) else "date"
+        return "scalar", {"value": value.isoformat(), "type": kind}, None, None
+    module = type(value).__module__
+    if module.startswith("pandas"):
+        import pandas as pd
+
+        frame = value.to_frame() if isinstance(value, pd.Series) else value
+        if isinstance(frame, pd.DataFrame):
+            buffer = io.BytesIO()
+            frame.to_parquet(buffer)
+            return "dataframe", None, buffer.getvalue(), PARQUET
+    if hasattr(value, "savefig"):
+        buffer = io.BytesIO()
+        value.savefig(buffer, format="png", bbox_inches="tight")
+        return "figure", None, buffer.getvalue(), PNG
+    if hasattr(value, "to_plotly_json") and hasattr(value, "to_json"):
+        return "figure", json.loads(value.to_json()), None, PLOTLY
+    if isinstance(value, dict | list):
+        try:
+            return "json", {"value": json.loads(json.dumps(value))}, None, None
+        except (TypeError, ValueError):
+            pass
+    raise ResultError(
+        f"Cannot record a value of type {type(value).__name__}; record a number, string, "
+        "date, JSON-like dict or list, a pandas DataFrame or a figure."
+    )
+
+
+def _decode(row: RunResult) -> Any:
+    if row.kind == "dataframe" and row.payload is not None:
+        import pandas as pd
+
+        return pd.read_parquet(io.BytesIO(row.payload))
+    if row.kind == "figure":
+        return row.payload if row.content_type == PNG else row.value
+    value = (row.value or {}).get("value")
+    kind = (row.value or {}).get("type")
+    if kind == "date":
+        return date.fromisoformat(str(value))
+    if kind == "datetime":
+        return datetime.fromisoformat(str(value))
+    return value
+
+
+def record(name: str, value: Any, *, workbench: Workbench | None = None) -> Any:
+    """Store ``value`` as result ``name`` of the current run (replacing one of that name)."""
+    if not isinstance(name, str) or not name or len(name) > 200:
+        raise ResultError("A result name is a non-empty string of at most 200 characters.")
+    run_id = os.environ.get(RUN_ID_ENV)
+    if not run_id:
+        return value
+    kind, payload_json, payload, content_type = _encode(value)
+    from workbench.api import default
+
+    wb = workbench or default()
+    rid = uuid.UUID(run_id)
+    with wb.session() as session, session.begin():
+        session.execute(delete(RunResult).where(RunResult.run_id == rid, RunResult.name == name))
+        session.add(
+            RunResult(
+                run_id=rid,
+                name=name,
+                kind=kind,
+                value=payload_json,
+                payload=payload,
+                content_type=content_type,
+            )
+        )
+    return value
+
+
+def results(run_id: str | uuid.UUID, *, workbench: Workbench | None = None) -> dict[str, Any]:
+    """Every result recorded by run ``run_id``, by name."""
+    from workbench.api import default
+
+    wb = workbench or default()
+    rid = parse_run_id(run_id)
+    with wb.session() as session:
+        rows = session.scalars(select(RunResult).where(RunResult.run_id == rid))
+        return {row.name: _decode(row) for row in rows}
+
+
+def _defaults(path: str) -> dict[str, Any]:
+    """The notebook's declared defaults as JSON, so a run that kept a default matches it."""
+    from workbench.runs.notebook import load_notebook, notebook_schema
+    from workbench.runs.params import ParameterSchema
+
+    try:
+        schema = notebook_schema(load_notebook(path))
+    except WorkbenchError:
+        return {}
+    return ParameterSchema.to_json({p.name: p.default for p in schema.parameters if p.has_default})
+
+
+def latest_result(
+    notebook: str | Path, name: str, *, workbench: Workbench | None = None, **params: Any
+) -> Any:
+    """Result ``name`` of the newest succeeded run of ``notebook`` with these parameters.
+
+    ``params`` must match the run's recorded parameters (a subset; typed values compare as
+    their JSON form). Raises :class:`ResultError` when no such run recorded ``name``.
+    """
+    from workbench.api import default
+    from workbench.runs.params import ParameterSchema
+
+    wb = workbench or default()
+    path = str(Path(notebook).expanduser().resolve())
+    wanted = ParameterSchema.to_json(params)
+    defaults = _defaults(path)
+    query = (
+        select(RunRow.id, RunRow.parameters)
+        .where(RunRow.notebook == path, RunRow.status == RunStatus.SUCCEEDED)
+        .order_by(RunRow.finished_at.desc())
+        .limit(_SCAN_LIMIT)
+    )
+    with wb.session() as session:
+        for run_id, recorded in session.execute(query):
+            effective = {**defaults, **(recorded or {})}
+            if any(effective.get(k) != v for k, v in wanted.items()):
+                continue
+            row = session.scalar(
+                select(RunResult).where(RunResult.run_id == run_id, RunResult.name == name)
+            )
+            if row is not None:
+                return _decode(row)
+    raise ResultError(
+        f"No succeeded run of {path} with these parameters recorded a result {name!r}."
+    )

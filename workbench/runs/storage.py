@@ -1,0 +1,90 @@
+"""Where run outputs live: a folder per run under a local path or any fsspec URL.
+
+The default is ``$WORKBENCH_HOME/runs``; ``WORKBENCH_RUNS_STORAGE`` (or the ``storage``
+argument of :func:`workbench.run`) may name another folder or URL (``s3://bucket/runs``).
+A run's folder is named by its UUID only, never by parameter values, so no value can
+choose or escape the location.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from workbench.config import Settings
+from workbench.errors import ConfigError, WorkbenchError
+
+__all__ = [
+    "HTML_NAME",
+    "NOTEBOOK_NAME",
+    "StorageError",
+    "default_base",
+    "read_output",
+    "write_output",
+]
+
+NOTEBOOK_NAME = "output.ipynb"
+HTML_NAME = "output.html"
+STORAGE_ENV = "WORKBENCH_RUNS_STORAGE"
+_ALLOWED_NAMES = frozenset({NOTEBOOK_NAME, HTML_NAME})
+
+
+class StorageError(WorkbenchError):
+    """A run output could not be written or read at its storage location."""
+
+
+def _is_url(location: str) -> bool:
+    return "://" in location and not location.startswith("file://")
+
+
+def default_base(settings: Settings, storage: str | None = None) -> str:
+    """The folder or URL under which new runs store their outputs."""
+    chosen = storage or os.environ.get(STORAGE_ENV)
+    if not chosen:
+        return str(settings.home_path / "runs")
+    if _is_url(chosen):
+        return chosen.rstrip("/")
+    path = Path(chosen.removeprefix("file://")).expanduser()
+    if not path.is_absolute():
+        raise ConfigError(f"{STORAGE_ENV} must be an absolute folder or a URL such as s3://...")
+    return str(path)
+
+
+def _target(location: str, name: str) -> str:
+    if name not in _ALLOWED_NAMES:  # only our own fixed names, never user input
+        raise StorageError(f"{name!r} is not a run output.")
+    return f"{location.rstrip('/')}/{name}"
+
+
+def write_output(location: str, name: str, data: bytes) -> None:
+    """Write one output file of a run (the folder is created as needed)."""
+    target = _target(location, name)
+    try:
+        if not _is_url(location):
+            path = Path(target.removeprefix("file://"))
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path.write_bytes(data)
+            return
+        import fsspec
+
+        with fsspec.open(target, "wb") as fh:
+            fh.write(data)
+    except (OSError, ValueError, ImportError) as exc:
+        raise StorageError(f"Cannot write {target}: {exc}") from None
+
+
+def read_output(location: str, name: str) -> bytes:
+    """Read one output file of a run."""
+    target = _target(location, name)
+    try:
+        if not _is_url(location):
+            return Path(target.removeprefix("file://")).read_bytes()
+        import fsspec
+
+        with fsspec.open(target, "rb") as fh:
+            data: bytes = fh.read()
+            return data
+    except FileNotFoundError:
+        raise StorageError(f"{target} does not exist (the run may not have started).") from None
+    except (OSError, ValueError, ImportError) as exc:
+        raise StorageError(f"Cannot read {target}: {exc}") from None
