@@ -1,0 +1,228 @@
+"""The dashboards in real Chromium: sign-in, filters, per-team rows, lock-down, shutdown.
+
+Expected numbers come from pandas on the very rows the world wrote, not from the server.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from tests.e2e.world import Server, World
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
+DASHBOARD = "voila/render/flights_operations.ipynb"
+
+
+def on_time(rows: pd.DataFrame) -> str:
+    """The on-time KPI as the dashboard shows it, computed independently."""
+    arrived = rows["arr_delay"].dropna()
+    return f"{100 * float((arrived < 15).mean()):.1f}%"
+
+
+def flights(rows: pd.DataFrame) -> str:
+    return f"{len(rows):,}"
+
+
+def sign_in(
+    page: Any, server: Server, world: World, team: str, *, password: str | None = None
+) -> None:
+    name, real = world.viewers[team]
+    page.goto(server.base)
+    page.wait_for_url(re.compile(r"/login"))
+    page.fill("#username", name)
+    page.fill("#password", password if password is not None else real)
+    page.click("button[type=submit]")
+
+
+def kpi(page: Any, title: str) -> Any:
+    return page.locator(f".wb-kpi[data-title='{title}'] .wb-kpi-value")
+
+
+def open_dashboard(page: Any, server: Server) -> None:
+    page.goto(server.base + DASHBOARD)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.wb-kpi-value')].some(e => /\\d/.test(e.textContent))"
+    )
+
+
+def test_unauthenticated_request_goes_to_login(page: Any, server: Server) -> None:
+    page.goto(server.base + DASHBOARD)
+    page.wait_for_url(re.compile(r"/login\?next="))
+    assert page.locator("#password").is_visible()
+
+
+def test_wrong_password_shows_an_error(page: Any, server: Server, world: World) -> None:
+    sign_in(page, server, world, "a", password="not-the-password")
+    alert = page.locator("[role=alert]")
+    alert.wait_for()
+    assert alert.text_content() == "Wrong user name or password."
+    assert "/login" in page.url
+
+
+def test_viewer_filters_by_carrier_and_sees_the_pandas_value(
+    page: Any, server: Server, world: World
+) -> None:
+    sign_in(page, server, world, "a")
+    page.get_by_role("link", name="Flight operations").click()
+    open_dashboard(page, server)
+    mine = world.rows_of("a")
+    assert kpi(page, "On-time arrivals").text_content() == on_time(mine)
+    assert kpi(page, "Flights").text_content() == flights(mine)
+
+    carrier = mine["carrier"].value_counts().index[1]  # a busy carrier, not the busiest
+    page.locator(".widget-dropdown", has_text="Carrier").locator("select").select_option(
+        label=carrier
+    )
+    expected = on_time(mine[mine["carrier"] == carrier])
+    assert expected != on_time(mine)
+    page.wait_for_function(
+        "([want]) => [...document.querySelectorAll('.wb-kpi')].some("
+        "e => e.textContent.includes('On-time') && e.textContent.includes(want))",
+        arg=[expected],
+    )
+    assert kpi(page, "Flights").text_content() == flights(mine[mine["carrier"] == carrier])
+    assert page.locator(".wb-freshness").text_content().startswith("Data as of ")
+    assert page.locator(".bqplot").count() == 2  # both charts drawn
+
+
+def test_team_b_sees_team_b_numbers_not_a(page: Any, server: Server, world: World) -> None:
+    sign_in(page, server, world, "b")
+    page.wait_for_url(server.base)
+    open_dashboard(page, server)
+    theirs, others = world.rows_of("b"), world.rows_of("a")
+    assert kpi(page, "Flights").text_content() == flights(theirs)
+    assert kpi(page, "On-time arrivals").text_content() == on_time(theirs)
+    assert flights(theirs) != flights(others)
+    options = page.locator(".widget-dropdown", has_text="Origin").locator("option")
+    assert set(options.all_text_contents()) == {"All", *theirs["origin"].unique()}
+
+
+def test_analyst_sees_workbench_operations(page: Any, server: Server, world: World) -> None:
+    sign_in(page, server, world, "analyst")
+    page.get_by_role("link", name="Workbench operations").click()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.wb-kpi-value')].some(e => /\\d/.test(e.textContent))"
+    )
+    seeded = [(day + job) % 5 == 0 for job in range(3) for day in range(7)]
+    assert kpi(page, "Runs").text_content() == str(len(seeded))
+    assert kpi(page, "Failure rate").text_content() == f"{100 * sum(seeded) / len(seeded):.1f}%"
+    page.get_by_text("Next scheduled runs").wait_for()
+    assert page.locator("a", has_text="output notebook").count() == sum(seeded)
+    assert "database" in page.locator("text=Service health").locator("..").text_content()
+
+
+def test_viewer_may_not_open_workbench_operations(page: Any, server: Server, world: World) -> None:
+    sign_in(page, server, world, "a")
+    page.wait_for_url(server.base)
+    assert page.get_by_role("link", name="Flight operations").is_visible()
+    assert page.get_by_role("link", name="Workbench operations").count() == 0
+    reply = page.goto(server.base + "voila/render/workbench_operations.ipynb")
+    assert reply.status == 403
+    assert page.get_by_role("heading", name="Not allowed").is_visible()
+
+
+def _kernel_id(page: Any) -> str:
+    found = re.search(r'"kernelId":\s*"([0-9a-f-]+)"', page.content())
+    assert found, "the dashboard page names its kernel"
+    return found.group(1)
+
+
+def test_browser_cannot_execute_code_in_the_kernel(
+    page: Any, server: Server, world: World, tmp_path: Path
+) -> None:
+    sign_in(page, server, world, "a")
+    page.wait_for_url(server.base)
+    open_dashboard(page, server)
+    marker = tmp_path / "executed"
+    message = {
+        "header": {"msg_id": "x1", "msg_type": "execute_request", "session": "s", "username": "",
+                   "version": "5.3", "date": ""},
+        "parent_header": {}, "metadata": {}, "channel": "shell",
+        "content": {"code": f"open({str(marker)!r}, 'w').write('ran')", "silent": False,
+                    "store_history": False, "user_expressions": {}, "allow_stdin": False},
+    }  # fmt: skip
+    probe = dict(
+        message, header=dict(message["header"], msg_id="x2", msg_type="kernel_info_request")
+    )
+    probe["content"] = {}
+    replies = page.evaluate(
+        """async ([url, execute, probe]) => {
+            const ws = new WebSocket(url);
+            const seen = [];
+            ws.onmessage = (e) => { try { seen.push(JSON.parse(e.data).msg_type); } catch (_) {} };
+            await new Promise((ok) => { ws.onopen = ok; });
+            ws.send(JSON.stringify(execute));
+            ws.send(JSON.stringify(probe));
+            await new Promise((ok) => setTimeout(ok, 2500));
+            ws.close();
+            return seen;
+        }""",
+        [
+            server.base.replace("http", "ws") + f"api/kernels/{_kernel_id(page)}/channels",
+            message,
+            probe,
+        ],
+    )
+    assert "kernel_info_reply" in replies  # the channel works ...
+    assert "execute_reply" not in replies  # ... but code is refused
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "voila/files/..%2f..%2f..%2fetc%2fpasswd",
+        "voila/files/../../../../etc/passwd",
+        "voila/static/..%2f..%2f..%2f..%2fetc%2fpasswd",
+        "voila/templates/lab/static/..%2f..%2f..%2f..%2f..%2fetc%2fpasswd",
+        "voila/render/..%2fpyproject.toml",
+        "no/such/page",
+    ],
+)
+def test_path_traversal_is_404_with_a_friendly_page(
+    page: Any, server: Server, world: World, path: str
+) -> None:
+    sign_in(page, server, world, "a")
+    page.wait_for_url(server.base)
+    cookie = "; ".join(f"{c['name']}={c['value']}" for c in page.context.cookies())
+    host, port = server.base.split("//")[1].strip("/").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("GET", "/" + path, headers={"Cookie": cookie})  # as is, not normalised
+        reply = connection.getresponse()
+        body = reply.read().decode()
+    finally:
+        connection.close()
+    assert reply.status == 404
+    assert "root:" not in body and "Traceback" not in body
+    assert "Not found" in body
+    page.set_content(body)
+
+
+def test_session_cookie_is_httponly_and_samesite(page: Any, server: Server, world: World) -> None:
+    sign_in(page, server, world, "a")
+    page.wait_for_url(server.base)
+    session = [c for c in page.context.cookies() if c["name"] == "workbench_session"]
+    assert len(session) == 1
+    assert session[0]["httpOnly"] is True
+    assert session[0]["sameSite"] == "Lax"
+    page.click("text=Sign out")
+    page.wait_for_url(re.compile(r"/login"))
+    assert not [c for c in page.context.cookies() if c["name"] == "workbench_session"]
+
+
+def test_stopping_the_server_stops_every_kernel(server: Server) -> None:
+    """Runs last in this module: SIGTERM the shared server, pooled kernels included."""
+    assert server.kernels(), "the pool holds pre-heated kernels"
+    started = time.monotonic()
+    assert server.stop() == []
+    assert time.monotonic() - started < 30
+    assert server.process.returncode == 0

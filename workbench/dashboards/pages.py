@@ -1,0 +1,112 @@
+"""The server's own pages: login, the dashboards index and the friendly error page.
+
+Rendered with Jinja2 (autoescaped) from the templates below, in one shared look.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jinja2 import Environment
+from markupsafe import Markup
+
+__all__ = ["DashboardLink", "error_page", "index_page", "login_page"]
+
+_env = Environment(autoescape=True)
+
+_BASE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }} · Workbench</title>
+<style>
+body{margin:0;font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
+background:#f4f6f9;color:#1f2933}
+header{background:#1f3a5f;color:#fff;padding:14px 32px;display:flex;align-items:center;
+justify-content:space-between}
+header b{font-size:18px;letter-spacing:.3px} header a{color:#cfe0f5;text-decoration:none}
+main{max-width:880px;margin:40px auto;padding:0 24px}
+.card{background:#fff;border-radius:10px;box-shadow:0 1px 3px rgba(0,0,0,.08);padding:28px}
+h1{font-size:22px;margin:0 0 18px} label{display:block;margin:14px 0 4px;font-weight:600}
+input{width:100%;box-sizing:border-box;padding:9px 11px;border:1px solid #c5ced8;
+border-radius:6px;font-size:15px}
+button{margin-top:20px;background:#1f6feb;color:#fff;border:0;border-radius:6px;
+padding:10px 18px;font-size:15px;cursor:pointer}
+.error{background:#fdecea;color:#8a1c13;border-radius:6px;padding:10px 12px;margin-bottom:8px}
+ul.dash{list-style:none;padding:0;margin:0} ul.dash li{border-top:1px solid #e6eaef;padding:14px 0}
+ul.dash li:first-child{border-top:0} ul.dash a{font-weight:600;color:#1f6feb;font-size:17px;
+text-decoration:none} .muted{color:#6b7785}
+</style></head><body>
+<header><b>Workbench dashboards</b>
+{% if username %}<span>{{ username }} ·
+<a href="{{ base_url }}logout">Sign out</a></span>{% endif %}
+</header><main><div class="card">{{ body }}</div></main></body></html>
+"""
+
+_LOGIN = """<h1>Sign in</h1>
+{% if error %}<div class="error" role="alert">{{ error }}</div>{% endif %}
+<form method="post" action="{{ action }}">{{ xsrf }}
+<label for="username">User name</label>
+<input id="username" name="username" value="{{ username }}" autocomplete="username" autofocus>
+<label for="password">Password</label>
+<input id="password" name="password" type="password" autocomplete="current-password">
+<button type="submit">Sign in</button></form>"""
+
+_INDEX = """<h1>Your dashboards</h1>
+{% if links %}<ul class="dash">{% for link in links %}
+<li><a href="{{ link.url }}">{{ link.title }}</a>
+{% if link.description %}<div class="muted">{{ link.description }}</div>{% endif %}</li>
+{% endfor %}</ul>{% else %}<p class="muted">No dashboard is open to your account yet; ask an
+administrator.</p>{% endif %}"""
+
+_ERROR = """<h1>{{ heading }}</h1><p>{{ message }}</p>
+<p><a href="{{ base_url }}">Back to your dashboards</a></p>"""
+
+
+@dataclass(frozen=True)
+class DashboardLink:
+    url: str
+    title: str
+    description: str = ""
+
+
+def _page(title: str, body: str, *, username: str = "", base_url: str = "/") -> str:
+    return _env.from_string(_BASE).render(
+        title=title,
+        body=Markup(body),  # noqa: S704 (rendered by an autoescaping template)
+        username=username,
+        base_url=base_url,
+    )
+
+
+def login_page(*, action: str, xsrf: str, error: str | None, username: str) -> str:
+    body = _env.from_string(_LOGIN).render(
+        action=action,
+        xsrf=Markup(xsrf),  # noqa: S704 (tornado's escaped hidden input)
+        error=error,
+        username=username,
+    )
+    return _page("Sign in", body)
+
+
+def index_page(links: list[DashboardLink], *, username: str, base_url: str) -> str:
+    body = _env.from_string(_INDEX).render(links=links)
+    return _page("Dashboards", body, username=username, base_url=base_url)
+
+
+def error_page(status: int, *, username: str = "", base_url: str = "/") -> str:
+    """A page for an HTTP error status that says what happened, without internals."""
+    heading, message = _MESSAGES.get(status, _MESSAGES[500])
+    body = _env.from_string(_ERROR).render(heading=heading, message=message, base_url=base_url)
+    return _page(heading, body, username=username, base_url=base_url)
+
+
+_MESSAGES = {
+    403: ("Not allowed", "Your account may not open this page."),
+    404: ("Not found", "There is no such page or file here."),
+    405: ("Not allowed", "This page cannot be used that way."),
+    500: (
+        "Something went wrong",
+        "The page could not be shown. Try again in a moment; if it keeps happening, tell "
+        "your Workbench administrator the time it happened.",
+    ),
+}

@@ -1,0 +1,199 @@
+"""`workbench dashboards serve`: Voila configured by Workbench.
+
+Voila serves the dashboard folder with: Workbench sign-in (:mod:`.auth`), the locked-down
+handlers (:mod:`.lockdown`), code hidden and tracebacks off, and pre-heated kernels. A
+pre-heated kernel runs a dashboard up to its viewer cell (imports, widgets, layout) before
+anyone asks; the page request hands it the viewer and only the per-viewer cells run then
+(:func:`workbench.dashboards.viewer.connect`). SIGINT and SIGTERM stop the server and shut
+down every kernel, pooled ones included; any kernel process still alive is then killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+from tornado.ioloop import IOLoop
+from traitlets.config import Config
+from voila.app import Voila
+from voila.request_info_handler import RequestInfoSocketHandler
+from voila.static_file_handler import (
+    AllowListFileHandler,
+    MultiStaticFileHandler,
+    TemplateStaticFileHandler,
+)
+from voila.tornado.contentshandler import VoilaContentsHandler
+from voila.tornado.handler import TornadoVoilaHandler
+from voila.tornado.treehandler import TornadoVoilaTreeHandler
+
+from workbench.api import Workbench
+from workbench.dashboards import catalog, lockdown
+from workbench.dashboards.auth import WorkbenchIdentityProvider
+from workbench.dashboards.tokens import VIEWER_HEADER, derive_key
+
+__all__ = ["ServeOptions", "WorkbenchVoila", "build_app", "serve"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds an unused page's kernel may idle before it is shut down (closed tabs, scripts).
+CULL_IDLE_SECONDS = 600
+#: Seconds after which the next pool kernel starts even if the previous one is not warm yet.
+WARM_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8866
+    pool_size: int = 4
+    """Pre-heated kernels kept ready per dashboard; 0 starts a kernel per page view."""
+    folders: tuple[Path, ...] = ()
+
+
+class OrderlyKernelManager(AsyncMappingKernelManager):
+    """Warms pool kernels one at a time, in the background of the pages being served.
+
+    A pool kernel's start-up (imports, the page up to its viewer cell) costs a few seconds of
+    CPU. Warming several at once, as after a burst of viewers, would take that CPU from the
+    pages being rendered, so the next pool kernel starts only when the previous one is ready
+    (it asked for its request, see :meth:`kernel_ready`) or :data:`WARM_TIMEOUT` passed.
+    Kernels for a page request (the pool was empty) start at once.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
+        self._gate = asyncio.Semaphore(1)
+        self._warming: dict[str, asyncio.TimerHandle] = {}
+
+    async def start_kernel(self, *args: Any, **kwargs: Any) -> str:  # type: ignore[override]
+        pooled = kwargs.get("env", {}).get("VOILA_PREHEAT") == "True"
+        if not pooled:
+            started: str = await super().start_kernel(*args, **kwargs)
+            return started
+        await self._gate.acquire()
+        try:
+            kernel_id: str = await super().start_kernel(*args, **kwargs)
+        except BaseException:
+            self._gate.release()
+            raise
+        loop = asyncio.get_running_loop()
+        self._warming[kernel_id] = loop.call_later(WARM_TIMEOUT, self.kernel_ready, kernel_id)
+        return kernel_id
+
+    def kernel_ready(self, kernel_id: str) -> None:
+        """A pool kernel is warm (or gave up): let the next one start."""
+        timer = self._warming.pop(kernel_id, None)
+        if timer is None:
+            return
+        timer.cancel()
+        self._gate.release()
+        log.info("Pre-heated kernel %s is ready.", kernel_id)
+
+
+_REPLACED: dict[type, type] = {
+    TornadoVoilaHandler: lockdown.DashboardHandler,
+    TornadoVoilaTreeHandler: lockdown.TreeRedirectHandler,
+    AllowListFileHandler: lockdown.SafeFileHandler,
+    MultiStaticFileHandler: lockdown.SafeStaticHandler,
+    TemplateStaticFileHandler: lockdown.SafeTemplateStaticHandler,
+    RequestInfoSocketHandler: lockdown.LocalRequestInfoHandler,
+}
+
+
+class WorkbenchVoila(Voila):  # type: ignore[misc]
+    """Voila with Workbench's sign-in, locked-down handlers and a clean shutdown."""
+
+    workbench: Workbench
+
+    def init_settings(self) -> dict[str, Any]:
+        settings: dict[str, Any] = super().init_settings()
+        lockdown.check_execution_refused(self.kernel_manager)
+        settings["workbench_dashboards_root"] = self.root_dir
+        settings["default_handler_class"] = lockdown.NotFoundHandler
+        return settings
+
+    def init_handlers(self) -> list[Any]:
+        handlers: list[Any] = []
+        for spec in super().init_handlers():
+            pattern, handler = spec[0], spec[1]
+            if handler is VoilaContentsHandler:
+                continue  # the folder listing API: the index replaces it
+            if handler is TornadoVoilaTreeHandler and pattern == self.server_url:
+                handlers.append((pattern, lockdown.IndexHandler, *spec[2:]))
+                continue
+            handlers.append((pattern, _REPLACED.get(handler, handler), *spec[2:]))
+        return handlers
+
+    def listen(self) -> None:
+        loop = IOLoop.current()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: loop.add_callback_from_signal(loop.stop))
+        super().listen()
+
+    def stop(self) -> None:
+        """Shut down every kernel (pooled and pending too), then kill what is left."""
+        try:
+            IOLoop.current().run_sync(self._shutdown_kernels, timeout=30)
+        except Exception:  # a kernel that will not stop is killed below
+            log.warning("Some dashboard kernels did not shut down cleanly; killing them.")
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+        shutil.rmtree(self.connection_dir, ignore_errors=True)
+        self.workbench.close()
+        log.info("Dashboard server stopped.")
+
+    async def _shutdown_kernels(self) -> None:
+        await self.kernel_manager.shutdown_all(now=True)
+
+
+def build_app(workbench: Workbench, options: ServeOptions) -> WorkbenchVoila:
+    """The configured, not yet started Voila application."""
+    folders = catalog.dashboard_folders(workbench.settings, list(options.folders))
+    root = catalog.serving_root(folders)
+    config = Config()
+    config.Voila.ip = options.host
+    config.Voila.port = options.port
+    config.Voila.port_retries = 0
+    config.Voila.open_browser = False
+    config.Voila.root_dir = str(root)
+    config.Voila.identity_provider_class = WorkbenchIdentityProvider
+    config.Voila.cookie_secret = derive_key(workbench.settings, "dashboard-session")
+    config.VoilaConfiguration.show_tracebacks = False
+    config.VoilaConfiguration.strip_sources = True
+    config.VoilaConfiguration.allow_template_override = "NO"
+    config.VoilaConfiguration.allow_theme_override = "NO"
+    config.VoilaConfiguration.http_header_envs = [VIEWER_HEADER]
+    config.VoilaConfiguration.multi_kernel_manager_class = OrderlyKernelManager
+    config.VoilaConfiguration.preheat_kernel = options.pool_size > 0
+    config.VoilaConfiguration.default_pool_size = options.pool_size
+    config.VoilaKernelManager.fill_delay = 0
+    config.VoilaKernelManager.kernel_pools_config = {
+        "default": {"pool_size": options.pool_size},
+        **{
+            d.name: {"pool_size": d.pool_size}
+            for d in catalog.list_dashboards(root)
+            if d.pool_size is not None
+        },
+    }
+    config.MappingKernelManager.cull_idle_timeout = CULL_IDLE_SECONDS
+    config.MappingKernelManager.cull_interval = 60
+    config.MappingKernelManager.cull_connected = False
+    app = WorkbenchVoila(config=config)
+    app.workbench = workbench
+    app.initialize([])
+    return app
+
+
+def serve(workbench: Workbench, options: ServeOptions) -> None:
+    """Serve the dashboards until SIGINT or SIGTERM."""
+    app = build_app(workbench, options)
+    app.start()

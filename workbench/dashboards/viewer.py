@@ -1,0 +1,141 @@
+"""Kernel side: who is looking at this dashboard, with exactly that viewer's rights.
+
+The server signs a short-lived viewer token for each page request and Voila copies it into
+the kernel's environment (a pre-heated kernel receives it when its page is requested, which
+:func:`connect` waits for). :func:`connect` verifies the token and returns a :class:`Viewer`
+whose queries log in as the viewer's own PostgreSQL role (:func:`user_engine`), so
+row-level security shows that viewer's rows only. The embedded SQLite database is
+single-user: every viewer sees all of it.
+
+Everything that does not depend on the viewer (imports, the service's connection pool) is
+done before waiting, so a pre-heated kernel has it ready when the page is requested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+from tornado.websocket import websocket_connect
+
+from workbench.api import Workbench
+from workbench.cache import cache_for
+from workbench.config import Settings, load_settings
+from workbench.dashboards.tokens import VIEWER_ENV, InvalidViewerError, verify_viewer
+from workbench.db.identity_connect import user_database_url, user_engine
+from workbench.db.io import DataError
+from workbench.db.models import Role, User
+from workbench.teams import teams_of
+
+__all__ = ["Viewer", "connect"]
+
+
+@dataclass
+class Viewer:
+    """The signed-in viewer of a dashboard, with a connection pool of their own."""
+
+    username: str
+    role: Role
+    teams: tuple[str, ...]
+    workbench: Workbench = field(repr=False)
+    """A workbench logging in as the viewer (for the data API and the query cache)."""
+    engine: Engine = field(repr=False)
+
+    def sql(self, query: str, cache: float | None = None, **params: Any) -> pd.DataFrame:
+        """Like ``wb.sql`` (``:name`` parameters, ``cache=seconds``), as this viewer.
+
+        Runs on the viewer's pooled connection: a page's queries share one login.
+        """
+        store = cache_for(self.workbench) if cache is not None else None
+        if store is not None:
+            hit = store.get(query, params)
+            if hit is not None:
+                return hit
+        try:
+            with self.engine.connect() as connection:
+                frame = pd.read_sql_query(text(query), connection, params=params)
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise DataError(f"The query failed: {reason}") from None
+        if store is not None and cache is not None:
+            store.put(query, params, frame, cache)
+        return frame
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self.workbench.close()
+
+
+#: How long a pre-heated kernel waits for its page request before giving up (a day).
+REQUEST_WAIT_SECONDS = 86400.0
+
+
+def _wait_for_page_request() -> None:
+    """In a pre-heated kernel, block until a page request hands this kernel its viewer.
+
+    The same protocol as Voila's ``wait_for_request`` (one message with the request's
+    variables from ``/voila/query/<kernel id>``), without importing Voila into the kernel,
+    which alone would add over a second to every kernel's warm-up.
+    """
+    if os.environ.get("VOILA_PREHEAT", "False") != "True":
+        return  # a kernel started for the request already has the request's variables
+    base = os.environ.get("VOILA_WS_BASE_URL", os.environ.get("VOILA_SERVER_URL", "/"))
+    url = (
+        f"{os.environ.get('VOILA_WS_PROTOCOL', 'ws')}://"
+        f"{os.environ.get('VOILA_APP_IP', '127.0.0.1')}:{os.environ.get('VOILA_APP_PORT', '8866')}"
+        f"{base}voila/query/{os.environ.get('VOILA_KERNEL_ID', '')}"
+    )
+    received: list[str] = []
+
+    async def receive() -> None:
+        connection = await websocket_connect(url, connect_timeout=10)
+        message = await asyncio.wait_for(connection.read_message(), REQUEST_WAIT_SECONDS)
+        connection.close()
+        if isinstance(message, str):
+            received.append(message)
+
+    # The kernel's own loop is busy running this cell: wait on a loop of our own.
+    thread = threading.Thread(target=asyncio.run, args=(receive(),), daemon=True)
+    thread.start()
+    thread.join()
+    if received:
+        os.environ.update({str(k): str(v) for k, v in json.loads(received[0]).items()})
+
+
+def _identity(owner: Workbench, user_id: str, username: str) -> Viewer:
+    with owner.session() as session:
+        user = session.get(User, uuid.UUID(user_id))
+        if user is None or not user.is_active or user.username != username:
+            raise InvalidViewerError("This account can no longer open dashboards.")
+        if owner.engine.dialect.name != "postgresql":
+            return Viewer(user.username, user.role, (), owner, owner.engine)
+        url = user_database_url(owner.settings, user).render_as_string(hide_password=False)
+        engine = user_engine(owner.settings, user)
+        teams = tuple(teams_of(session, user))
+        return Viewer(user.username, user.role, teams, Workbench(owner.settings, url), engine)
+
+
+def connect(settings: Settings | None = None) -> Viewer:
+    """The viewer of this page; :class:`InvalidViewerError` outside a served dashboard."""
+    settings = settings or load_settings()
+    owner = Workbench(settings)
+    with owner.engine.connect():
+        pass  # warm the service's pool before the request arrives
+    _wait_for_page_request()
+    try:
+        claim = verify_viewer(settings, os.environ.get(VIEWER_ENV))
+        viewer = _identity(owner, claim.user_id, claim.username)
+    except BaseException:
+        owner.close()
+        raise
+    if viewer.workbench is not owner:
+        owner.close()
+    return viewer
