@@ -11,18 +11,93 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from workbench.api import InitResult, Workbench, close, connect, default, init
+    from workbench import jobs
+    from workbench.accounts import (
+        add_member,
+        add_team,
+        add_user,
+        disable_user,
+        list_teams,
+        list_users,
+        login,
+        remove_member,
+        rotate_credentials,
+        set_password,
+        share,
+    )
+    from workbench.api import (
+        InitResult,
+        Workbench,
+        close,
+        connect,
+        default,
+        describe,
+        init,
+        read_table,
+        sql,
+        tables,
+        write,
+    )
+    from workbench.db.identifiers import IdentifierError
+    from workbench.db.io import DataError, TableNotFoundError
     from workbench.errors import WorkbenchError
+    from workbench.identity import AuthenticationError
+    from workbench.runs.api import (
+        Run,
+        Worker,
+        cancel,
+        latest_result,
+        notebook_params,
+        queue_run,
+        record,
+        results,
+        run,
+    )
+    from workbench.sources.ingest import ingest
+    from workbench.sources.search import search_documents
 
 __all__ = [
+    "AuthenticationError",
+    "DataError",
+    "IdentifierError",
     "InitResult",
+    "Run",
+    "TableNotFoundError",
     "Workbench",
     "WorkbenchError",
+    "Worker",
     "__version__",
+    "add_member",
+    "add_team",
+    "add_user",
+    "cancel",
     "close",
     "connect",
     "default",
+    "describe",
+    "disable_user",
+    "ingest",
     "init",
+    "jobs",
+    "latest_result",
+    "list_teams",
+    "list_users",
+    "load_ipython_extension",
+    "login",
+    "notebook_params",
+    "queue_run",
+    "read_table",
+    "record",
+    "remove_member",
+    "results",
+    "rotate_credentials",
+    "run",
+    "search_documents",
+    "set_password",
+    "share",
+    "sql",
+    "tables",
+    "write",
 ]
 
 _LAZY = {
@@ -32,11 +107,60 @@ _LAZY = {
     "connect": "workbench.api",
     "default": "workbench.api",
     "init": "workbench.api",
+    "sql": "workbench.api",
+    "read_table": "workbench.api",
+    "write": "workbench.api",
+    "tables": "workbench.api",
+    "describe": "workbench.api",
+    "DataError": "workbench.db.io",
+    "TableNotFoundError": "workbench.db.io",
+    "IdentifierError": "workbench.db.identifiers",
     "WorkbenchError": "workbench.errors",
+    "AuthenticationError": "workbench.identity",
+    "ingest": "workbench.sources.ingest",
+    "search_documents": "workbench.sources.search",
+    **{
+        name: "workbench.accounts"
+        for name in (
+            "add_member",
+            "add_team",
+            "add_user",
+            "disable_user",
+            "list_teams",
+            "list_users",
+            "login",
+            "remove_member",
+            "rotate_credentials",
+            "set_password",
+            "share",
+        )
+    },
+    "Run": "workbench.runs.api",
+    "Worker": "workbench.runs.api",
+    "cancel": "workbench.runs.api",
+    "latest_result": "workbench.runs.api",
+    "notebook_params": "workbench.runs.api",
+    "queue_run": "workbench.runs.api",
+    "record": "workbench.runs.api",
+    "results": "workbench.runs.api",
+    "run": "workbench.runs.api",
 }
 
 
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext workbench``: registers the ``%%sql`` cell magic."""
+    from workbench.magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+#: Namespaces reached as attributes, e.g. ``wb.jobs.register(...)``.
+_SUBMODULES = frozenset({"jobs"})
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return import_module(f"workbench.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'workbench' has no attribute {name!r}")

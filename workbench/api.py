@@ -22,9 +22,28 @@ from workbench.errors import DatabaseError
 from workbench.production import ensure_production_safe
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    import pandas as pd
+
+    from workbench.catalog import TableDescription
+
+if TYPE_CHECKING:
     from workbench.plugins import Plugins
 
-__all__ = ["InitResult", "Workbench", "close", "connect", "default", "init"]
+__all__ = [
+    "InitResult",
+    "Workbench",
+    "close",
+    "connect",
+    "default",
+    "describe",
+    "init",
+    "read_table",
+    "sql",
+    "tables",
+    "write",
+]
 
 
 class Workbench:
@@ -87,6 +106,52 @@ class Workbench:
     def migration_status(self) -> migrate.MigrationStatus:
         return migrate.migration_status(self.engine)
 
+    # -- the data API (workbench.data) ------------------------------------------------------
+
+    def sql(self, query: str, cache: float | None = None, **params: Any) -> pd.DataFrame:
+        """Run ``query`` with ``:name`` parameters; see :func:`workbench.data.sql`."""
+        from workbench import data
+
+        return data.sql(self, query, cache=cache, **params)
+
+    def read_table(
+        self,
+        name: str,
+        columns: Sequence[str] | None = None,
+        where: str | None = None,
+        limit: int | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> pd.DataFrame:
+        """Table ``name`` as a DataFrame; see :func:`workbench.data.read_table`."""
+        from workbench import data
+
+        return data.read_table(self, name, columns, where, limit, params)
+
+    def write(
+        self,
+        df: pd.DataFrame,
+        table: str,
+        mode: str = "create",
+        key: str | Sequence[str] | None = None,
+        add_columns: bool = False,
+    ) -> int:
+        """Write ``df`` to ``table`` in one transaction; see :func:`workbench.data.write`."""
+        from workbench import data
+
+        return data.write(self, df, table, mode, key, add_columns)
+
+    def tables(self) -> pd.DataFrame:
+        """The analysts' tables with their last write; see :func:`workbench.data.tables`."""
+        from workbench import data
+
+        return data.tables(self)
+
+    def describe(self, table: str) -> TableDescription:
+        """Columns, types, rows, owner and last write of ``table``."""
+        from workbench import data
+
+        return data.describe(self, table)
+
     def close(self) -> None:
         """Close every pooled connection."""
         with self._lock:
@@ -129,6 +194,43 @@ def close() -> None:
         if _default is not None:
             _default.close()
             _default = None
+
+
+def sql(query: str, cache: float | None = None, **params: Any) -> pd.DataFrame:
+    """Run ``query`` on the default workbench; ``:name`` parameters come from ``params``."""
+    return default().sql(query, cache=cache, **params)
+
+
+def read_table(
+    name: str,
+    columns: Sequence[str] | None = None,
+    where: str | None = None,
+    limit: int | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Table ``name`` of the default workbench as a DataFrame."""
+    return default().read_table(name, columns, where, limit, params)
+
+
+def write(
+    df: pd.DataFrame,
+    table: str,
+    mode: str = "create",
+    key: str | Sequence[str] | None = None,
+    add_columns: bool = False,
+) -> int:
+    """Write ``df`` to ``table`` of the default workbench in one transaction."""
+    return default().write(df, table, mode, key, add_columns)
+
+
+def tables() -> pd.DataFrame:
+    """The analysts' tables of the default workbench."""
+    return default().tables()
+
+
+def describe(table: str) -> TableDescription:
+    """Columns, types, rows, owner and last write of ``table`` in the default workbench."""
+    return default().describe(table)
 
 
 @dataclass(frozen=True)

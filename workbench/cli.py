@@ -17,7 +17,14 @@ from rich.panel import Panel
 from rich.table import Table
 
 from workbench import __version__
+from workbench.commands import dashboards as dashboards_commands
+from workbench.commands import ingest as ingest_commands
+from workbench.commands import jobs as jobs_commands
 from workbench.commands import plugins as plugins_commands
+from workbench.commands import runs as runs_commands
+from workbench.commands import scheduler as scheduler_commands
+from workbench.commands import teams as teams_commands
+from workbench.commands import users as users_commands
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -36,7 +43,21 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Inspect and migrate the database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
+    runs_commands.run_command
+)
+app.add_typer(runs_commands.runs_app, name="runs")
+app.add_typer(runs_commands.notebooks_app, name="notebooks")
+app.add_typer(runs_commands.secrets_app, name="secrets")
 app.add_typer(plugins_commands.app, name="plugins")
+app.add_typer(dashboards_commands.app, name="dashboards")
+app.command("ingest")(ingest_commands.ingest_command)
+app.command("sources")(ingest_commands.sources_command)
+app.add_typer(jobs_commands.app, name="jobs")
+app.command("scheduler")(scheduler_commands.scheduler)
+app.command("worker")(scheduler_commands.worker)
+app.add_typer(users_commands.app, name="users")
+app.add_typer(teams_commands.app, name="teams")
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)

@@ -26,7 +26,7 @@ __all__ = ["ENV_PREFIX", "SECRET_FIELDS", "Settings", "load_settings", "mask_url
 
 ENV_PREFIX = "WORKBENCH_"
 #: Settings that may be read from a file named by ``WORKBENCH_<NAME>_FILE``.
-SECRET_FIELDS = ("secret_key", "database_url", "redis_url", "webhook_url")
+SECRET_FIELDS = ("secret_key", "database_url", "redis_url", "webhook_url", "celery_broker_url")
 SECRET_KEY_FILENAME = "secret_key"  # noqa: S105 (a file name, not a secret)
 DATABASE_FILENAME = "workbench.db"
 
@@ -120,6 +120,23 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(
         5.0, gt=0, le=120, description="Seconds the webhook may take to answer, per attempt."
     )
+    executor: Literal["local", "celery"] = Field(
+        "local", description="Where runs execute: a local process pool, or Celery workers."
+    )
+    celery_broker_url: SecretStr | None = Field(
+        None, description="Celery broker (redis:// or amqp://); defaults to WORKBENCH_REDIS_URL."
+    )
+    celery_queue: str = Field("workbench", description="Celery queue runs are sent to.")
+    celery_visibility_timeout: int = Field(
+        43_200, ge=60, description="Seconds Redis waits before redelivering an unacked run."
+    )
+    max_concurrent_runs: int = Field(4, ge=1, description="Runs executing at once, in all.")
+    run_lease_seconds: float = Field(
+        60.0, ge=1, description="A run whose worker is silent this long is retried or failed."
+    )
+    scheduler_poll_seconds: float = Field(
+        1.0, gt=0, description="How often the scheduler queues, dispatches and reaps."
+    )
     notify_on: Literal["failure", "always"] = Field(
         "failure", description="Notify on failed runs only, or on every finished run."
     )
@@ -172,6 +189,11 @@ class Settings(BaseSettings):
         if self.webhook_url is None or not self.webhook_url.get_secret_value():
             return None
         return self.webhook_url.get_secret_value()
+
+    def effective_celery_broker_url(self) -> str | None:
+        if self.celery_broker_url is not None and self.celery_broker_url.get_secret_value():
+            return self.celery_broker_url.get_secret_value()
+        return self.effective_redis_url()
 
     def effective_redis_url(self) -> str | None:
         if self.redis_url is None or not self.redis_url.get_secret_value():

@@ -15,23 +15,36 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from workbench.config import Settings
 from workbench.errors import ConfigError, WorkbenchError
 
-__all__ = ["DecryptionError", "Encryptor", "encryptor"]
+__all__ = ["DecryptionError", "Encryptor", "encryptor", "hkdf_key", "require_secret_key"]
 
 
 class DecryptionError(WorkbenchError):
     """A stored secret could not be decrypted: was the workbench secret key changed?"""
 
 
+def hkdf_key(secret_key: str, purpose: str, *, salt: bytes = b"workbench-v1") -> bytes:
+    """A 32-byte key for one ``purpose``, derived from the secret key with HKDF-SHA256."""
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=salt, info=f"workbench:{purpose}".encode()
+    ).derive(secret_key.encode("utf-8"))
+
+
+def require_secret_key(settings: Settings, needed_for: str) -> str:
+    """The configured secret key, or a ConfigError saying what cannot work without one."""
+    key, _ = settings.effective_secret_key()
+    if not key:
+        raise ConfigError(
+            f"No secret key is configured, so {needed_for}: run `workbench init` or set "
+            "WORKBENCH_SECRET_KEY_FILE."
+        )
+    return key
+
+
 class Encryptor:
     """Encrypts and decrypts text for one purpose with a key derived from the secret key."""
 
     def __init__(self, secret_key: str, purpose: str) -> None:
-        derived = HKDF(
-            algorithm=hashes.SHA256(),
-            length=32,
-            salt=b"workbench-v1",
-            info=f"workbench:{purpose}".encode(),
-        ).derive(secret_key.encode("utf-8"))
+        derived = hkdf_key(secret_key, purpose)
         self._fernet = Fernet(base64.urlsafe_b64encode(derived))
         self.purpose = purpose
 
@@ -51,10 +64,4 @@ class Encryptor:
 
 def encryptor(settings: Settings, purpose: str) -> Encryptor:
     """The :class:`Encryptor` for ``purpose`` under the configured secret key."""
-    key, _ = settings.effective_secret_key()
-    if not key:
-        raise ConfigError(
-            "No secret key is configured, so stored secrets cannot be encrypted: run "
-            "`workbench init` or set WORKBENCH_SECRET_KEY_FILE."
-        )
-    return Encryptor(key, purpose)
+    return Encryptor(require_secret_key(settings, "stored secrets cannot be encrypted"), purpose)

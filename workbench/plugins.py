@@ -31,7 +31,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Modules that register Workbench's own features through the same hooks as any plugin.
-BUILTIN_PLUGINS: tuple[str, ...] = ("workbench.default_plugins.folders",)
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "workbench.default_plugins.folders",
+    "workbench.default_plugins.webhook",
+    "workbench.sources.builtin",
+)
 
 
 @dataclass

@@ -76,7 +76,8 @@ def test_a_raising_hook_is_recorded_and_the_others_still_answer() -> None:
     good = _module("good")
     good.register_sources = hookimpl(specname="register_sources")(lambda: ["good-source"])  # type: ignore[attr-defined]
     plugins._register(good, "good", "1", builtin=False)
-    assert plugins.collect("register_sources") == ["good-source"]
+    # The built-in sources answer too; of the two test plugins only the good one does.
+    assert [s for s in plugins.collect("register_sources") if isinstance(s, str)] == ["good-source"]
     assert plugins.infos["bad"].status == "failed"
     assert "upstream API changed" in (plugins.infos["bad"].error or "")
     assert plugins.hook_failures[0].plugin == "bad"

@@ -176,3 +176,27 @@ def test_two_schedulers_over_1000_ticks_create_one_run_per_slot(
     assert sum(created) == total
     assert sorted((n, d) for _, n, d in per_job) == [(expected_slots, expected_slots)] * 3
     assert all(c > 0 for c in created), "both schedulers should have done part of the work"
+
+
+def test_jobs_namespace_on_the_default_workbench(
+    monkeypatch: pytest.MonkeyPatch, db_url: str
+) -> None:
+    import workbench as wb
+
+    monkeypatch.setenv("WORKBENCH_DATABASE_URL", db_url)
+    wb.close()
+    try:
+        wb.jobs.register(
+            "daily", "n.ipynb", schedule="0 6 * * *", timezone="America/New_York",
+            parameters={"carrier": "UA"}, retries=2, catchup="none",
+        )  # fmt: skip
+        assert [j.name for j in wb.jobs.list_jobs()] == ["daily"]
+        assert wb.jobs.get("daily").catchup.value == "none"
+        run_id = wb.jobs.trigger("daily")
+        wb.jobs.pause("daily")
+        assert wb.jobs.get("daily").paused
+        wb.jobs.delete("daily")
+        assert wb.jobs.list_jobs() == []
+        assert run_id is not None
+    finally:
+        wb.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -12,6 +13,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_installed_wheel_migrates(tmp_path: Path) -> None:
+    # Build from a clean copy: a build/ folder left by an earlier build would be reused.
+    source = tmp_path / "source"
+    shutil.copytree(
+        ROOT, source, ignore=shutil.ignore_patterns(".venv", "build", ".git", "*.egg-info", "tests")
+    )
     wheels = tmp_path / "wheels"
     subprocess.run(
         [
@@ -23,7 +29,7 @@ def test_installed_wheel_migrates(tmp_path: Path) -> None:
             "--quiet",
             "-w",
             str(wheels),
-            str(ROOT),
+            str(source),
         ],
         check=True,
         timeout=300,

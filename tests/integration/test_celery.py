@@ -1,0 +1,156 @@
+"""The Celery executor with a real Redis broker and real `workbench worker` processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from workbench.api import Workbench
+from workbench.config import load_settings
+from workbench.db.models import Run, RunStatus
+from workbench.errors import ConfigError
+from workbench.scheduler import jobs
+from workbench.scheduler.celery_app import check_visibility_timeout
+from workbench.scheduler.executors import CeleryExecutor
+from workbench.scheduler.service import run_scheduler
+
+SLEEPS = str(Path(__file__).resolve().parents[1] / "notebooks" / "sleeps.ipynb")
+LEASE = 3.0
+
+
+def _run(wb: Workbench, run_id: uuid.UUID) -> Run:
+    with wb.session() as s:
+        row = s.get(Run, run_id)
+        assert row is not None
+        return row
+
+
+def _wait(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def celery_env(
+    monkeypatch: pytest.MonkeyPatch, pg_url: str, redis_url: str, isolated_env: Path
+) -> dict[str, str]:
+    env = {
+        "WORKBENCH_DATABASE_URL": pg_url,
+        "WORKBENCH_CELERY_BROKER_URL": redis_url,
+        "WORKBENCH_CELERY_QUEUE": f"wbtest-{uuid.uuid4().hex[:8]}",
+        "WORKBENCH_RUN_LEASE_SECONDS": str(LEASE),
+        "WORKBENCH_EXECUTOR": "celery",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture
+def worker(celery_env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    from workbench.api import init
+
+    init()  # the secret key the kernels use
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "workbench",
+            "worker",
+            "--concurrency",
+            "2",
+            "--loglevel",
+            "WARNING",
+        ],
+        env=dict(os.environ),
+        start_new_session=True,
+    )
+    yield process
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@pytest.fixture
+def scheduler(celery_env: dict[str, str]) -> Iterator[Workbench]:
+    wb = Workbench(load_settings())
+    executor = CeleryExecutor(wb.settings)
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=run_scheduler, args=(wb, executor), kwargs={"stop": stop, "poll_seconds": 0.2}
+    )
+    thread.start()
+    yield wb
+    stop.set()
+    thread.join(timeout=30)
+    executor.close()
+    wb.close()
+
+
+def test_runs_execute_on_celery_workers(
+    worker: subprocess.Popen[bytes], scheduler: Workbench
+) -> None:
+    wb = scheduler
+    jobs.register(wb, "quick", SLEEPS, parameters={"seconds": 0.1}, max_concurrency=3)
+    ids = [jobs.trigger(wb, "quick") for _ in range(3)]
+    _wait(lambda: all(_run(wb, i).status is RunStatus.SUCCEEDED for i in ids), 120, "3 runs")
+    workers = {(_run(wb, i).worker or "").split(":")[1] for i in ids}
+    assert str(worker.pid) not in workers  # executed by the worker's child processes
+
+
+def test_kill_9_of_a_celery_worker_process_mid_run(
+    worker: subprocess.Popen[bytes], scheduler: Workbench
+) -> None:
+    wb = scheduler
+    jobs.register(wb, "retried", SLEEPS, parameters={"seconds": 4}, retries=1, retry_delay=0)
+    jobs.register(wb, "lost", SLEEPS, parameters={"seconds": 60}, retries=0)
+    retried, lost = jobs.trigger(wb, "retried"), jobs.trigger(wb, "lost")
+    _wait(
+        lambda: (
+            _run(wb, retried).status is RunStatus.RUNNING
+            and _run(wb, lost).status is RunStatus.RUNNING
+        ),
+        120,
+        "both runs to start",
+    )
+    for run_id in (retried, lost):
+        pid = int((_run(wb, run_id).worker or "").split(":")[1])
+        os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    _wait(lambda: _run(wb, lost).status is RunStatus.FAILED, LEASE + 20, "the lost run to fail")
+    assert time.monotonic() - killed_at <= LEASE + 1.0 + 0.4 + 5
+    assert _run(wb, lost).error_name == "WorkerLost"
+    _wait(lambda: _run(wb, retried).status is RunStatus.SUCCEEDED, 120, "the retry to succeed")
+    assert _run(wb, retried).attempt == 2
+
+
+def test_worker_refuses_a_visibility_timeout_shorter_than_a_job(
+    celery_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workbench.api import init
+
+    init()
+    wb = Workbench(load_settings())
+    jobs.register(wb, "long", SLEEPS, timeout=7200)
+    wb.close()
+    monkeypatch.setenv("WORKBENCH_CELERY_VISIBILITY_TIMEOUT", "3600")
+    with pytest.raises(ConfigError, match="at least 7260 s"):
+        check_visibility_timeout(load_settings())
+    monkeypatch.setenv("WORKBENCH_CELERY_VISIBILITY_TIMEOUT", "7300")
+    check_visibility_timeout(load_settings())

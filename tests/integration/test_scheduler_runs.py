@@ -1,0 +1,266 @@
+"""Reaper, dispatch limits and the local executor, with real processes and kernels."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from workbench.api import Workbench
+from workbench.config import load_settings
+from workbench.db.models import Run, RunStatus
+from workbench.runs import records
+from workbench.scheduler import jobs
+from workbench.scheduler.dispatch import dispatch_runs
+from workbench.scheduler.executors import LocalExecutor
+from workbench.scheduler.reaper import reap_expired, retry_delay
+from workbench.scheduler.service import (
+    SchedulerAlreadyRunningError,
+    run_scheduler,
+    single_scheduler,
+)
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+SLEEPS = str(NOTEBOOKS / "sleeps.ipynb")
+T0 = datetime(2026, 6, 1, 12, tzinfo=UTC)
+
+
+def _run(wb: Workbench, run_id: uuid.UUID) -> Run:
+    with wb.session() as s:
+        row = s.get(Run, run_id)
+        assert row is not None
+        return row
+
+
+def _running(wb: Workbench, run_id: uuid.UUID, attempt: int, lease_left: timedelta) -> None:
+    with wb.engine.begin() as conn:
+        conn.execute(
+            update(Run).where(Run.id == run_id).values(
+                status=RunStatus.RUNNING, attempt=attempt, worker="host:1:main",
+                heartbeat_at=T0 - timedelta(minutes=5), lease_expires_at=T0 + lease_left,
+            )
+        )  # fmt: skip
+
+
+def test_reaper_retries_then_fails_and_fences(workbench: Workbench) -> None:
+    jobs.register(workbench, "j", SLEEPS, retries=1, retry_delay=30)
+    run_id = jobs.trigger(workbench, "j")
+    live = jobs.trigger(workbench, "j")
+    _running(workbench, run_id, attempt=1, lease_left=timedelta(seconds=-1))
+    _running(workbench, live, attempt=1, lease_left=timedelta(seconds=30))
+
+    result = reap_expired(workbench, now=T0)
+    assert result.requeued == [run_id]
+    assert result.failed == []
+    row = _run(workbench, run_id)
+    assert row.status is RunStatus.QUEUED
+    assert row.not_before == T0 + timedelta(seconds=30)
+    assert row.error_name == "WorkerLost"
+    assert "Retrying" in (row.error_message or "")
+    assert _run(workbench, live).status is RunStatus.RUNNING
+
+    # The second attempt's worker dies too: no attempts left.
+    _running(workbench, run_id, attempt=2, lease_left=timedelta(seconds=-1))
+    result = reap_expired(workbench, now=T0)
+    assert result.failed == [run_id]
+    row = _run(workbench, run_id)
+    assert row.status is RunStatus.FAILED
+    assert "No attempts left" in (row.error_message or "")
+
+    # A late report from the first attempt changes nothing.
+    assert records.finish_run(workbench, run_id, 1, RunStatus.SUCCEEDED) is False
+    assert _run(workbench, run_id).status is RunStatus.FAILED
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    assert [retry_delay(10, a).total_seconds() for a in (1, 2, 3, 4)] == [10, 20, 40, 80]
+    assert retry_delay(3000, 5) == timedelta(hours=1)
+
+
+def test_dispatch_respects_per_job_and_global_limits(workbench: Workbench) -> None:
+    jobs.register(workbench, "one-at-a-time", SLEEPS, max_concurrency=1)
+    jobs.register(workbench, "two-at-a-time", SLEEPS, max_concurrency=2)
+    for _ in range(3):
+        jobs.trigger(workbench, "one-at-a-time")
+        jobs.trigger(workbench, "two-at-a-time")
+    sent: list[uuid.UUID] = []
+    first = dispatch_runs(workbench, sent.append, executor="test", capacity=10, max_running=10)
+    assert sent == first
+    assert len(first) == 3  # 1 + 2
+    # Dispatched runs count against the limits until a worker takes them up.
+    assert dispatch_runs(workbench, sent.append, executor="test", capacity=10, max_running=10) == []
+    # A dispatch nobody took up is sent again once stale.
+    later = dispatch_runs(
+        workbench, sent.append, executor="test", capacity=10, max_running=10,
+        now=datetime.now(UTC) + timedelta(minutes=5),
+    )  # fmt: skip
+    assert sorted(later) == sorted(first)
+
+
+def test_dispatch_global_limit_and_not_before(workbench: Workbench) -> None:
+    jobs.register(workbench, "wide", SLEEPS, max_concurrency=10)
+    ids = [jobs.trigger(workbench, "wide") for _ in range(5)]
+    with workbench.engine.begin() as conn:
+        conn.execute(
+            update(Run)
+            .where(Run.id == ids[0])
+            .values(not_before=datetime.now(UTC) + timedelta(hours=1))
+        )
+    sent = dispatch_runs(workbench, lambda _: None, executor="t", capacity=10, max_running=2)
+    assert len(sent) == 2
+    assert ids[0] not in sent
+    assert sent == ids[1:3]  # oldest first
+
+
+def test_one_scheduler_on_sqlite(settings: object, sqlite_url: str) -> None:
+    wb = Workbench(load_settings(), sqlite_url)
+    try:
+        with (
+            single_scheduler(wb),
+            pytest.raises(SchedulerAlreadyRunningError, match="one"),
+            single_scheduler(wb),
+        ):
+            pass
+        with single_scheduler(wb):  # released when the first one stopped
+            pass
+    finally:
+        wb.close()
+
+
+@pytest.fixture
+def scheduler_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Callable[[Workbench, LocalExecutor], None]]:
+    stops: list[tuple[threading.Event, threading.Thread, LocalExecutor]] = []
+
+    def start(wb: Workbench, executor: LocalExecutor) -> None:
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=run_scheduler, args=(wb, executor), kwargs={"stop": stop, "poll_seconds": 0.2}
+        )
+        thread.start()
+        stops.append((stop, thread, executor))
+
+    yield start
+    for stop, thread, executor in stops:
+        stop.set()
+        thread.join(timeout=30)
+        executor.close()
+
+
+def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _local_workbench(monkeypatch: pytest.MonkeyPatch, db_url: str, lease: float) -> Workbench:
+    monkeypatch.setenv("WORKBENCH_DATABASE_URL", db_url)
+    monkeypatch.setenv("WORKBENCH_RUN_LEASE_SECONDS", str(lease))
+    monkeypatch.setenv("WORKBENCH_MAX_CONCURRENT_RUNS", "2")
+    return Workbench(load_settings())
+
+
+def test_local_executor_runs_jobs_to_completion(
+    monkeypatch: pytest.MonkeyPatch, db_url: str, scheduler_thread: Callable[..., None]
+) -> None:
+    wb = _local_workbench(monkeypatch, db_url, lease=10)
+    jobs.register(wb, "quick", SLEEPS, parameters={"seconds": 0.1}, max_concurrency=2)
+    ids = [jobs.trigger(wb, "quick") for _ in range(3)]
+    scheduler_thread(wb, LocalExecutor(2))
+    _wait(lambda: all(_run(wb, i).status is RunStatus.SUCCEEDED for i in ids), 90, "3 runs")
+    rows = [_run(wb, i) for i in ids]
+    assert all(r.attempt == 1 for r in rows)
+    assert all(r.finished_at is not None and r.started_at is not None for r in rows)
+    wb.close()
+
+
+def test_kill_9_of_a_local_worker_mid_run(
+    monkeypatch: pytest.MonkeyPatch, pg_url: str, scheduler_thread: Callable[..., None]
+) -> None:
+    lease = 3.0
+    wb = _local_workbench(monkeypatch, pg_url, lease=lease)
+    jobs.register(wb, "retried", SLEEPS, parameters={"seconds": 4}, retries=1, retry_delay=0)
+    jobs.register(wb, "lost", SLEEPS, parameters={"seconds": 30}, retries=0)
+    retried, lost = jobs.trigger(wb, "retried"), jobs.trigger(wb, "lost")
+    executor = LocalExecutor(2)
+    scheduler_thread(wb, executor)
+    _wait(
+        lambda: (
+            _run(wb, retried).status is RunStatus.RUNNING
+            and _run(wb, lost).status is RunStatus.RUNNING
+        ),
+        60,
+        "both runs to start",
+    )
+    for pid in executor.worker_pids():
+        os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    _wait(lambda: _run(wb, lost).status is RunStatus.FAILED, lease + 15, "the lost run to fail")
+    bound = lease + 1.0 + 2 * 0.2  # lease + heartbeat gap + poll interval
+    assert time.monotonic() - killed_at <= bound + 5  # generous for a loaded CI machine
+    row = _run(wb, lost)
+    assert row.error_name == "WorkerLost"
+    _wait(lambda: _run(wb, retried).status is RunStatus.SUCCEEDED, 90, "the retry to succeed")
+    assert _run(wb, retried).attempt == 2
+    with wb.session() as s:
+        statuses = set(s.scalars(select(Run.status)))
+    assert RunStatus.RUNNING not in statuses
+    wb.close()
+
+
+def test_failed_attempts_are_retried_with_backoff_then_fail_once(db_url: str) -> None:
+    from workbench.events import RunEvent
+    from workbench.hookspecs import hookimpl
+    from workbench.plugins import Plugins
+    from workbench.runs.execute import execute_run
+
+    events: list[tuple[str, int]] = []
+
+    class Recorder:
+        @hookimpl
+        def run_failed(self, event: RunEvent) -> None:
+            events.append((event.status, event.attempt))
+
+    settings = load_settings()
+    plugins = Plugins(settings)
+    plugins._register(Recorder(), "recorder", "1", builtin=False)
+    wb = Workbench(settings, db_url, plugins=plugins)
+    failing = str(NOTEBOOKS / "fails_in_cell_2.ipynb")
+    jobs.register(wb, "flaky", failing, retries=2, retry_delay=10)
+    run_id = jobs.trigger(wb, "flaky")
+
+    first = execute_run(run_id, workbench=wb)
+    assert first.status is RunStatus.QUEUED
+    assert first.attempt == 1
+    assert first.error_name == "ValueError"
+    row = _run(wb, run_id)
+    assert row.not_before is not None
+    delay = (row.not_before - datetime.now(UTC)).total_seconds()
+    assert 5 < delay <= 10
+    # Not runnable before its backoff: a worker that gets it early leaves it queued.
+    assert execute_run(run_id, workbench=wb).attempt == 1
+
+    for attempt, backoff in ((2, 20), (3, None)):
+        with wb.engine.begin() as conn:  # let the backoff pass
+            conn.execute(update(Run).where(Run.id == run_id).values(not_before=None))
+        result = execute_run(run_id, workbench=wb)
+        assert result.attempt == attempt
+        if backoff is not None:
+            assert result.status is RunStatus.QUEUED
+            left = (_run(wb, run_id).not_before - datetime.now(UTC)).total_seconds()  # type: ignore[operator]
+            assert backoff - 5 < left <= backoff
+    assert result.status is RunStatus.FAILED
+    assert events == [("failed", 3)]
+    wb.close()
