@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from workbench.db.models import AuditEntry, CatchUp, Job, Run, RunStatus
 from workbench.db.types import utcnow
@@ -145,12 +146,17 @@ def _seconds(value: timedelta | float) -> timedelta:
     return value if isinstance(value, timedelta) else timedelta(seconds=float(value))
 
 
-def get(wb: Workbench, name: str) -> Job:
-    with wb.session() as session:
-        job = session.scalar(select(Job).where(Job.name == name))
+def _job(session: Session, name: str) -> Job:
+    """The job called ``name``, or JobNotFoundError saying how to list the jobs."""
+    job = session.scalar(select(Job).where(Job.name == name))
     if job is None:
         raise JobNotFoundError(f"No job named {name!r}; `workbench jobs list` shows the jobs.")
     return job
+
+
+def get(wb: Workbench, name: str) -> Job:
+    with wb.session() as session:
+        return _job(session, name)
 
 
 def list_jobs(wb: Workbench) -> list[Job]:
@@ -160,9 +166,7 @@ def list_jobs(wb: Workbench) -> list[Job]:
 
 def _set_paused(wb: Workbench, name: str, paused: bool, now: datetime | None) -> Job:
     with wb.session() as session, session.begin():
-        job = session.scalar(select(Job).where(Job.name == name))
-        if job is None:
-            raise JobNotFoundError(f"No job named {name!r}; `workbench jobs list` shows the jobs.")
+        job = _job(session, name)
         job.paused = paused
         if not paused and job.schedule:
             # Resuming starts from now: slots missed while paused are not runs to catch up.
@@ -182,9 +186,7 @@ def resume(wb: Workbench, name: str, *, now: datetime | None = None) -> Job:
 def delete(wb: Workbench, name: str) -> None:
     """Delete the job; its past runs stay (their job link is cleared)."""
     with wb.session() as session, session.begin():
-        job = session.scalar(select(Job).where(Job.name == name))
-        if job is None:
-            raise JobNotFoundError(f"No job named {name!r}; `workbench jobs list` shows the jobs.")
+        job = _job(session, name)
         session.delete(job)
         session.add(AuditEntry(action="job.delete", target=name))
 
@@ -192,25 +194,28 @@ def delete(wb: Workbench, name: str) -> None:
 def trigger(wb: Workbench, name: str, *, triggered_by: str = "manual") -> uuid.UUID:
     """Queue a run of the job now, outside its schedule; returns the run id."""
     with wb.session() as session, session.begin():
-        job = session.scalar(select(Job).where(Job.name == name))
-        if job is None:
-            raise JobNotFoundError(f"No job named {name!r}; `workbench jobs list` shows the jobs.")
-        run = new_run(job, scheduled_for=None, triggered_by=triggered_by)
+        job = _job(session, name)
+        run = Run(**run_values(job, scheduled_for=None, triggered_by=triggered_by))
         session.add(run)
         session.flush()
         return run.id
 
 
-def new_run(job: Job, *, scheduled_for: datetime | None, triggered_by: str) -> Run:
-    """A queued run of ``job`` carrying the job's parameters, retries and timeout."""
-    return Run(
-        job_id=job.id,
-        notebook=job.notebook,
-        parameters=dict(job.parameters or {}),
-        status=RunStatus.QUEUED,
-        scheduled_for=scheduled_for,
-        max_attempts=job.retries + 1,
-        timeout_seconds=job.timeout_seconds,
-        triggered_by=triggered_by,
-        team_id=job.team_id,
-    )
+def run_values(
+    job: Job, *, scheduled_for: datetime | None, triggered_by: str, now: datetime | None = None
+) -> dict[str, Any]:
+    """The columns of a queued run of ``job``: its parameters, attempts and timeout."""
+    return {
+        "id": uuid.uuid4(),
+        "job_id": job.id,
+        "notebook": job.notebook,
+        "parameters": dict(job.parameters or {}),
+        "status": RunStatus.QUEUED,
+        "scheduled_for": scheduled_for,
+        "attempt": 0,
+        "max_attempts": job.retries + 1,
+        "timeout_seconds": job.timeout_seconds,
+        "triggered_by": triggered_by,
+        "queued_at": now or utcnow(),
+        "team_id": job.team_id,
+    }

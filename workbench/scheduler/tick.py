@@ -18,9 +18,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from workbench.db.models import CatchUp, Job, Run, RunStatus
+from workbench.db.models import CatchUp, Job, Run
 from workbench.db.types import utcnow
 from workbench.scheduler.cron import next_slot, slots_between
+from workbench.scheduler.jobs import run_values
 
 if TYPE_CHECKING:
     from workbench.api import Workbench
@@ -68,23 +69,6 @@ def _insert_once(session: Session, values: dict[str, Any]) -> uuid.UUID | None:
     return session.execute(statement).scalar_one_or_none()
 
 
-def _run_values(job: Job, slot: datetime, now: datetime) -> dict[str, Any]:
-    return {
-        "id": uuid.uuid4(),
-        "job_id": job.id,
-        "notebook": job.notebook,
-        "parameters": dict(job.parameters or {}),
-        "status": RunStatus.QUEUED,
-        "scheduled_for": slot,
-        "attempt": 0,
-        "max_attempts": job.retries + 1,
-        "timeout_seconds": job.timeout_seconds,
-        "triggered_by": "schedule",
-        "queued_at": now,
-        "team_id": job.team_id,
-    }
-
-
 def schedule_due(
     wb: Workbench,
     now: datetime | None = None,
@@ -115,7 +99,9 @@ def schedule_due(
             chosen = choose_slots(job.catchup, slots, now, grace, job.catchup_limit)
             result.skipped += len(slots) - len(chosen)
             for slot in chosen:
-                run_id = _insert_once(session, _run_values(job, slot, now))
+                run_id = _insert_once(
+                    session, run_values(job, scheduled_for=slot, triggered_by="schedule", now=now)
+                )
                 if run_id is not None:
                     result.created.append(run_id)
             if slots:
