@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
@@ -25,6 +24,7 @@ from workbench.commands import runs as runs_commands
 from workbench.commands import scheduler as scheduler_commands
 from workbench.commands import teams as teams_commands
 from workbench.commands import users as users_commands
+from workbench.commands.common import console, err_console, settings_of
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -59,18 +59,9 @@ app.command("worker")(scheduler_commands.worker)
 app.add_typer(users_commands.app, name="users")
 app.add_typer(teams_commands.app, name="teams")
 
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
 
 # Commands that must run before the configuration is complete (they create it).
 _SETUP_COMMANDS = frozenset({"init", "version"})
-
-
-def _settings(ctx: typer.Context) -> Settings:
-    settings = ctx.find_root().obj
-    if not isinstance(settings, Settings):  # pragma: no cover - set by the callback
-        settings = load_settings()
-    return settings
 
 
 @app.callback()
@@ -111,7 +102,7 @@ def init(
     password = None
     if admin_password_file is not None:
         password = admin_password_file.read_text(encoding="utf-8").strip()
-    result = do_init(_settings(ctx), admin_username=admin_username, admin_password=password)
+    result = do_init(settings_of(ctx), admin_username=admin_username, admin_password=password)
     lines = [
         f"home:        {result.home}",
         f"database:    {result.database}",
@@ -139,7 +130,7 @@ def doctor(ctx: typer.Context) -> None:
     from workbench.db.engine import create_workbench_engine
     from workbench.ops.health import run_checks
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     console.print(_settings_table(settings))
     engine = create_workbench_engine(settings)
     try:
@@ -189,7 +180,7 @@ def _settings_table(settings: Settings) -> Table:
 def _engine(ctx: typer.Context) -> Engine:
     from workbench.db.engine import create_workbench_engine
 
-    return create_workbench_engine(_settings(ctx))
+    return create_workbench_engine(settings_of(ctx))
 
 
 @db_app.command("upgrade")

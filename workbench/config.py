@@ -172,33 +172,36 @@ class Settings(BaseSettings):
 
     def effective_database_url(self) -> str:
         """The SQLAlchemy URL in use: the configured one, or the embedded SQLite file."""
-        if self.database_url is None or not self.database_url.get_secret_value():
+        url = _revealed(self.database_url)
+        if url is None:
             return f"sqlite+pysqlite:///{self.home_path / DATABASE_FILENAME}"
-        return normalize_database_url(self.database_url.get_secret_value())
+        return normalize_database_url(url)
 
     def effective_secret_key(self) -> tuple[str | None, str]:
         """The secret key and where it came from; ``(None, ...)`` when there is none."""
-        if self.secret_key is not None and self.secret_key.get_secret_value():
-            return self.secret_key.get_secret_value(), "WORKBENCH_SECRET_KEY"
+        key = _revealed(self.secret_key)
+        if key is not None:
+            return key, "WORKBENCH_SECRET_KEY"
         path = self.secret_key_path
         if path.is_file():
             return path.read_text(encoding="utf-8").strip(), str(path)
         return None, "not set"
 
     def effective_webhook_url(self) -> str | None:
-        if self.webhook_url is None or not self.webhook_url.get_secret_value():
-            return None
-        return self.webhook_url.get_secret_value()
+        return _revealed(self.webhook_url)
 
     def effective_celery_broker_url(self) -> str | None:
-        if self.celery_broker_url is not None and self.celery_broker_url.get_secret_value():
-            return self.celery_broker_url.get_secret_value()
-        return self.effective_redis_url()
+        return _revealed(self.celery_broker_url) or self.effective_redis_url()
 
     def effective_redis_url(self) -> str | None:
-        if self.redis_url is None or not self.redis_url.get_secret_value():
-            return None
-        return self.redis_url.get_secret_value()
+        return _revealed(self.redis_url)
+
+
+def _revealed(value: SecretStr | None) -> str | None:
+    """The secret's value, or ``None`` when it is unset or empty."""
+    if value is None or not value.get_secret_value():
+        return None
+    return value.get_secret_value()
 
 
 def normalize_database_url(url: str) -> str:

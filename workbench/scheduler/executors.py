@@ -12,7 +12,7 @@ import multiprocessing
 import uuid
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from workbench.api import Workbench
@@ -152,7 +152,3 @@ class CeleryExecutor:
 
     def close(self) -> None:
         self.app.close()
-
-
-def describe(executor: Any) -> str:
-    return getattr(executor, "name", type(executor).__name__)
