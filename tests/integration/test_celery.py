@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.runs_helpers import run_row, wait_for
 from workbench.api import Workbench
 from workbench.config import load_settings
-from workbench.db.models import Run, RunStatus
+from workbench.db.models import RunStatus
 from workbench.errors import ConfigError
 from workbench.scheduler import jobs
 from workbench.scheduler.celery_app import check_visibility_timeout
@@ -25,22 +26,6 @@ from workbench.scheduler.service import run_scheduler
 
 SLEEPS = str(Path(__file__).resolve().parents[1] / "notebooks" / "sleeps.ipynb")
 LEASE = 3.0
-
-
-def _run(wb: Workbench, run_id: uuid.UUID) -> Run:
-    with wb.session() as s:
-        row = s.get(Run, run_id)
-        assert row is not None
-        return row
-
-
-def _wait(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -109,8 +94,8 @@ def test_runs_execute_on_celery_workers(
     wb = scheduler
     jobs.register(wb, "quick", SLEEPS, parameters={"seconds": 0.1}, max_concurrency=3)
     ids = [jobs.trigger(wb, "quick") for _ in range(3)]
-    _wait(lambda: all(_run(wb, i).status is RunStatus.SUCCEEDED for i in ids), 120, "3 runs")
-    workers = {(_run(wb, i).worker or "").split(":")[1] for i in ids}
+    wait_for(lambda: all(run_row(wb, i).status is RunStatus.SUCCEEDED for i in ids), 120, "3 runs")
+    workers = {(run_row(wb, i).worker or "").split(":")[1] for i in ids}
     assert str(worker.pid) not in workers  # executed by the worker's child processes
 
 
@@ -121,23 +106,27 @@ def test_kill_9_of_a_celery_worker_process_mid_run(
     jobs.register(wb, "retried", SLEEPS, parameters={"seconds": 4}, retries=1, retry_delay=0)
     jobs.register(wb, "lost", SLEEPS, parameters={"seconds": 60}, retries=0)
     retried, lost = jobs.trigger(wb, "retried"), jobs.trigger(wb, "lost")
-    _wait(
+    wait_for(
         lambda: (
-            _run(wb, retried).status is RunStatus.RUNNING
-            and _run(wb, lost).status is RunStatus.RUNNING
+            run_row(wb, retried).status is RunStatus.RUNNING
+            and run_row(wb, lost).status is RunStatus.RUNNING
         ),
         120,
         "both runs to start",
     )
     for run_id in (retried, lost):
-        pid = int((_run(wb, run_id).worker or "").split(":")[1])
+        pid = int((run_row(wb, run_id).worker or "").split(":")[1])
         os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
-    _wait(lambda: _run(wb, lost).status is RunStatus.FAILED, LEASE + 20, "the lost run to fail")
+    wait_for(
+        lambda: run_row(wb, lost).status is RunStatus.FAILED, LEASE + 20, "the lost run to fail"
+    )
     assert time.monotonic() - killed_at <= LEASE + 1.0 + 0.4 + 5
-    assert _run(wb, lost).error_name == "WorkerLost"
-    _wait(lambda: _run(wb, retried).status is RunStatus.SUCCEEDED, 120, "the retry to succeed")
-    assert _run(wb, retried).attempt == 2
+    assert run_row(wb, lost).error_name == "WorkerLost"
+    wait_for(
+        lambda: run_row(wb, retried).status is RunStatus.SUCCEEDED, 120, "the retry to succeed"
+    )
+    assert run_row(wb, retried).attempt == 2
 
 
 def test_worker_refuses_a_visibility_timeout_shorter_than_a_job(

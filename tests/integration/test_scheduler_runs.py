@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from tests.runs_helpers import run_row, wait_for
 from workbench.api import Workbench
 from workbench.config import load_settings
 from workbench.db.models import Run, RunStatus
@@ -31,13 +32,6 @@ from workbench.scheduler.service import (
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 SLEEPS = str(NOTEBOOKS / "sleeps.ipynb")
 T0 = datetime(2026, 6, 1, 12, tzinfo=UTC)
-
-
-def _run(wb: Workbench, run_id: uuid.UUID) -> Run:
-    with wb.session() as s:
-        row = s.get(Run, run_id)
-        assert row is not None
-        return row
 
 
 def _running(wb: Workbench, run_id: uuid.UUID, attempt: int, lease_left: timedelta) -> None:
@@ -60,24 +54,24 @@ def test_reaper_retries_then_fails_and_fences(workbench: Workbench) -> None:
     result = reap_expired(workbench, now=T0)
     assert result.requeued == [run_id]
     assert result.failed == []
-    row = _run(workbench, run_id)
+    row = run_row(workbench, run_id)
     assert row.status is RunStatus.QUEUED
     assert row.not_before == T0 + timedelta(seconds=30)
     assert row.error_name == "WorkerLost"
     assert "Retrying" in (row.error_message or "")
-    assert _run(workbench, live).status is RunStatus.RUNNING
+    assert run_row(workbench, live).status is RunStatus.RUNNING
 
     # The second attempt's worker dies too: no attempts left.
     _running(workbench, run_id, attempt=2, lease_left=timedelta(seconds=-1))
     result = reap_expired(workbench, now=T0)
     assert result.failed == [run_id]
-    row = _run(workbench, run_id)
+    row = run_row(workbench, run_id)
     assert row.status is RunStatus.FAILED
     assert "No attempts left" in (row.error_message or "")
 
     # A late report from the first attempt changes nothing.
     assert records.finish_run(workbench, run_id, 1, RunStatus.SUCCEEDED) is False
-    assert _run(workbench, run_id).status is RunStatus.FAILED
+    assert run_row(workbench, run_id).status is RunStatus.FAILED
 
 
 def test_backoff_doubles_and_is_capped() -> None:
@@ -156,15 +150,6 @@ def scheduler_thread(
         executor.close()
 
 
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _local_workbench(monkeypatch: pytest.MonkeyPatch, db_url: str, lease: float) -> Workbench:
     monkeypatch.setenv("WORKBENCH_DATABASE_URL", db_url)
     monkeypatch.setenv("WORKBENCH_RUN_LEASE_SECONDS", str(lease))
@@ -179,8 +164,8 @@ def test_local_executor_runs_jobs_to_completion(
     jobs.register(wb, "quick", SLEEPS, parameters={"seconds": 0.1}, max_concurrency=2)
     ids = [jobs.trigger(wb, "quick") for _ in range(3)]
     scheduler_thread(wb, LocalExecutor(2))
-    _wait(lambda: all(_run(wb, i).status is RunStatus.SUCCEEDED for i in ids), 90, "3 runs")
-    rows = [_run(wb, i) for i in ids]
+    wait_for(lambda: all(run_row(wb, i).status is RunStatus.SUCCEEDED for i in ids), 90, "3 runs")
+    rows = [run_row(wb, i) for i in ids]
     assert all(r.attempt == 1 for r in rows)
     assert all(r.finished_at is not None and r.started_at is not None for r in rows)
     wb.close()
@@ -196,10 +181,10 @@ def test_kill_9_of_a_local_worker_mid_run(
     retried, lost = jobs.trigger(wb, "retried"), jobs.trigger(wb, "lost")
     executor = LocalExecutor(2)
     scheduler_thread(wb, executor)
-    _wait(
+    wait_for(
         lambda: (
-            _run(wb, retried).status is RunStatus.RUNNING
-            and _run(wb, lost).status is RunStatus.RUNNING
+            run_row(wb, retried).status is RunStatus.RUNNING
+            and run_row(wb, lost).status is RunStatus.RUNNING
         ),
         60,
         "both runs to start",
@@ -207,13 +192,15 @@ def test_kill_9_of_a_local_worker_mid_run(
     for pid in executor.worker_pids():
         os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
-    _wait(lambda: _run(wb, lost).status is RunStatus.FAILED, lease + 15, "the lost run to fail")
+    wait_for(
+        lambda: run_row(wb, lost).status is RunStatus.FAILED, lease + 15, "the lost run to fail"
+    )
     bound = lease + 1.0 + 2 * 0.2  # lease + heartbeat gap + poll interval
     assert time.monotonic() - killed_at <= bound + 5  # generous for a loaded CI machine
-    row = _run(wb, lost)
+    row = run_row(wb, lost)
     assert row.error_name == "WorkerLost"
-    _wait(lambda: _run(wb, retried).status is RunStatus.SUCCEEDED, 90, "the retry to succeed")
-    assert _run(wb, retried).attempt == 2
+    wait_for(lambda: run_row(wb, retried).status is RunStatus.SUCCEEDED, 90, "the retry to succeed")
+    assert run_row(wb, retried).attempt == 2
     with wb.session() as s:
         statuses = set(s.scalars(select(Run.status)))
     assert RunStatus.RUNNING not in statuses
@@ -245,7 +232,7 @@ def test_failed_attempts_are_retried_with_backoff_then_fail_once(db_url: str) ->
     assert first.status is RunStatus.QUEUED
     assert first.attempt == 1
     assert first.error_name == "ValueError"
-    row = _run(wb, run_id)
+    row = run_row(wb, run_id)
     assert row.not_before is not None
     delay = (row.not_before - datetime.now(UTC)).total_seconds()
     assert 5 < delay <= 10
@@ -259,7 +246,7 @@ def test_failed_attempts_are_retried_with_backoff_then_fail_once(db_url: str) ->
         assert result.attempt == attempt
         if backoff is not None:
             assert result.status is RunStatus.QUEUED
-            left = (_run(wb, run_id).not_before - datetime.now(UTC)).total_seconds()  # type: ignore[operator]
+            left = (run_row(wb, run_id).not_before - datetime.now(UTC)).total_seconds()  # type: ignore[operator]
             assert backoff - 5 < left <= backoff
     assert result.status is RunStatus.FAILED
     assert events == [("failed", 3)]
