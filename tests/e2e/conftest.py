@@ -46,6 +46,7 @@ def browser() -> Iterator[object]:
     if not CHROMIUM.exists():
         services.unavailable("Chromium", f"{CHROMIUM} is missing (apt-get install chromium)")
     playwright_sync = pytest.importorskip("playwright.sync_api")
+    playwright_sync.expect.set_options(timeout=20_000)  # as patient as the pages (CI is loaded)
     with playwright_sync.sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield launched
