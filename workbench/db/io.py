@@ -13,6 +13,7 @@ pandas 3, whose default string dtype is ``str``.
 from __future__ import annotations
 
 import base64
+import functools
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -57,7 +58,9 @@ def _encode_type(arrow_type: pa.DataType) -> str:
     return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
 
 
+@functools.lru_cache(maxsize=4096)
 def decode_type(text: str) -> pa.DataType:
+    """The Arrow type recorded by :func:`_encode_type` (cached: every read decodes each column)."""
     schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
     return schema.field(0).type
 
@@ -302,8 +305,13 @@ def _wanted_dtype(spec: Spec) -> Any:
 
 
 def to_frame(table: pa.Table, specs: dict[str, Spec] | None = None) -> pd.DataFrame:
-    """A DataFrame from what the database returned, with the recorded dtypes where known."""
+    """A DataFrame from what the database returned, with the recorded dtypes where known.
+
+    The common case — columns that already arrive in their recorded Arrow type — costs one
+    ``to_pandas``; only columns whose pandas dtype differs are rebuilt.
+    """
     specs = specs or {}
+    returned = [field.type for field in table.schema]
     raw = [_unwrap(c) for c in table.columns]
     names = table.column_names
     cast = [
@@ -312,19 +320,22 @@ def to_frame(table: pa.Table, specs: dict[str, Spec] | None = None) -> pd.DataFr
         else c
         for n, c in zip(names, raw, strict=True)
     ]
-    frame = pa.Table.from_arrays(cast, names=names).to_pandas()
+    if any(a is not b for a, b in zip(cast, table.columns, strict=True)):
+        table = pa.Table.from_arrays(cast, names=names)
+    frame = table.to_pandas()
+    dtypes = list(frame.dtypes)
+    rebuilt: dict[str, pd.Series] = {}
     for position, name in enumerate(names):
         spec = specs.get(name)
-        arrow_type = table.column(position).type
+        arrow_type = returned[position]
         if spec is None and storage_kind(arrow_type) == "decimal" and _opaque(arrow_type):
-            texts = raw[position].to_pylist()
-            frame[name] = pd.Series(
-                [None if v is None else Decimal(v) for v in texts], dtype=object
-            )
+            rebuilt[name] = _decimals(raw[position])
         elif spec is not None and (
-            (wanted := _wanted_dtype(spec)) is None or frame[name].dtype != wanted
+            (wanted := _wanted_dtype(spec)) is None or dtypes[position] != wanted
         ):
-            frame[name] = _restore(raw[position], spec)
+            rebuilt[name] = _restore(raw[position], spec)
+    for name, series in rebuilt.items():
+        frame[name] = series
     return frame
 
 

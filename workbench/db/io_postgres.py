@@ -1,4 +1,7 @@
-"""PostgreSQL through the ADBC driver: Arrow in with binary COPY, Arrow out, one transaction."""
+"""PostgreSQL through the ADBC driver: Arrow in with binary COPY, Arrow out, one transaction.
+
+Connections come from :mod:`workbench.db.io_pool` (one small pool per login).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,10 @@ import pyarrow.types as pat
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect as SQLDialect
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from workbench.config import Settings, mask_url
+from workbench.db import io_pool
 from workbench.db.engine import APPLICATION_NAME
 from workbench.db.io import Dialect, Spec, storage_kind
 from workbench.db.io_backend import AdbcError, Backend
@@ -54,9 +59,12 @@ class PostgresBackend(Backend):
 
     @classmethod
     def open(cls, url: str, settings: Settings) -> PostgresBackend:
+        uri = libpq_uri(url, settings)
         try:
-            connection = adbc_postgresql.connect(libpq_uri(url, settings))
-        except AdbcError as exc:
+            connection = io_pool.checkout(
+                uri, lambda: adbc_postgresql.connect(uri), recycle=settings.pool_recycle
+            )
+        except (AdbcError, SQLAlchemyError) as exc:
             reason = str(exc).split("\n")[0][-300:]
             raise DatabaseError(
                 f"Could not connect to {mask_url(url)} for a data transfer ({reason}); "
