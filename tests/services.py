@@ -100,4 +100,21 @@ def temporary_database(template: str | None = None) -> Iterator[str]:
     try:
         yield name
     finally:
+        drop_login_roles(name)
         drop_database(name)
+
+
+def drop_login_roles(dbname: str) -> None:
+    """Drop the per-user login roles of the database's accounts (roles outlive databases)."""
+    try:
+        with admin_connect(dbname) as conn:
+            found = conn.execute("SELECT to_regclass('users') IS NOT NULL").fetchone()
+            if not found or not found[0]:
+                return
+            rows = conn.execute("SELECT db_role FROM users WHERE db_role IS NOT NULL")
+            for (role,) in rows.fetchall():
+                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone():
+                    conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+                    conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    except psycopg.Error:
+        pass  # best effort: a role still in use elsewhere stays; the database still goes

@@ -152,9 +152,16 @@ def remove_member(team: str, username: str, *, bench: Workbench | None = None) -
 
 
 def share(table: str, team: str | None = None, *, bench: Workbench | None = None) -> None:
-    """Let ``team`` (``None``: everyone) read the protected ``table``; read-only."""
+    """Let ``team`` (``None``: everyone) read the protected ``table``; read-only.
+
+    The service shares any table; an analyst's own login shares the tables of their teams
+    (the database checks the membership).
+    """
     wb = _bench(bench)
     with wb.session() as session, session.begin():
-        rls.require_postgresql(session.connection(), "Sharing a table")
+        connection = session.connection()
+        if not rls.is_service(connection):
+            rls.share_as_member(connection, table, team)
+            return
         team_id: uuid.UUID | None = None if team is None else teams.get_team(session, team).id
-        rls.share(session.connection(), table, team_id)
+        rls.share(connection, table, team_id)

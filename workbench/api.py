@@ -134,11 +134,14 @@ class Workbench:
         mode: str = "create",
         key: str | Sequence[str] | None = None,
         add_columns: bool = False,
+        *,
+        team: str | None = None,
+        shared: bool = False,
     ) -> int:
         """Write ``df`` to ``table`` in one transaction; see :func:`workbench.data.write`."""
         from workbench import data
 
-        return data.write(self, df, table, mode, key, add_columns)
+        return data.write(self, df, table, mode, key, add_columns, team=team, shared=shared)
 
     def tables(self) -> pd.DataFrame:
         """The analysts' tables with their last write; see :func:`workbench.data.tables`."""
@@ -218,9 +221,16 @@ def write(
     mode: str = "create",
     key: str | Sequence[str] | None = None,
     add_columns: bool = False,
+    *,
+    team: str | None = None,
+    shared: bool = False,
 ) -> int:
-    """Write ``df`` to ``table`` of the default workbench in one transaction."""
-    return default().write(df, table, mode, key, add_columns)
+    """Write ``df`` to ``table`` of the default workbench in one transaction.
+
+    In team mode a new table belongs to ``team`` (see :func:`workbench.data.write`);
+    ``shared=True`` lets every user read it.
+    """
+    return default().write(df, table, mode, key, add_columns, team=team, shared=shared)
 
 
 def tables() -> pd.DataFrame:
@@ -267,8 +277,13 @@ def init(
             admin = session.scalar(select(User).where(User.role == Role.ADMIN).limit(1))
             created, password = False, None
             if admin is None:
+                # In team mode the admin gets a database login at once (settings= does it).
                 account = create_user(
-                    session, admin_username, role=Role.ADMIN, password=admin_password
+                    session,
+                    admin_username,
+                    role=Role.ADMIN,
+                    password=admin_password,
+                    settings=settings,
                 )
                 created, password = True, account.password
                 admin_username = account.user.username

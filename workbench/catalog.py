@@ -19,6 +19,8 @@ from workbench.db.io import TableNotFoundError, dtype_label
 from workbench.db.models import Dataset, User
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from workbench.api import Workbench
 
 __all__ = ["ColumnInfo", "TableDescription", "describe_table", "list_tables"]
@@ -99,7 +101,7 @@ def describe_table(workbench: Workbench, table: str) -> TableDescription:
     with workbench.session() as session:
         dataset = session.scalar(sa.select(Dataset).where(Dataset.name == table))
         owner = None
-        if dataset is not None and dataset.owner_id is not None:
+        if dataset is not None and dataset.owner_id is not None and _may_read_users(session):
             owner = session.scalar(sa.select(User.username).where(User.id == dataset.owner_id))
         rows = int(session.scalar(sa.select(sa.func.count()).select_from(sa.table(table))) or 0)
         if owner is None and is_postgresql(engine):
@@ -129,6 +131,13 @@ def describe_table(workbench: Workbench, table: str) -> TableDescription:
         last_write_mode=dataset.last_write_mode if dataset else None,
         last_write_rows=dataset.last_write_rows if dataset else None,
     )
+
+
+def _may_read_users(session: Session) -> bool:
+    """False for a user's own login in team mode, which may not read the accounts table."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    return bool(session.scalar(sa.text("SELECT has_table_privilege('users', 'SELECT')")))
 
 
 def list_tables(workbench: Workbench) -> pd.DataFrame:

@@ -7,6 +7,7 @@ are always bound parameters; names are validated and quoted; a write is one tran
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from workbench.db.identifiers import check_column, check_columns, check_table, c
 from workbench.db.io import DataError, TableNotFoundError, to_frame
 from workbench.db.io_backend import Backend, to_positional
 from workbench.db.io_write import MODES, write_frame
+from workbench.db.rls import TEAM_COLUMN
 
 if TYPE_CHECKING:
     from workbench.api import Workbench
@@ -35,13 +37,20 @@ __all__ = [
 ]
 
 
-def open_backend(workbench: Workbench) -> Backend:
-    """An ADBC connection to the workbench's database, in a transaction."""
+def open_backend(workbench: Workbench, *, writing: bool = False) -> Backend:
+    """An ADBC connection to the workbench's database, in a transaction.
+
+    ``writing=True`` gives, in team mode, the backend that protects the tables it creates.
+    """
     url = workbench.database_url
     if url.startswith("sqlite"):
         from workbench.db.io_sqlite import SQLiteBackend
 
         return SQLiteBackend.open(workbench.engine)
+    if writing:
+        from workbench.db.io_governed import GovernedBackend
+
+        return GovernedBackend.open(url, workbench.settings)
     from workbench.db.io_postgres import PostgresBackend
 
     return PostgresBackend.open(url, workbench.settings)
@@ -118,6 +127,9 @@ def read_table(
             raise backend.explain(exc, table) from None
     if result is None:  # pragma: no cover - a SELECT always has a result
         raise DataError(f"Table {table!r} returned no result.")
+    if columns is None and TEAM_COLUMN in result.column_names and TEAM_COLUMN not in specs:
+        # Team mode adds the rows' team; it is not part of the frame that was written.
+        result = result.drop_columns([TEAM_COLUMN])
     try:
         return to_frame(result, specs)
     except (pa.ArrowException, ValueError, TypeError) as exc:
@@ -134,12 +146,18 @@ def write(
     mode: str = "create",
     key: str | Sequence[str] | None = None,
     add_columns: bool = False,
+    *,
+    team: str | None = None,
+    shared: bool = False,
 ) -> int:
     """Write ``df`` to ``table`` in one transaction; the number of rows written.
 
     ``mode``: ``create`` (the table must not exist), ``append``, ``replace`` (swapped in
     atomically) or ``upsert`` (rows matched on ``key``). ``add_columns=True`` lets
     ``append``/``upsert`` add columns the table lacks. The frame's index is not written.
+    In team mode (PostgreSQL) a new table belongs to ``team`` (needed when the writer has
+    several teams, or is the service with several teams in the database) under row-level
+    security; ``shared=True`` lets every user read it. See docs/security.md.
     """
     name = check_writable(table)
     if not isinstance(df, pd.DataFrame):
@@ -161,7 +179,15 @@ def write(
                 f"Table {name!r}, key {', '.join(keys)}: row {row} repeats a key value; "
                 "each key may appear once per write (e.g. df.drop_duplicates(subset=key))."
             )
-    with open_backend(workbench) as backend:
+    if not workbench.database_url.startswith("sqlite") and any(
+        str(c).lower() == TEAM_COLUMN for c in df.columns
+    ):
+        raise DataError(
+            f"Table {name!r}: the column {TEAM_COLUMN!r} is set by Workbench in team mode (the "
+            "team each row belongs to); rename or drop it in the frame."
+        )
+    with open_backend(workbench, writing=True) as backend:
+        backend.govern(team, shared)
         rows = write_frame(backend, df, name, mode, keys, add_columns)
     from workbench.cache import cache_for
 
@@ -176,4 +202,10 @@ def tables(workbench: Workbench) -> pd.DataFrame:
 
 def describe(workbench: Workbench, table: str) -> TableDescription:
     """Columns, types, row count, owner and last write of ``table``."""
-    return describe_table(workbench, check_table(table))
+    description = describe_table(workbench, check_table(table))
+    written = {c.name for c in description.columns if c.dtype is not None}
+    if written and TEAM_COLUMN not in written:
+        # Like read_table: the team column team mode adds is not one of the frame's.
+        kept = tuple(c for c in description.columns if c.name != TEAM_COLUMN)
+        description = dataclasses.replace(description, columns=kept)
+    return description

@@ -205,3 +205,27 @@ def test_missing_table(workbench: Workbench) -> None:
         workbench.read_table("nope")
     with pytest.raises(TableNotFoundError, match="'nope' does not exist"):
         workbench.describe("nope")
+
+
+def test_every_mode_round_trips_and_leaves_nothing_unprotected(workbench: Workbench) -> None:
+    """The frame read back is the frame written (no team column in team mode), and on
+    PostgreSQL every table a write leaves is under forced row-level security."""
+    from workbench.db import rls
+
+    def check(expected: pd.DataFrame) -> None:
+        back = workbench.read_table("t").sort_values("id", ignore_index=True)
+        pd.testing.assert_frame_equal(back, expected)
+        assert [c.name for c in workbench.describe("t").columns] == ["id", "x", "label"]
+        if workbench.engine.dialect.name == "postgresql":
+            with workbench.engine.connect() as conn:
+                assert rls.unprotected_relations(conn) == []
+
+    workbench.write(frame(3), "t", key="id")
+    check(frame(3))
+    workbench.write(frame(2, start=3), "t", mode="append")
+    check(frame(5))
+    changed = frame(2, start=4).assign(x=[7.0, 8.0])
+    workbench.write(changed, "t", mode="upsert", key="id")
+    check(pd.concat([frame(4), changed], ignore_index=True))
+    workbench.write(frame(2, start=50), "t", mode="replace")
+    check(frame(2, start=50))

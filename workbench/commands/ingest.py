@@ -59,6 +59,13 @@ def ingest_command(
         list[str] | None,
         typer.Option("--option", "-o", help="Source option NAME=VALUE (repeatable)."),
     ] = None,
+    team: Annotated[
+        str | None,
+        typer.Option(help="Team mode: the team a new table belongs to (see docs/security.md)."),
+    ] = None,
+    shared: Annotated[
+        bool, typer.Option("--shared", help="Team mode: every user may read the table.")
+    ] = False,
 ) -> None:
     """Read SOURCE and write it to a table, all or nothing, with a progress bar."""
     from workbench.api import Workbench
@@ -70,7 +77,15 @@ def ingest_command(
     options = parse_options(option or [])
     with Workbench(_settings(ctx)) as wb:
         result = ingest(
-            source, table, mode=mode, key=key or None, progress=True, workbench=wb, **options
+            source,
+            table,
+            mode=mode,
+            key=key or None,
+            progress=True,
+            workbench=wb,
+            team=team,
+            shared=shared,
+            **options,
         )
     if result.skipped:
         console.print(f"[yellow]skipped {len(result.skipped)} input(s)[/] (reasons logged above)")

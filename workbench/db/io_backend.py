@@ -8,6 +8,7 @@ and ``io_sqlite`` hold what differs: connecting, type names, placeholders, catal
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import uuid
@@ -20,8 +21,9 @@ import pyarrow as pa
 from adbc_driver_manager import dbapi
 from sqlalchemy.engine import Dialect as SQLDialect
 
-from workbench.db.identifiers import quote
+from workbench.db.identifiers import STAGING_PREFIX, quote
 from workbench.db.io import DataError, Dialect, Spec, TableNotFoundError
+from workbench.db.rls import MultiUserError
 
 __all__ = ["AdbcError", "Backend", "placeholders", "to_positional"]
 
@@ -78,6 +80,8 @@ class Backend:
     param_style: ClassVar[str]
     #: What the driver raises when the database refuses a statement.
     errors: ClassVar[tuple[type[Exception], ...]] = (AdbcError,)
+    #: Columns the database adds to written tables, left out of what ``read_table`` returns.
+    hidden_columns: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, connection: dbapi.Connection) -> None:
         self.connection = connection
@@ -89,7 +93,8 @@ class Backend:
     def __exit__(self, exc_type: object, *exc: object) -> None:
         try:
             if exc_type is not None:
-                self.connection.rollback()
+                with contextlib.suppress(AdbcError):  # a lost connection: keep the real error
+                    self.connection.rollback()
         finally:
             self.cursor.close()
             self.connection.close()
@@ -147,21 +152,69 @@ class Backend:
 
     # -- table operations ---------------------------------------------------------------------
 
+    def govern(self, team: str | None, shared: bool) -> None:
+        """Set the team and sharing of the tables this write creates (team mode only)."""
+        if team is not None or shared:
+            raise MultiUserError(
+                "team= and shared= need team mode: the embedded SQLite database is "
+                "single-user. Set WORKBENCH_DATABASE_URL to a PostgreSQL database."
+            )
+
+    def column_definitions(self, schema: pa.Schema, specs: Mapping[str, Spec]) -> list[str]:
+        return [f"{self.q(f.name)} {self.ddl_type(f.type, specs.get(f.name, {}))}" for f in schema]
+
     def create_table(
         self, table: str, schema: pa.Schema, specs: Mapping[str, Spec], key: Sequence[str] = ()
     ) -> None:
-        """Create ``table``: the one place where new tables are made (governance attaches here)."""
-        columns = ", ".join(
-            f"{self.q(f.name)} {self.ddl_type(f.type, specs.get(f.name, {}))}" for f in schema
-        )
+        """``CREATE TABLE`` as the connection's role (new tables go through :meth:`new_table`)."""
+        columns = ", ".join(self.column_definitions(schema, specs))
         self.execute(f"CREATE TABLE {self.q(table)} ({columns})")
         if key:
             self.unique_index(table, key)
 
-    def unique_index(self, table: str, key: Sequence[str]) -> None:
+    def new_table(
+        self, table: str, schema: pa.Schema, specs: Mapping[str, Spec], key: Sequence[str] = ()
+    ) -> None:
+        """Create the table a write fills: the one place where new tables are made (team mode
+        protects them here, see :mod:`workbench.db.io_governed`)."""
+        self.create_table(table, schema, specs, key)
+
+    def staging_table(self, schema: pa.Schema, specs: Mapping[str, Spec]) -> str:
+        """A new staging table for ``replace``/``upsert``, dropped before the commit."""
+        staging = STAGING_PREFIX + uuid.uuid4().hex[:16]
+        self.create_table(staging, schema, specs)
+        return staging
+
+    def can_swap(self, table: str) -> bool:
+        """Whether ``replace`` may swap a staging table in (else it replaces the rows)."""
+        return True
+
+    def replace(
+        self, table: str, data: pa.Table, specs: Mapping[str, Spec], key: Sequence[str]
+    ) -> None:
+        """Fill a staging table and swap it in for ``table``, in this transaction."""
+        staging = self.staging_table(data.schema, specs)
+        self.ingest(staging, data)
+        self.swap(staging, table, exists=True)
+        if key:
+            self.unique_index(table, key)
+
+    def delete_rows(self, table: str) -> None:
+        """Delete the rows of ``table`` this connection may change."""
+        self.execute(f"DELETE FROM {self.q(table)}")  # noqa: S608 (a quoted name)
+
+    def finish_write(self, table: str) -> None:
+        """Called after the rows are written and recorded, before the commit."""
+
+    @staticmethod
+    def index_name(table: str, key: Sequence[str]) -> str:
         name = f"ux_{table}_{'_'.join(key)}"
         if len(name) > 63:
             name = f"ux_{table[:40]}_{uuid.uuid5(uuid.NAMESPACE_OID, name).hex[:16]}"
+        return name
+
+    def unique_index(self, table: str, key: Sequence[str]) -> None:
+        name = self.index_name(table, key)
         columns = ", ".join(self.q(k) for k in key)
         self.execute(
             f"CREATE UNIQUE INDEX IF NOT EXISTS {self.q(name)} ON {self.q(table)} ({columns})"
@@ -210,7 +263,7 @@ class Backend:
     def record_dataset(self, table: str, mode: str, rows: int, specs: Mapping[str, Spec]) -> None:
         """Insert or update the ``datasets`` row in the write's own transaction."""
         now = self.time_value(datetime.now(UTC))
-        document = json.dumps({"version": 1, "specs": dict(specs)}, separators=(",", ":"))
+        document = self.specs_document(specs)
         p = self.param
         values = (
             f"({self.uuid_param(1)}, {p(2)}, {self.false()}, {self.time_param(3)}, "
@@ -224,6 +277,11 @@ class Backend:
             "last_write_rows = excluded.last_write_rows, columns = excluded.columns",
             [self.uuid_value(uuid.uuid4()), table, now, now, mode, rows, document],
         )
+
+    @staticmethod
+    def specs_document(specs: Mapping[str, Spec]) -> str:
+        """The ``datasets.columns`` document: the dtype specs ``read_table`` restores."""
+        return json.dumps({"version": 1, "specs": dict(specs)}, separators=(",", ":"))
 
     def owner(self) -> str:
         """SQL for the writing user's id, recorded when a dataset is first written."""

@@ -1,21 +1,20 @@
 """Writing a DataFrame as one transaction: create, append, replace (a swap) or upsert.
 
-Every mode runs on one connection: new tables come from :meth:`Backend.create_table`, rows
-arrive by bulk Arrow ingest, ``replace`` fills a staging table and swaps it in, ``upsert``
-ingests into a staging table and merges with one ``INSERT ... ON CONFLICT``, and the
-``datasets`` row is written last, all before the single commit.
+Every mode runs on one connection: new tables come from :meth:`Backend.new_table`, rows
+arrive by bulk Arrow ingest, ``replace`` fills a staging table and swaps it in (or, where
+the writer may not swap tables, deletes the rows it may change and ingests the new ones),
+``upsert`` ingests into a staging table and merges with one ``INSERT ... ON CONFLICT``, and
+the ``datasets`` row is written last, all before the single commit.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from workbench.db.identifiers import STAGING_PREFIX
 from workbench.db.io import DataError, Spec, decode_type, frame_to_arrow, widen_decimal
 from workbench.db.io_backend import Backend
 
@@ -42,15 +41,12 @@ def write_frame(
                 "or choose another name."
             )
         if existing is None:
-            backend.create_table(table, data.schema, specs, key)
+            backend.new_table(table, data.schema, specs, key)
             backend.ingest(table, data)
+        elif mode == "replace" and backend.can_swap(table):
+            backend.replace(table, data, specs, key)
         elif mode == "replace":
-            staging = STAGING_PREFIX + uuid.uuid4().hex[:16]
-            backend.create_table(staging, data.schema, specs)
-            backend.ingest(staging, data)
-            backend.swap(staging, table, exists=True)
-            if key:
-                backend.unique_index(table, key)
+            specs = _replace_rows(backend, table, data, specs, existing, key)
         else:
             missing_key = [k for k in key if k not in existing]
             if missing_key:
@@ -64,6 +60,7 @@ def write_frame(
             else:
                 _upsert(backend, table, data, specs, key)
         backend.record_dataset(table, mode, len(df), specs)
+        backend.finish_write(table)
         backend.commit()
     except backend.errors as exc:
         raise backend.explain(exc, table) from None
@@ -80,10 +77,49 @@ def _upsert(
             f"Table {table!r}: the key {', '.join(key)} is not unique in the table, so rows "
             f"cannot be matched ({backend.explain(exc, table)}). Deduplicate the table first."
         ) from None
-    staging = STAGING_PREFIX + uuid.uuid4().hex[:16]
-    backend.create_table(staging, data.schema, specs)
+    staging = backend.staging_table(data.schema, specs)
     backend.ingest(staging, data)
     backend.upsert(table, staging, data.column_names, key)
+
+
+def _replace_rows(
+    backend: Backend,
+    table: str,
+    data: pa.Table,
+    specs: dict[str, Spec],
+    existing: dict[str, pa.DataType],
+    key: Sequence[str],
+) -> dict[str, Spec]:
+    """``replace`` that keeps the table: delete the rows the writer may change, ingest the new.
+
+    Used where the writer may not swap tables (an analyst's own login in team mode): the
+    table, its columns, policies and shares stay; the frame must have the table's columns.
+    """
+    columns = [n for n in existing if n not in backend.hidden_columns]
+    ask = (
+        "an analyst's replace keeps the table and replaces your team's rows, so the frame "
+        "needs the table's columns and types; ask an admin to replace the table itself, or "
+        "write to a new table"
+    )
+    if sorted(columns) != sorted(data.column_names):
+        raise DataError(
+            f"Table {table!r} has the columns {', '.join(columns)} but the frame has "
+            f"{', '.join(data.column_names)}: {ask}."
+        )
+    old = backend.dataset_specs(table)
+    try:
+        aligned, merged = _align(backend, table, data, specs, existing, old, False)
+    except DataError as exc:
+        raise DataError(f"{exc} ({ask})") from None
+    backend.delete_rows(table)
+    backend.ingest(table, aligned)
+    if key:
+        backend.unique_index(table, key)
+    # The frame's dtypes where the table holds the same kind of values, else the recorded ones.
+    return {
+        name: spec if name not in old or _kind(spec) == _kind(old[name]) else merged[name]
+        for name, spec in specs.items()
+    }
 
 
 def _kind(spec: Spec) -> str:

@@ -5,8 +5,9 @@ Migration 0003 installs the pieces: the group roles ``workbench_viewer``,
 login (``session_user``) to its teams; and forced RLS with default deny on every Workbench
 table. This module applies the same policies to tables analysts write (:func:`protect_table`,
 run by the service as the owner role; :func:`create_team_table`, run from an analyst's own
-session), shares them (:func:`share`) and lists relations that escape the rules
-(:func:`unprotected_relations`).
+session), shares them (:func:`share`, :func:`share_as_member`) and lists relations that
+escape the rules (:func:`unprotected_relations`). ``wb.write`` protects the tables it creates
+itself (:mod:`workbench.db.io_governed`).
 """
 
 from __future__ import annotations
@@ -27,17 +28,24 @@ from workbench.errors import WorkbenchError
 __all__ = [
     "ADMIN_GROUP",
     "ANALYST_GROUP",
+    "IS_SERVICE_SQL",
+    "TEAM_COLUMN",
     "VIEWER_GROUP",
     "MultiUserError",
+    "ShareError",
     "TeamTableError",
     "UnknownTableError",
     "create_team_table",
+    "is_service",
     "protect_table",
     "require_postgresql",
     "share",
+    "share_as_member",
     "unprotected_relations",
 ]
 
+#: The column protected tables gain: the team each row belongs to.
+TEAM_COLUMN = "team_id"
 VIEWER_GROUP = "workbench_viewer"
 ANALYST_GROUP = "workbench_analyst"
 ADMIN_GROUP = "workbench_admin"
@@ -140,10 +148,46 @@ def create_team_table(
     return uuid.UUID(str(dataset))
 
 
+#: True for the service: a role with the rights of the owner of Workbench's tables.
+IS_SERVICE_SQL = (
+    "SELECT coalesce((SELECT pg_has_role(current_user, c.relowner, 'USAGE') "
+    "FROM pg_class c WHERE c.oid = to_regclass('datasets')), false)"
+)
+
+
+class ShareError(WorkbenchError):
+    """The table could not be shared; only members of its team (or admins) share it."""
+
+
+def is_service(connection: Connection) -> bool:
+    """Whether the connection is the service (the owner role) rather than a user's login."""
+    require_postgresql(connection, "Team tables")
+    return bool(connection.exec_driver_sql(IS_SERVICE_SQL).scalar())
+
+
+def share_as_member(connection: Connection, table: str, team: str | None = None) -> None:
+    """:func:`share` from a user's own login: the database checks that the user may.
+
+    ``wb_private.share_table`` lets an active analyst or admin who is a member of the
+    table's team (admins: any team) share it with the team named ``team`` (``None``: every
+    user). The user's Python process is not trusted with the check.
+    """
+    require_postgresql(connection, "Sharing a table")
+    try:
+        with connection.begin_nested():
+            connection.execute(
+                text("SELECT wb_private.share_table(:t, :team)"), {"t": table, "team": team}
+            )
+    except DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise ShareError(f"Table {table!r} was not shared: {reason}.") from None
+
+
 def share(connection: Connection, table: str, team_id: uuid.UUID | None = None) -> None:
     """Let ``team_id`` (``None``: every active user) read the rows of a protected table.
 
-    Sharing is read-only: the owning team alone writes. Run it as the owner role.
+    Sharing is read-only: the owning team alone writes. Run it as the owner role (a user's
+    own login uses :func:`share_as_member`).
     """
     require_postgresql(connection, "Sharing a table")
     dataset = connection.execute(select(Dataset).where(Dataset.name == table)).one_or_none()

@@ -57,12 +57,14 @@ def ingest(
     key: str | Sequence[str] | None = None,
     progress: bool | ProgressCallback = False,
     workbench: Workbench | None = None,
+    team: str | None = None,
+    shared: bool = False,
     **options: Any,
 ) -> IngestResult:
     """Read ``source`` (a name or a source object) with ``options`` and write it to ``table``.
 
-    ``mode`` and ``key`` are those of ``wb.write``. ``progress=True`` shows a Rich progress
-    bar; a callable is called with ``(rows_read, total)`` instead.
+    ``mode``, ``key``, ``team`` and ``shared`` are those of ``wb.write``. ``progress=True``
+    shows a Rich progress bar; a callable is called with ``(rows_read, total)`` instead.
     """
     from workbench.db.identifiers import check_writable
 
@@ -85,7 +87,10 @@ def ingest(
             _check_targets(wb, list(frames), mode)
             for target, parts in frames.items():
                 reporter.stage(f"writing {target}")
-                result.tables[target] = _write(wb, src, to_pandas(parts), target, mode, key, result)
+                frame = to_pandas(parts)
+                result.tables[target] = _write(
+                    wb, src, frame, target, mode, key, result, team=team, shared=shared
+                )
     result.seconds = time.perf_counter() - started
     log.debug("ingested %d rows from %s into %s", result.rows, name, ", ".join(result.tables))
     return result
@@ -118,10 +123,13 @@ def _write(
     mode: str,
     key: str | Sequence[str] | None,
     result: IngestResult,
+    *,
+    team: str | None = None,
+    shared: bool = False,
 ) -> int:
     """One data-API write (one transaction), then the source's ``after_write`` if it has one."""
     try:
-        rows = wb.write(frame, target, mode=mode, key=key)
+        rows = wb.write(frame, target, mode=mode, key=key, team=team, shared=shared)
     except WorkbenchError as exc:
         if result.tables:
             raise type(exc)(f"{exc} (already written: {', '.join(result.tables)})") from exc
