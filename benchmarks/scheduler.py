@@ -1,17 +1,23 @@
 """Throughput of the executors: N trivial runs through the local pool and through Celery.
 
     python benchmarks/scheduler.py [--runs 500] [--workers 2] [--executors local,celery]
+                                   [--poll 0.05] [--scratch-kernels]
 
 Needs PostgreSQL and Redis (the test defaults, or WORKBENCH_TEST_POSTGRES_URL and
 WORKBENCH_TEST_REDIS_URL). Each executor gets a fresh database; the runs are queued up front
 and the clock runs from the scheduler's start to the last run's end. Reports runs/s, lost
-runs (not succeeded) and where a run's time goes (queue wait, kernel, execution).
+runs (not succeeded), the median execution time, and CPU seconds per run: this process (the
+scheduler), its worker processes with their kernels (counted once they have exited), and
+PostgreSQL (every server process on the machine, so other clients inflate it).
+``--scratch-kernels`` starts every kernel from scratch instead of forking it from the
+pre-imported template, for comparison.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -38,7 +44,30 @@ from workbench.scheduler.service import run_scheduler  # noqa: E402
 TRIVIAL = str(ROOT / "tests" / "notebooks" / "trivial.ipynb")
 
 
-def _bench(kind: str, runs: int, workers: int) -> dict[str, float]:
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _postgres_cpu() -> float:
+    """CPU seconds used so far by every PostgreSQL server process (Linux /proc)."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if not f.read().startswith("postgres"):
+                    continue
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(x) for x in fields[11:13])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _bench(kind: str, runs: int, workers: int, poll: float) -> dict[str, float]:
     with services.temporary_database() as name, tempfile.TemporaryDirectory() as home:
         os.environ.update(
             WORKBENCH_HOME=home,
@@ -70,9 +99,10 @@ def _bench(kind: str, runs: int, workers: int) -> dict[str, float]:
         else:
             executor = LocalExecutor(workers)
         stop = threading.Event()
+        cpu0 = (_cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN), _postgres_cpu())
         started = time.perf_counter()
         thread = threading.Thread(
-            target=run_scheduler, args=(wb, executor), kwargs={"stop": stop, "poll_seconds": 0.05}
+            target=run_scheduler, args=(wb, executor), kwargs={"stop": stop, "poll_seconds": poll}
         )
         thread.start()
         done = 0
@@ -86,12 +116,15 @@ def _bench(kind: str, runs: int, workers: int) -> dict[str, float]:
                     or 0
                 )
         elapsed = time.perf_counter() - started
+        postgres = _postgres_cpu() - cpu0[2]
         stop.set()
         thread.join()
+        scheduler = _cpu(resource.RUSAGE_SELF) - cpu0[0]
         executor.close()
         if worker is not None:
             os.killpg(worker.pid, signal.SIGTERM)
             worker.wait()
+        workers_cpu = _cpu(resource.RUSAGE_CHILDREN) - cpu0[1]
         with wb.session() as s:
             rows = list(s.scalars(select(Run)))
         wb.close()
@@ -106,6 +139,9 @@ def _bench(kind: str, runs: int, workers: int) -> dict[str, float]:
         "lost": runs - len(ok),
         "median_exec_s": statistics.median(execs) if execs else float("nan"),
         "median_wait_s": statistics.median(waits) if waits else float("nan"),
+        "cpu_scheduler": scheduler / runs,
+        "cpu_workers": workers_cpu / runs,
+        "cpu_postgres": postgres / runs,
     }
 
 
@@ -114,13 +150,22 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=500)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--executors", default="local,celery")
+    parser.add_argument("--poll", type=float, default=0.05, help="scheduler poll seconds")
+    parser.add_argument("--scratch-kernels", action="store_true")
     args = parser.parse_args()
-    print(f"{args.runs} trivial runs, {args.workers} workers, {os.cpu_count()} CPUs")
+    if args.scratch_kernels:
+        os.environ["WORKBENCH_FORK_KERNELS"] = "0"
+    load = os.getloadavg()[0]
+    print(
+        f"{args.runs} trivial runs, {args.workers} workers, {os.cpu_count()} CPUs, load {load:.1f}"
+    )
     for kind in args.executors.split(","):
-        result = _bench(kind, args.runs, args.workers)
+        result = _bench(kind, args.runs, args.workers, args.poll)
         print(
             f"{kind:7s} {result['runs/s']:6.2f} runs/s  elapsed {result['elapsed_s']:7.1f} s  "
-            f"lost {result['lost']}  median execution {result['median_exec_s']:.3f} s"
+            f"lost {result['lost']}  median execution {result['median_exec_s']:.3f} s  "
+            f"CPU-s/run: scheduler {result['cpu_scheduler']:.3f}, workers+kernels "
+            f"{result['cpu_workers']:.3f}, postgres {result['cpu_postgres']:.3f}"
         )
 
 

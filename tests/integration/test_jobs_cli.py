@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from tests.cli import run_cli
+
+ROOT = Path(__file__).resolve().parents[2]
+KPIS = str(ROOT / "notebooks" / "flights_kpis.ipynb")
 
 
 def test_job_lifecycle_on_the_command_line() -> None:
     assert run_cli("init").code == 0
     added = run_cli(
-        "jobs", "add", "daily-kpis", "notebooks/flights_kpis.ipynb",
+        "jobs", "add", "daily-kpis", KPIS,
         "--schedule", "30 2 * * *", "--timezone", "Europe/Berlin",
         "-p", "carrier=UA", "-p", "on_time_minutes=15", "--retries", "2", "--catchup", "all",
     )  # fmt: skip
@@ -54,3 +58,31 @@ def test_invalid_job_definitions_are_clear_errors() -> None:
     assert "NAME=VALUE" in bad_param.stderr
     for result in (bad_cron, bad_zone, bad_param):
         assert "Traceback" not in result.output
+
+
+def test_job_parameters_are_checked_against_the_notebook_at_registration() -> None:
+    assert run_cli("init").code == 0
+    cases = [
+        (["-p", "on_time_minutes=soon"], "Parameter 'on_time_minutes' expects int"),
+        (["-p", "carier=UA"], "Unknown parameter 'carier'; this notebook declares: start, end"),
+    ]
+    for args, message in cases:
+        refused = run_cli("jobs", "add", "kpis", KPIS, *args)
+        assert refused.code == 2, refused.output
+        assert message in refused.stderr
+        assert "Traceback" not in refused.output
+    # The same mistake gives the same message through `workbench run`.
+    direct = run_cli("run", KPIS, "-p", "on_time_minutes", "soon")
+    assert direct.code == 2
+    assert "Parameter 'on_time_minutes' expects int" in direct.stderr
+    missing = run_cli("jobs", "add", "kpis", "no_such.ipynb")
+    assert missing.code != 0
+    assert "does not exist" in missing.stderr
+    assert run_cli("jobs", "show", "kpis").code != 0, "nothing was registered"
+
+    # Typed text is converted by type and stored typed, with the notebook's absolute path.
+    added = run_cli("jobs", "add", "kpis", KPIS, "-p", "on_time_minutes=30", "-p", "carrier=UA")
+    assert added.code == 0, added.output
+    shown = run_cli("jobs", "show", "kpis")
+    assert '"on_time_minutes": 30' in shown.stdout
+    assert '"carrier": "UA"' in shown.stdout

@@ -133,7 +133,7 @@ def test_one_scheduler_on_sqlite(settings: object, sqlite_url: str) -> None:
 def scheduler_thread(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Callable[[Workbench, LocalExecutor], None]]:
-    stops: list[tuple[threading.Event, threading.Thread, LocalExecutor]] = []
+    stops: list[tuple[threading.Event, threading.Thread, LocalExecutor, Workbench]] = []
 
     def start(wb: Workbench, executor: LocalExecutor) -> None:
         stop = threading.Event()
@@ -141,13 +141,45 @@ def scheduler_thread(
             target=run_scheduler, args=(wb, executor), kwargs={"stop": stop, "poll_seconds": 0.2}
         )
         thread.start()
-        stops.append((stop, thread, executor))
+        stops.append((stop, thread, executor, wb))
 
     yield start
-    for stop, thread, executor in stops:
+    for stop, thread, executor, wb in stops:
         stop.set()
         thread.join(timeout=30)
         executor.close()
+        wb.close()  # a stopping scheduler removes its heartbeat row, after the test's close
+
+
+def _children_of() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _alive(int(entry)):
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            tree.setdefault(parent, []).append(int(entry))
+    return tree
+
+
+def _descendants(pid: int) -> list[int]:
+    tree, found, todo = _children_of(), [], [pid]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie waiting for its reaper counts as gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
 
 
 def _local_workbench(monkeypatch: pytest.MonkeyPatch, db_url: str, lease: float) -> Workbench:
@@ -174,7 +206,7 @@ def test_local_executor_runs_jobs_to_completion(
 def test_kill_9_of_a_local_worker_mid_run(
     monkeypatch: pytest.MonkeyPatch, pg_url: str, scheduler_thread: Callable[..., None]
 ) -> None:
-    lease = 3.0
+    lease = 8.0  # a freshly started worker needs a few seconds for its first kernel
     wb = _local_workbench(monkeypatch, pg_url, lease=lease)
     jobs.register(wb, "retried", SLEEPS, parameters={"seconds": 4}, retries=1, retry_delay=0)
     jobs.register(wb, "lost", SLEEPS, parameters={"seconds": 30}, retries=0)
@@ -189,6 +221,9 @@ def test_kill_9_of_a_local_worker_mid_run(
         60,
         "both runs to start",
     )
+    # The workers' kernel templates and their (forked) kernels must die with the workers.
+    descendants = [d for pid in executor.worker_pids() for d in _descendants(pid)]
+    assert descendants, "each worker has a kernel template with kernels"
     for pid in executor.worker_pids():
         os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
@@ -199,6 +234,7 @@ def test_kill_9_of_a_local_worker_mid_run(
     assert time.monotonic() - killed_at <= bound + 5  # generous for a loaded CI machine
     row = run_row(wb, lost)
     assert row.error_name == "WorkerLost"
+    wait_for(lambda: not any(_alive(p) for p in descendants), 15, "no orphaned kernel")
     wait_for(lambda: run_row(wb, retried).status is RunStatus.SUCCEEDED, 90, "the retry to succeed")
     assert run_row(wb, retried).attempt == 2
     with wb.session() as s:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -15,6 +16,9 @@ from workbench.scheduler import jobs
 from workbench.scheduler.tick import schedule_due
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[2]
+NB = str(ROOT / "tests" / "notebooks" / "trivial.ipynb")  # one parameter, x: int = 1
+KPIS = str(ROOT / "notebooks" / "flights_kpis.ipynb")
 
 
 def _runs(wb: Workbench, name: str) -> list[Run]:
@@ -27,7 +31,7 @@ def test_dst_job_ticked_every_15_minutes(workbench: Workbench) -> None:
     jobs.register(
         workbench,
         "berlin",
-        "n.ipynb",
+        NB,
         schedule="30 2 * * *",
         timezone="Europe/Berlin",
         now=datetime(2026, 3, 27, 12, tzinfo=UTC),
@@ -49,7 +53,7 @@ def test_job_settings_travel_with_the_run(workbench: Workbench) -> None:
     jobs.register(
         workbench,
         "kpis",
-        "notebooks/flights_kpis.ipynb",
+        KPIS,
         schedule="0 * * * *",
         parameters={"carrier": "UA"},
         retries=2,
@@ -77,7 +81,7 @@ def test_catch_up_after_downtime(
     jobs.register(
         workbench,
         "hourly",
-        "n.ipynb",
+        NB,
         schedule="0 * * * *",
         catchup=policy,
         catchup_limit=limit,
@@ -95,13 +99,13 @@ def test_catch_up_after_downtime(
 
 
 def test_catchup_none_still_runs_a_slot_that_is_on_time(workbench: Workbench) -> None:
-    jobs.register(workbench, "j", "n.ipynb", schedule="0 * * * *", catchup="none", now=T0)
+    jobs.register(workbench, "j", NB, schedule="0 * * * *", catchup="none", now=T0)
     schedule_due(workbench, T0 + timedelta(hours=1, seconds=20))
     assert [r.scheduled_for for r in _runs(workbench, "j")] == [T0 + timedelta(hours=1)]
 
 
 def test_paused_jobs_are_not_scheduled_and_resume_skips_the_pause(workbench: Workbench) -> None:
-    jobs.register(workbench, "p", "n.ipynb", schedule="0 * * * *", catchup="all", now=T0)
+    jobs.register(workbench, "p", NB, schedule="0 * * * *", catchup="all", now=T0)
     jobs.pause(workbench, "p")
     schedule_due(workbench, T0 + timedelta(hours=3))
     assert _runs(workbench, "p") == []
@@ -111,7 +115,7 @@ def test_paused_jobs_are_not_scheduled_and_resume_skips_the_pause(workbench: Wor
 
 
 def test_trigger_queues_an_unscheduled_run(workbench: Workbench) -> None:
-    jobs.register(workbench, "t", "n.ipynb", parameters={"x": 1})
+    jobs.register(workbench, "t", NB, parameters={"x": 1})
     first = jobs.trigger(workbench, "t")
     second = jobs.trigger(workbench, "t")
     runs = _runs(workbench, "t")
@@ -123,12 +127,31 @@ def test_unknown_job_and_bad_definitions(workbench: Workbench) -> None:
     with pytest.raises(jobs.JobNotFoundError, match="jobs list"):
         jobs.trigger(workbench, "nope")
     with pytest.raises(jobs.JobError, match="catchup must be one of"):
-        jobs.register(workbench, "x", "n.ipynb", schedule="0 * * * *", catchup="sometimes")
+        jobs.register(workbench, "x", NB, schedule="0 * * * *", catchup="sometimes")
     with pytest.raises(jobs.JobError, match="catchup_limit"):
-        jobs.register(workbench, "x", "n.ipynb", schedule="0 * * * *", catchup_limit=0)
+        jobs.register(workbench, "x", NB, schedule="0 * * * *", catchup_limit=0)
     with pytest.raises(jobs.JobError, match="max_concurrency"):
-        jobs.register(workbench, "x", "n.ipynb", max_concurrency=0)
+        jobs.register(workbench, "x", NB, max_concurrency=0)
     assert jobs.list_jobs(workbench) == []
+
+
+def test_parameters_are_validated_at_registration(workbench: Workbench) -> None:
+    from workbench.runs.errors import NotebookError, ParameterError
+
+    with pytest.raises(ParameterError, match="Parameter 'x' expects int, got a value of type str"):
+        jobs.register(workbench, "typed", NB, parameters={"x": "one"})
+    with pytest.raises(ParameterError, match="Unknown parameter 'y'; this notebook declares: x"):
+        jobs.register(workbench, "typed", NB, parameters={"y": 1})
+    with pytest.raises(NotebookError, match="does not exist"):
+        jobs.register(workbench, "typed", "missing.ipynb")
+    assert jobs.list_jobs(workbench) == []
+    job = jobs.register(workbench, "typed", KPIS, parameters={"start": date(2013, 2, 1)})
+    assert job.parameters == {"start": "2013-02-01"}  # typed, stored as JSON
+    assert job.notebook == KPIS
+    cli = jobs.register(
+        workbench, "typed", KPIS, parameters={"on_time_minutes": "5"}, from_cli=True
+    )
+    assert cli.parameters == {"on_time_minutes": 5}
 
 
 def test_two_schedulers_over_1000_ticks_create_one_run_per_slot(
@@ -137,9 +160,7 @@ def test_two_schedulers_over_1000_ticks_create_one_run_per_slot(
     """Two schedulers with their own pools tick the same instants concurrently."""
     setup = Workbench(settings, pg_url)
     for i in range(3):
-        jobs.register(
-            setup, f"minutely-{i}", "n.ipynb", schedule="* * * * *", catchup="all", now=T0
-        )
+        jobs.register(setup, f"minutely-{i}", NB, schedule="* * * * *", catchup="all", now=T0)
     ticks = [T0 + timedelta(seconds=30 * (i + 1)) for i in range(1000)]
     barrier = threading.Barrier(2)
     errors: list[BaseException] = []
@@ -187,7 +208,7 @@ def test_jobs_namespace_on_the_default_workbench(
     wb.close()
     try:
         wb.jobs.register(
-            "daily", "n.ipynb", schedule="0 6 * * *", timezone="America/New_York",
+            "daily", KPIS, schedule="0 6 * * *", timezone="America/New_York",
             parameters={"carrier": "UA"}, retries=2, catchup="none",
         )  # fmt: skip
         assert [j.name for j in wb.jobs.list_jobs()] == ["daily"]

@@ -26,15 +26,14 @@ class JobOptionError(WorkbenchError):
 
 
 def _parameters(pairs: list[str]) -> dict[str, Any]:
+    """NAME=VALUE pairs as typed text; the notebook's schema converts each value by its type,
+    exactly as for `workbench run -p NAME VALUE`."""
     values: dict[str, Any] = {}
     for pair in pairs:
         name, sep, raw = pair.partition("=")
         if not sep or not name:
             raise JobOptionError(f"Parameter {pair!r} is not NAME=VALUE.")
-        try:
-            values[name] = json.loads(raw)
-        except json.JSONDecodeError:
-            values[name] = raw  # a plain string; the notebook's schema converts it
+        values[name] = raw
     return values
 
 
@@ -49,7 +48,9 @@ def add(
     timezone: Annotated[str, typer.Option(help="IANA time zone of the schedule.")] = "UTC",
     parameter: Annotated[
         list[str] | None,
-        typer.Option("--parameter", "-p", help="NAME=VALUE (JSON or text); repeatable."),
+        typer.Option(
+            "--parameter", "-p", help="NAME=VALUE, converted by the notebook's type; repeatable."
+        ),
     ] = None,
     retries: Annotated[int, typer.Option(help="Retries after a failed attempt.")] = 0,
     retry_delay: Annotated[float, typer.Option(help="Seconds before the first retry.")] = 60,
@@ -77,6 +78,7 @@ def add(
             max_concurrency=max_concurrency,
             catchup=catchup,
             catchup_limit=catchup_limit,
+            from_cli=True,
         )
     when = job.next_run_at.isoformat() if job.next_run_at else "on demand"
     console.print(f"job {escape(name)} saved; next run: {when}")

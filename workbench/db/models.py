@@ -41,6 +41,8 @@ __all__ = [
     "RunResult",
     "RunStatus",
     "Secret",
+    "ServiceHeartbeat",
+    "ServiceKind",
     "Source",
     "Team",
     "User",
@@ -90,6 +92,11 @@ class RunStatus(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     TIMED_OUT = "timed_out"
+
+
+class ServiceKind(enum.StrEnum):
+    SCHEDULER = "scheduler"
+    WORKER = "worker"
 
 
 class CatchUp(enum.StrEnum):
@@ -309,4 +316,24 @@ class AuditEntry(Base):
     )
     action: Mapped[str] = mapped_column(String(100), index=True)
     target: Mapped[str | None] = mapped_column(String(500))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ServiceHeartbeat(Base):
+    """A running scheduler or worker process: one row per process, refreshed while it lives.
+
+    Health checks read ``heartbeat_at`` to find a service that stopped beating; a process that
+    stops cleanly deletes its row.
+    """
+
+    __tablename__ = "service_heartbeats"
+    __table_args__ = (Index("ix_service_heartbeats_kind_heartbeat_at", "kind", "heartbeat_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    kind: Mapped[ServiceKind] = mapped_column(_enum(ServiceKind, "service_kind"))
+    name: Mapped[str] = mapped_column(String(200))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)

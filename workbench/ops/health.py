@@ -10,8 +10,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from workbench.config import Settings, mask_url
 from workbench.db import migrate
+from workbench.db.models import ServiceKind
+from workbench.scheduler.heartbeats import service_statuses, stale_after
 
-__all__ = ["Check", "check_database", "check_migrations", "check_redis", "run_checks"]
+__all__ = [
+    "Check",
+    "check_database",
+    "check_migrations",
+    "check_redis",
+    "check_schedulers",
+    "run_checks",
+]
 
 
 @dataclass(frozen=True)
@@ -77,11 +86,42 @@ def check_redis(url: str, timeout: float = 2.0) -> Check:
     )
 
 
+def check_schedulers(engine: Engine, *, stale_seconds: float) -> Check:
+    """Fails when a scheduler's heartbeat is older than ``stale_seconds`` (it died or hangs).
+
+    No scheduler at all is not a failure: the embedded mode often runs without one.
+    """
+    start = time.perf_counter()
+    try:
+        statuses = service_statuses(engine, ServiceKind.SCHEDULER, stale_seconds=stale_seconds)
+    except SQLAlchemyError as exc:
+        return Check("scheduler", False, f"unknown: {_error_summary(exc)}")
+    elapsed = time.perf_counter() - start
+    stale = [s for s in statuses if s.stale]
+    live = len(statuses) - len(stale)
+    if stale:
+        names = "; ".join(s.describe() for s in stale)
+        return Check(
+            "scheduler",
+            False,
+            f"{len(stale)} stale (no heartbeat for over {stale_seconds:.0f}s): {names}; "
+            f"{live} live. Restart `workbench scheduler` or check its logs.",
+            elapsed,
+        )
+    if not statuses:
+        return Check("scheduler", True, "no scheduler running", elapsed)
+    return Check("scheduler", True, f"{live} running, heartbeats fresh", elapsed)
+
+
 def run_checks(settings: Settings, engine: Engine) -> list[Check]:
-    """Database reachability, migration status, and Redis when configured."""
+    """Database reachability, migration status, scheduler heartbeats, Redis when configured."""
     checks = [check_database(engine)]
     if checks[0].ok:
         checks.append(check_migrations(engine))
+        if checks[-1].ok:
+            checks.append(
+                check_schedulers(engine, stale_seconds=stale_after(settings.scheduler_poll_seconds))
+            )
     redis_url = settings.effective_redis_url()
     if redis_url:
         checks.append(check_redis(redis_url))

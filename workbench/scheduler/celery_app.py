@@ -24,6 +24,8 @@ __all__ = ["TASK_NAME", "check_visibility_timeout", "create_app"]
 
 log = logging.getLogger(__name__)
 TASK_NAME = "workbench.execute_run"
+# Two, so a run never waits for the kernel the previous run's start-up replaced.
+WARM_KERNELS = 2
 
 _process_state: dict[str, Any] = {}
 
@@ -71,13 +73,15 @@ def create_app(settings: Settings | None = None) -> Celery:
 
 @worker_process_init.connect
 def _warm_worker_process(**_: Any) -> None:
-    """Each worker child keeps its own database pool and a warm kernel."""
+    """Each worker child keeps its own database pool and warm (forked) kernels."""
     from workbench.api import Workbench
     from workbench.runs.kernels import KernelPool, kernel_env
 
     settings = load_settings()
     _process_state["workbench"] = Workbench(settings)
-    _process_state["kernels"] = KernelPool(1, env=kernel_env(settings))
+    _process_state["kernels"] = KernelPool(
+        WARM_KERNELS, env=kernel_env(settings), fork=settings.fork_kernels
+    )
 
 
 def check_visibility_timeout(settings: Settings) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import threading
 import uuid
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -26,6 +27,9 @@ log = logging.getLogger(__name__)
 
 class Executor(Protocol):
     name: str
+    #: Set when the executor has room again (a run finished), so the scheduler dispatches at
+    #: once instead of at its next poll; None when the executor cannot tell.
+    wakeup: threading.Event | None
 
     def capacity(self) -> int:
         """How many more runs it can take now."""
@@ -51,7 +55,7 @@ def _init_worker(warm_kernels: int) -> None:
 
     settings = load_settings()
     _worker_bench = Workbench(settings)
-    _worker_kernels = KernelPool(warm_kernels, env=kernel_env(settings))
+    _worker_kernels = KernelPool(warm_kernels, env=kernel_env(settings), fork=settings.fork_kernels)
 
 
 def _run_in_worker(run_id: str) -> str:
@@ -65,6 +69,7 @@ class LocalExecutor:
     """A pool of worker processes on this machine, each with a warm kernel."""
 
     name = "local"
+    wakeup: threading.Event | None = None
 
     def __init__(self, workers: int = 2, *, warm_kernels: int = 1) -> None:
         self.workers = workers
@@ -134,6 +139,7 @@ class CeleryExecutor:
     """Sends each run to the Celery workers (`workbench worker`) through the broker."""
 
     name = "celery"
+    wakeup: threading.Event | None = None
 
     def __init__(self, settings: Settings, *, max_in_flight: int = 100) -> None:
         from workbench.scheduler.celery_app import create_app

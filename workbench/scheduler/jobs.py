@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -22,6 +23,7 @@ __all__ = [
     "JobError",
     "JobNotFoundError",
     "JobSpec",
+    "checked_parameters",
     "delete",
     "get",
     "list_jobs",
@@ -102,8 +104,15 @@ def register(
     catchup: CatchUp | str = CatchUp.LATEST,
     catchup_limit: int = 100,
     now: datetime | None = None,
+    from_cli: bool = False,
 ) -> Job:
-    """Create or update the job ``name``; its next run is computed from ``now``."""
+    """Create or update the job ``name``; its next run is computed from ``now``.
+
+    ``parameters`` are checked against the notebook's typed parameter schema now, with the
+    errors `workbench run` gives, so a job cannot be registered to fail at every run; the job
+    stores the notebook's absolute path and the typed values. ``from_cli`` means the values are
+    strings typed by a person, converted by type as `workbench run -p` does.
+    """
     spec = JobSpec(
         name=name,
         notebook=notebook,
@@ -118,6 +127,8 @@ def register(
         catchup_limit=catchup_limit,
     )
     spec.validate()
+    notebook, values = checked_parameters(spec.notebook, spec.parameters or {}, from_cli=from_cli)
+    spec = replace(spec, notebook=notebook, parameters=values)
     now = now or utcnow()
     with wb.session() as session, session.begin():
         job = session.scalar(select(Job).where(Job.name == name))
@@ -140,6 +151,22 @@ def register(
             AuditEntry(action="job.create" if created else "job.update", target=name, details={})
         )
     return job
+
+
+def checked_parameters(
+    notebook: str, parameters: dict[str, Any], *, from_cli: bool = False
+) -> tuple[str, dict[str, Any]]:
+    """The notebook's absolute path and ``parameters`` validated against its schema, as JSON.
+
+    Raises the errors `workbench run` raises: NotebookError (missing or unreadable notebook)
+    and ParameterError (unknown name, wrong type, missing required parameter).
+    """
+    from workbench.runs.notebook import load_notebook, notebook_schema
+    from workbench.runs.params import ParameterSchema
+
+    path = str(Path(notebook).expanduser().resolve())
+    values = notebook_schema(load_notebook(path)).validate(parameters, from_cli=from_cli)
+    return path, ParameterSchema.to_json(values)
 
 
 def _seconds(value: timedelta | float) -> timedelta:

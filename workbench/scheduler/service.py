@@ -17,8 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from workbench.db.models import ServiceKind
 from workbench.errors import WorkbenchError
 from workbench.scheduler.dispatch import dispatch_runs
+from workbench.scheduler.heartbeats import ServiceBeat
 from workbench.scheduler.reaper import reap_expired
 from workbench.scheduler.tick import schedule_due
 
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
 __all__ = ["SchedulerAlreadyRunningError", "SchedulerStats", "run_scheduler", "single_scheduler"]
 
 log = logging.getLogger(__name__)
+MAX_BEAT_SECONDS = 1.0  # a very short poll still writes the heartbeat at most once a second
+WAKE_CHECK_SECONDS = 0.1  # how often a scheduler waiting for a wake-up looks at its stop flag
 
 
 class SchedulerAlreadyRunningError(WorkbenchError):
@@ -77,32 +81,83 @@ def run_scheduler(
     stop: threading.Event,
     poll_seconds: float | None = None,
     max_ticks: int | None = None,
+    name: str = "scheduler",
 ) -> SchedulerStats:
-    """Run until ``stop`` is set (or ``max_ticks`` passes); errors are logged, not fatal."""
+    """Run until ``stop`` is set (or ``max_ticks`` passes); errors are logged, not fatal.
+
+    Every poll also refreshes this scheduler's row in ``service_heartbeats``, so health checks
+    can tell a live scheduler from one that died or hung.
+    """
     poll = poll_seconds or wb.settings.scheduler_poll_seconds
     stats = SchedulerStats()
     with single_scheduler(wb):
-        while not stop.is_set():
-            started = time.monotonic()
+        beat = ServiceBeat(
+            wb.engine,
+            ServiceKind.SCHEDULER,
+            name,
+            {"executor": executor.name, "poll_seconds": poll},
+        )
+        try:
+            _loop(wb, executor, beat, stop=stop, poll=poll, max_ticks=max_ticks, stats=stats)
+        finally:
             try:
-                stats.queued += len(schedule_due(wb).created)
-                reaped = reap_expired(wb)
-                stats.requeued += len(reaped.requeued)
-                stats.failed += len(reaped.failed)
-                stats.dispatched += len(
-                    dispatch_runs(
-                        wb,
-                        executor.send,
-                        executor=executor.name,
-                        capacity=executor.capacity(),
-                        max_running=wb.settings.max_concurrent_runs,
-                    )
-                )
-            except Exception as exc:  # keep scheduling; the next tick retries
-                log.exception("scheduler tick failed")
-                stats.errors.append(f"{type(exc).__name__}: {exc}")
-            stats.ticks += 1
-            if max_ticks is not None and stats.ticks >= max_ticks:
-                break
-            stop.wait(max(0.0, poll - (time.monotonic() - started)))
+                beat.close()
+            except Exception:  # the database may be gone; the row then just goes stale
+                log.exception("could not remove the scheduler heartbeat row")
     return stats
+
+
+def _loop(
+    wb: Workbench,
+    executor: Executor,
+    beat: ServiceBeat,
+    *,
+    stop: threading.Event,
+    poll: float,
+    max_ticks: int | None,
+    stats: SchedulerStats,
+) -> None:
+    """A full tick every ``poll`` seconds; between ticks, dispatch only when the executor wakes
+    us because it has room (so throughput does not depend on the poll interval)."""
+    wakeup = getattr(executor, "wakeup", None)
+    last_beat = time.monotonic()
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            if started - last_beat >= min(poll, MAX_BEAT_SECONDS):
+                beat.beat({"ticks": stats.ticks, "dispatched": stats.dispatched})
+                last_beat = started
+            stats.queued += len(schedule_due(wb).created)
+            reaped = reap_expired(wb)
+            stats.requeued += len(reaped.requeued)
+            stats.failed += len(reaped.failed)
+            stats.dispatched += _dispatch(wb, executor)
+        except Exception as exc:  # keep scheduling; the next tick retries
+            log.exception("scheduler tick failed")
+            stats.errors.append(f"{type(exc).__name__}: {exc}")
+        stats.ticks += 1
+        if max_ticks is not None and stats.ticks >= max_ticks:
+            break
+        next_tick = started + poll
+        while not stop.is_set() and (left := next_tick - time.monotonic()) > 0:
+            if wakeup is None:
+                stop.wait(left)
+            elif wakeup.wait(min(left, WAKE_CHECK_SECONDS)):
+                wakeup.clear()
+                try:
+                    stats.dispatched += _dispatch(wb, executor)
+                except Exception as exc:
+                    log.exception("dispatch failed")
+                    stats.errors.append(f"{type(exc).__name__}: {exc}")
+
+
+def _dispatch(wb: Workbench, executor: Executor) -> int:
+    return len(
+        dispatch_runs(
+            wb,
+            executor.send,
+            executor=executor.name,
+            capacity=executor.capacity(),
+            max_running=wb.settings.max_concurrent_runs,
+        )
+    )
