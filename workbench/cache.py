@@ -2,10 +2,14 @@
 
 Redis when ``WORKBENCH_REDIS_URL`` is set (shared by every process), otherwise a small
 in-process cache. An entry's key covers the database, the query, its parameters and the
-current *write version* of every table the query names; ``wb.write`` bumps the version of the
-table it wrote, so results that read it are never served again and simply expire. Tables
-changed by other means (SQL statements, other tools) are not tracked: keep the TTL short.
-A failing cache never fails a query: it is logged and skipped.
+*last write* of every table the query names: the ``datasets`` row that every ``wb.write``
+updates in its own transaction (time, mode and rows), read with one small query on each
+cached read. A write from any process (another kernel, a scheduled run, a worker) therefore
+changes the key, and the next cached read runs the query again; old entries simply expire.
+The stamps are read before the query runs, so a result is never stored under a newer stamp
+than the data it holds. In this process ``wb.write`` also bumps a local version of the table.
+Tables changed by other means (SQL statements, other tools) are not tracked: keep the TTL
+short. A failing cache never fails a query: it is logged and skipped.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -26,9 +30,19 @@ import pyarrow as pa
 from workbench.config import mask_url
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from workbench.api import Workbench
 
-__all__ = ["MemoryCache", "QueryCache", "RedisCache", "cache_for", "tables_named"]
+__all__ = [
+    "MemoryCache",
+    "QueryCache",
+    "RedisCache",
+    "Stamps",
+    "cache_for",
+    "last_writes",
+    "tables_named",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +54,31 @@ def tables_named(query: str) -> list[str]:
     """Every identifier in ``query`` (lower-cased unless quoted): a superset of its tables."""
     names = {q.replace('""', '"') if q else w.lower() for q, w in _WORD.findall(query)}
     return sorted(names)
+
+
+#: Reads the last-write stamps of the named tables (one string per name, "" if unknown).
+Stamps = Callable[[Sequence[str]], list[str]]
+
+
+def last_writes(engine: Engine) -> Stamps:
+    """Stamps from ``engine``'s ``datasets`` table: when, how and how many rows each table
+    was last written with ``wb.write`` (names that are not tables stay "")."""
+    from sqlalchemy import bindparam, text
+
+    query = text(
+        "SELECT name, last_write_at, last_write_mode, last_write_rows FROM datasets "
+        "WHERE name IN :names"
+    ).bindparams(bindparam("names", expanding=True))
+
+    def read(names: Sequence[str]) -> list[str]:
+        if not names:
+            return []
+        with engine.connect() as connection:
+            rows = connection.execute(query, {"names": list(names)}).all()
+        found = {row[0]: f"{row[1]}|{row[2]}|{row[3]}" for row in rows}
+        return [found.get(name, "") for name in names]
+
+    return read
 
 
 def _serialize(df: pd.DataFrame) -> bytes | None:
@@ -58,32 +97,52 @@ def _deserialize(payload: bytes) -> pd.DataFrame:
 
 
 class QueryCache:
-    """Looks up and stores query results; subclasses hold the storage."""
+    """Looks up and stores query results; subclasses hold the storage.
 
-    def __init__(self, namespace: str) -> None:
+    ``stamps`` reads the tables' last writes from the database (:func:`last_writes`); without
+    it only this process's (or Redis's) write versions are part of the key.
+    """
+
+    def __init__(self, namespace: str, stamps: Stamps | None = None) -> None:
         self.namespace = namespace
+        self.stamps = stamps
+        self._pending = threading.local()
 
     def _key(self, query: str, params: Mapping[str, Any]) -> str:
         tables = tables_named(query)
         versions = self._versions(tables)
-        material = repr((query, sorted((k, repr(v)) for k, v in params.items()), versions))
+        written = self.stamps(tables) if self.stamps is not None else []
+        material = repr((query, sorted((k, repr(v)) for k, v in params.items()), versions, written))
         digest = hashlib.sha256(material.encode("utf-8")).hexdigest()
         return f"wb:cache:{self.namespace}:q:{digest}"
 
+    @staticmethod
+    def _call(query: str, params: Mapping[str, Any]) -> str:
+        return repr((query, sorted((k, repr(v)) for k, v in params.items())))
+
     def get(self, query: str, params: Mapping[str, Any]) -> pd.DataFrame | None:
+        """The cached result, or ``None``; a following :meth:`put` of the same query in this
+        thread stores under the key read here, before the query ran."""
+        self._pending.call = None
         try:
-            payload = self._load(self._key(query, params))
+            key = self._key(query, params)
+            self._pending.call = (self._call(query, params), key)
+            payload = self._load(key)
         except Exception as exc:  # a cache must never fail the query
             log.warning("query cache unavailable, reading from the database: %s", exc)
             return None
         return None if payload is None else _deserialize(payload)
 
     def put(self, query: str, params: Mapping[str, Any], df: pd.DataFrame, seconds: float) -> None:
+        pending = getattr(self._pending, "call", None)
+        self._pending.call = None
+        if pending is None or pending[0] != self._call(query, params):
+            return  # no stamps read before the query ran: storing could keep stale data
         payload = _serialize(df)
         if payload is None:
             return
         try:
-            self._store(self._key(query, params), payload, seconds)
+            self._store(pending[1], payload, seconds)
         except Exception as exc:
             log.warning("query cache unavailable, result not cached: %s", exc)
 
@@ -110,8 +169,8 @@ class QueryCache:
 class MemoryCache(QueryCache):
     """This process only, at most :data:`MEMORY_ENTRIES` results (least recently used go)."""
 
-    def __init__(self, namespace: str) -> None:
-        super().__init__(namespace)
+    def __init__(self, namespace: str, stamps: Stamps | None = None) -> None:
+        super().__init__(namespace, stamps)
         self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._table_versions: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -146,8 +205,8 @@ class MemoryCache(QueryCache):
 class RedisCache(QueryCache):
     """Shared by every process using the same Redis and database."""
 
-    def __init__(self, namespace: str, url: str) -> None:
-        super().__init__(namespace)
+    def __init__(self, namespace: str, url: str, stamps: Stamps | None = None) -> None:
+        super().__init__(namespace, stamps)
         import redis
 
         self._client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
@@ -179,14 +238,24 @@ _caches: weakref.WeakKeyDictionary[Workbench, QueryCache] = weakref.WeakKeyDicti
 _caches_lock = threading.Lock()
 
 
-def cache_for(workbench: Workbench) -> QueryCache:
-    """The workbench's cache: Redis if ``WORKBENCH_REDIS_URL`` is set, else in-process."""
+def cache_for(workbench: Workbench, freshness: Engine | None = None) -> QueryCache:
+    """The workbench's cache: Redis if ``WORKBENCH_REDIS_URL`` is set, else in-process.
+
+    Entries are per database login (its URL names the user), so viewers never share results.
+    ``freshness`` reads the tables' last writes (default: the workbench's own engine); a
+    dashboard passes the service's engine, which sees every table's ``datasets`` row.
+    """
     with _caches_lock:
         cache = _caches.get(workbench)
         if cache is None:
             database = mask_url(workbench.database_url)
             namespace = hashlib.sha256(database.encode("utf-8")).hexdigest()[:16]
             redis_url = workbench.settings.effective_redis_url()
-            cache = RedisCache(namespace, redis_url) if redis_url else MemoryCache(namespace)
+            stamps = last_writes(freshness if freshness is not None else workbench.engine)
+            cache = (
+                RedisCache(namespace, redis_url, stamps)
+                if redis_url
+                else MemoryCache(namespace, stamps)
+            )
             _caches[workbench] = cache
         return cache

@@ -8,11 +8,14 @@ from __future__ import annotations
 import http.client
 import re
 import time
+import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import pandas as pd
 import pytest
+from playwright.sync_api import expect
 
 from tests.e2e.world import Server, World
 
@@ -46,8 +49,13 @@ def kpi(page: Any, title: str) -> Any:
     return page.locator(f".wb-kpi[data-title='{title}'] .wb-kpi-value")
 
 
-def open_dashboard(page: Any, server: Server) -> None:
-    page.goto(server.base + DASHBOARD)
+def open_dashboard(page: Any, server: Server, *, go: bool = True) -> None:
+    """Open the flights dashboard (``go=False``: a link to it was just followed) and wait
+    until its numbers are shown."""
+    if go:
+        page.goto(server.base + DASHBOARD)
+    else:
+        page.wait_for_url(server.base + DASHBOARD)
     page.wait_for_function(
         "() => [...document.querySelectorAll('.wb-kpi-value')].some(e => /\\d/.test(e.textContent))"
     )
@@ -72,10 +80,14 @@ def test_viewer_filters_by_carrier_and_sees_the_pandas_value(
 ) -> None:
     sign_in(page, server, world, "a")
     page.get_by_role("link", name="Flight operations").click()
-    open_dashboard(page, server)
+    open_dashboard(page, server, go=False)  # one page view: one pre-heated kernel
     mine = world.rows_of("a")
-    assert kpi(page, "On-time arrivals").text_content() == on_time(mine)
-    assert kpi(page, "Flights").text_content() == flights(mine)
+    # At the default filters: the results team a's scheduled KPI run recorded.
+    expect(page.locator(".wb-freshness")).to_have_text(
+        re.compile(r"^Data as of .* \(scheduled run flights_kpis_\w+_a\)")
+    )
+    expect(kpi(page, "On-time arrivals")).to_have_text(on_time(mine))
+    expect(kpi(page, "Flights")).to_have_text(flights(mine))
 
     carrier = mine["carrier"].value_counts().index[1]  # a busy carrier, not the busiest
     page.locator(".widget-dropdown", has_text="Carrier").locator("select").select_option(
@@ -83,14 +95,11 @@ def test_viewer_filters_by_carrier_and_sees_the_pandas_value(
     )
     expected = on_time(mine[mine["carrier"] == carrier])
     assert expected != on_time(mine)
-    page.wait_for_function(
-        "([want]) => [...document.querySelectorAll('.wb-kpi')].some("
-        "e => e.textContent.includes('On-time') && e.textContent.includes(want))",
-        arg=[expected],
-    )
-    assert kpi(page, "Flights").text_content() == flights(mine[mine["carrier"] == carrier])
-    assert page.locator(".wb-freshness").text_content().startswith("Data as of ")
-    assert page.locator(".bqplot").count() == 2  # both charts drawn
+    expect(kpi(page, "On-time arrivals")).to_have_text(expected)
+    expect(kpi(page, "Flights")).to_have_text(flights(mine[mine["carrier"] == carrier]))
+    # Another carrier: live (cached) queries, with the time they ran.
+    expect(page.locator(".wb-freshness")).to_have_text(re.compile(r"^Data as of [^(]*· queried"))
+    expect(page.locator(".bqplot")).to_have_count(2)  # both charts drawn
 
 
 def test_team_b_sees_team_b_numbers_not_a(page: Any, server: Server, world: World) -> None:
@@ -98,8 +107,10 @@ def test_team_b_sees_team_b_numbers_not_a(page: Any, server: Server, world: Worl
     page.wait_for_url(server.base)
     open_dashboard(page, server)
     theirs, others = world.rows_of("b"), world.rows_of("a")
-    assert kpi(page, "Flights").text_content() == flights(theirs)
-    assert kpi(page, "On-time arrivals").text_content() == on_time(theirs)
+    expect(kpi(page, "Flights")).to_have_text(flights(theirs))
+    expect(kpi(page, "On-time arrivals")).to_have_text(on_time(theirs))
+    # Team a's recorded results are not team b's: b's page queried live.
+    expect(page.locator(".wb-freshness")).to_have_text(re.compile(r"^Data as of [^(]*· queried"))
     assert flights(theirs) != flights(others)
     options = page.locator(".widget-dropdown", has_text="Origin").locator("option")
     assert set(options.all_text_contents()) == {"All", *theirs["origin"].unique()}
@@ -112,11 +123,41 @@ def test_analyst_sees_workbench_operations(page: Any, server: Server, world: Wor
         "() => [...document.querySelectorAll('.wb-kpi-value')].some(e => /\\d/.test(e.textContent))"
     )
     seeded = [(day + job) % 5 == 0 for job in range(3) for day in range(7)]
-    assert kpi(page, "Runs").text_content() == str(len(seeded))
-    assert kpi(page, "Failure rate").text_content() == f"{100 * sum(seeded) / len(seeded):.1f}%"
+    seeded.append(False)  # the flights KPI job's run (recorded results), succeeded
+    expect(kpi(page, "Runs")).to_have_text(str(len(seeded)))
+    expect(kpi(page, "Failure rate")).to_have_text(f"{100 * sum(seeded) / len(seeded):.1f}%")
     page.get_by_text("Next scheduled runs").wait_for()
     assert page.locator("a", has_text="output notebook").count() == sum(seeded)
-    assert "database" in page.locator("text=Service health").locator("..").text_content()
+    expect(page.locator("text=Service health").locator("..")).to_contain_text("database")
+
+
+def test_output_notebook_links_open_only_for_those_who_may_see_the_run(
+    page: Any, server: Server, world: World
+) -> None:
+    sign_in(page, server, world, "analyst")
+    page.wait_for_url(server.base)
+    page.goto(server.base + "voila/render/workbench_operations.ipynb")
+    link = page.locator("a", has_text="output notebook").first
+    expect(link).to_be_visible()
+    address = urljoin(page.url, link.get_attribute("href"))
+    assert re.search(r"/runs/[0-9a-f-]{36}/output$", address)
+    reply = page.goto(address)
+    assert reply.status == 200
+    assert reply.headers["content-security-policy"].startswith("sandbox")
+    expect(page.get_by_role("heading", name=re.compile(r"^Output of daily_kpis_"))).to_be_visible()
+    # Team b's run is not team a's analyst's to see; neither is a run that does not exist.
+    for run_id in (world.failed_runs["b"][0], uuid.uuid4()):
+        reply = page.goto(f"{server.base}runs/{run_id}/output")
+        assert reply.status == 404
+        expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+
+
+def test_viewers_may_not_open_run_outputs(page: Any, server: Server, world: World) -> None:
+    sign_in(page, server, world, "a")
+    page.wait_for_url(server.base)
+    reply = page.goto(f"{server.base}runs/{world.failed_runs['a'][0]}/output")
+    assert reply.status == 404  # the same answer as for a run that does not exist
+    expect(page.get_by_role("heading", name="Not found")).to_be_visible()
 
 
 def test_viewer_may_not_open_workbench_operations(page: Any, server: Server, world: World) -> None:
@@ -214,9 +255,32 @@ def test_session_cookie_is_httponly_and_samesite(page: Any, server: Server, worl
     assert len(session) == 1
     assert session[0]["httpOnly"] is True
     assert session[0]["sameSite"] == "Lax"
-    page.click("text=Sign out")
+    page.get_by_role("button", name="Sign out").click()
     page.wait_for_url(re.compile(r"/login"))
     assert not [c for c in page.context.cookies() if c["name"] == "workbench_session"]
+
+
+def test_signing_out_needs_a_posted_form_with_its_xsrf_token(
+    page: Any, server: Server, world: World
+) -> None:
+    sign_in(page, server, world, "a")
+    page.wait_for_url(server.base)
+    # A link (or another site's <img>) to the logout address only asks.
+    page.goto(server.base + "logout")
+    expect(page.get_by_role("heading", name="Sign out")).to_be_visible()
+    page.goto(server.base)
+    expect(page.get_by_role("link", name="Flight operations")).to_be_visible()
+    # A post without the XSRF token (a forged form) is refused and signs nobody out.
+    reply = page.request.post(server.base + "logout", form={"x": "1"}, max_redirects=0)
+    assert reply.status == 403
+    page.goto(server.base)
+    expect(page.get_by_role("link", name="Flight operations")).to_be_visible()
+    # The page's own button posts the token and signs out.
+    page.goto(server.base + "logout")
+    page.locator("main").get_by_role("button", name="Sign out").click()
+    page.wait_for_url(re.compile(r"/login"))
+    page.goto(server.base)
+    page.wait_for_url(re.compile(r"/login\?next="))
 
 
 def test_stopping_the_server_stops_every_kernel(server: Server) -> None:

@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import psutil
@@ -33,10 +34,14 @@ from workbench.data import write
 from workbench.db import rls
 from workbench.db.models import Job, RunStatus, Team
 from workbench.db.models import Run as RunRow
+from workbench.runs.results import RUN_ID_ENV, record
+from workbench.runs.storage import HTML_NAME, write_output
 from workbench.sources.flights import load_table
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "dashboards"
+KPI_NOTEBOOK = str(ROOT / "notebooks" / "flights_kpis.ipynb")
+JOBS = ("daily_kpis", "ingest_flights", "data_quality")
 TEAM_A_ORIGINS = ("JFK", "EWR")
 
 
@@ -49,6 +54,8 @@ class World:
     viewers: dict[str, tuple[str, str]] = field(default_factory=dict)
     """Team letter (or "analyst", in team a) -> (user name, password)."""
     roles: list[str] = field(default_factory=list)
+    failed_runs: dict[str, list[uuid.UUID]] = field(default_factory=dict)
+    """Team letter -> its failed runs (each with a stored HTML rendering)."""
 
     def rows_of(self, team: str) -> pd.DataFrame:
         return self.flights[self.flights["team"] == team]
@@ -95,7 +102,9 @@ def build_world(pg_url: str, home: Path, *, months: tuple[int, ...] = (1,)) -> W
         )
         world.viewers["analyst"] = (name, password)
         world.roles.append(str(account.user.db_role))
-        _seed_runs(bench, teams["a"])
+        world.failed_runs["a"] = _seed_runs(bench, teams["a"], home)
+        world.failed_runs["b"] = _seed_runs(bench, teams["b"], home, jobs=("b_only",))
+        seed_kpi_run(bench, teams["a"], world.rows_of("a"), job_name=f"flights_kpis_{prefix}_a")
         with bench.engine.begin() as conn:
             rls.protect_table(conn, "flights", team_id=teams["a"])
             conn.execute(
@@ -107,11 +116,20 @@ def build_world(pg_url: str, home: Path, *, months: tuple[int, ...] = (1,)) -> W
     return world
 
 
-def _seed_runs(bench: Workbench, team: uuid.UUID) -> None:
-    """A few jobs and a week of their runs, some failed, for the operations dashboard."""
+def output_html(job: str, day: int) -> bytes:
+    """The stored HTML rendering of a seeded run (what the output link must show)."""
+    return f"<html><body><h1>Output of {job}, {day} days ago</h1></body></html>".encode()
+
+
+def _seed_runs(
+    bench: Workbench, team: uuid.UUID, home: Path, *, jobs: tuple[str, ...] = JOBS
+) -> list[uuid.UUID]:
+    """A few jobs and a week of their runs, some failed, for the operations dashboard; each
+    run's HTML rendering is stored in its own output folder, as runs store theirs."""
     now = datetime.now(UTC)
+    failures: list[uuid.UUID] = []
     with bench.session() as session, session.begin():
-        for index, job_name in enumerate(("daily_kpis", "ingest_flights", "data_quality")):
+        for index, job_name in enumerate(jobs):
             job = Job(
                 name=f"{job_name}_{team.hex[:6]}",
                 notebook=f"notebooks/{job_name}.ipynb",
@@ -124,8 +142,14 @@ def _seed_runs(bench: Workbench, team: uuid.UUID) -> None:
             for day in range(7):
                 failed = (day + index) % 5 == 0
                 started = now - timedelta(days=day, minutes=10 * index)
+                run_id = uuid.uuid4()
+                folder = home / "runs" / str(run_id)
+                write_output(str(folder), HTML_NAME, output_html(job.name, day))
+                if failed:
+                    failures.append(run_id)
                 session.add(
                     RunRow(
+                        id=run_id,
                         job_id=job.id,
                         notebook=job.notebook,
                         status=RunStatus.FAILED if failed else RunStatus.SUCCEEDED,
@@ -134,10 +158,90 @@ def _seed_runs(bench: Workbench, team: uuid.UUID) -> None:
                         finished_at=started + timedelta(seconds=20 + 15 * index + day),
                         error_name="KeyError" if failed else None,
                         error_message="'carrier' is not a column" if failed else None,
-                        output_uri=f"runs/{job_name}/{day}.ipynb",
+                        output_uri=str(folder),
                         team_id=team,
                     )
                 )
+    return failures
+
+
+def kpi_results(rows: pd.DataFrame) -> dict[str, Any]:
+    """What a scheduled run of notebooks/flights_kpis.ipynb records for the flights dashboard,
+    computed with pandas from ``rows`` (default parameters: all of 2013, 15 minutes)."""
+    delays = rows[["dep_delay", "arr_delay"]].astype("float64")
+    frame = rows.assign(dep_delay=delays["dep_delay"], arr_delay=delays["arr_delay"])
+
+    def per(column: str) -> pd.DataFrame:
+        grouped = frame.groupby(column).agg(avg_dep_delay=("dep_delay", "mean")).reset_index()
+        return grouped.astype({column: "int64"})
+
+    routes = (
+        frame.groupby(["origin", "dest"])
+        .agg(flights=("arr_delay", "size"), avg_arr_delay=("arr_delay", "mean"))
+        .reset_index()
+    )
+    worst = routes[routes["flights"] >= 20].nlargest(8, "avg_arr_delay")
+    arrived = frame["arr_delay"].dropna()
+    return {
+        "flights": len(frame),
+        "on_time_rate": float((arrived < 15).mean()),
+        "avg_dep_delay": float(frame["dep_delay"].mean()),
+        "cancelled": int(frame["dep_time"].isna().sum()),
+        "by_hour": per("hour"),
+        "by_month": per("month"),
+        "worst_routes": pd.DataFrame(
+            {
+                "route": (worst["origin"] + " → " + worst["dest"]).to_numpy(),
+                "flights": worst["flights"].to_numpy(),
+                "avg_arr_delay": worst["avg_arr_delay"].round(1).to_numpy(),
+            }
+        ),
+    }
+
+
+def seed_kpi_run(
+    bench: Workbench,
+    team: uuid.UUID,
+    rows: pd.DataFrame,
+    *,
+    job_name: str,
+    finished: datetime | None = None,
+    parameters: dict[str, Any] | None = None,
+    values: dict[str, Any] | None = None,
+) -> uuid.UUID:
+    """A succeeded scheduled run of the KPI notebook for ``team``, with the results it would
+    record for ``rows`` (or ``values``), as `wb.record` stores them."""
+    finished = finished or datetime.now(UTC) - timedelta(minutes=5)
+    with bench.session() as session, session.begin():
+        job = session.scalar(select(Job).where(Job.name == job_name))
+        if job is None:
+            job = Job(name=job_name, notebook=KPI_NOTEBOOK, schedule="0 6 * * *", team_id=team)
+            session.add(job)
+            session.flush()
+        run = RunRow(
+            job_id=job.id,
+            notebook=KPI_NOTEBOOK,
+            parameters=parameters or {},
+            status=RunStatus.SUCCEEDED,
+            queued_at=finished - timedelta(seconds=30),
+            started_at=finished - timedelta(seconds=30),
+            finished_at=finished,
+            team_id=team,
+        )
+        session.add(run)
+        session.flush()
+        run_id = run.id
+    previous = os.environ.get(RUN_ID_ENV)
+    os.environ[RUN_ID_ENV] = str(run_id)
+    try:
+        for name, value in (values if values is not None else kpi_results(rows)).items():
+            record(name, value, workbench=bench)
+    finally:
+        if previous is None:
+            del os.environ[RUN_ID_ENV]
+        else:
+            os.environ[RUN_ID_ENV] = previous
+    return run_id
 
 
 def drop_roles(world: World) -> None:
@@ -188,7 +292,8 @@ class Server:
 
 def _is_kernel(process: psutil.Process) -> bool:
     try:
-        return any("ipykernel" in part for part in process.cmdline())
+        # The first kernel runs in the server's spare process (workbench.dashboards.spare).
+        return any("ipykernel" in part or "dashboards.spare" in part for part in process.cmdline())
     except psutil.Error:
         return False
 

@@ -1,7 +1,11 @@
-"""The opt-in query cache: in-process by default, Redis when configured; writes invalidate."""
+"""The opt-in query cache: in-process by default, Redis when configured; writes invalidate,
+in this process and in any other (the tables' last writes are part of the key)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -43,6 +47,47 @@ def test_cached_result_is_served_until_a_write(cached: Workbench) -> None:
     # wb.write to the table drops every cached result that reads it.
     cached.write(pd.DataFrame({"n": [100]}), "numbers", mode="append")
     assert total(cached) == 116
+
+
+WRITER = """
+import sys
+import pandas as pd
+from workbench.api import Workbench
+from workbench.config import load_settings
+
+with Workbench(load_settings(), sys.argv[1]) as wb:
+    wb.write(pd.DataFrame({"n": [int(sys.argv[2])]}), "numbers", mode="append")
+"""
+
+
+def write_in_another_process(db_url: str, value: int) -> None:
+    """wb.write from a separate Python process, without Redis: nothing tells this process."""
+    env = {k: v for k, v in os.environ.items() if k != "WORKBENCH_REDIS_URL"}
+    subprocess.run([sys.executable, "-c", WRITER, db_url, str(value)], check=True, env=env)
+
+
+def test_a_write_in_another_process_is_seen_on_the_next_cached_read(
+    cached: Workbench, db_url: str
+) -> None:
+    assert total(cached, seconds=300) == 6
+    assert total(cached, seconds=300) == 6  # served from the cache
+    write_in_another_process(db_url, 1000)
+    assert total(cached, seconds=300) == 1006
+    write_in_another_process(db_url, 20000)
+    assert total(cached, seconds=300) == 21006
+
+
+def test_a_result_is_never_stored_under_a_newer_write_than_it_read(
+    cached: Workbench, db_url: str
+) -> None:
+    """The stamps are read before the query: a write between the two is seen next time."""
+    store = cache_for(cached)
+    query, params = "select sum(n) as s from numbers where n > :m", {"m": 0}
+    assert store.get(query, params) is None  # the stamps are read here ...
+    older = cached.sql(query, m=0)  # ... the query runs ...
+    write_in_another_process(db_url, 7)  # ... another process writes ...
+    store.put(query, params, older, 300)  # ... and the older result is stored
+    assert total(cached, seconds=300) == 13
 
 
 def test_cache_entries_expire(cached: Workbench) -> None:

@@ -30,6 +30,12 @@ def serve_command(
     ] = None,
 ) -> None:
     """Serve the dashboards until stopped (Ctrl-C or SIGTERM stops every kernel too)."""
+    from workbench.dashboards import spare
+    from workbench.dashboards.startup import skip_slow_imports
+
+    if pool_size > 0:
+        spare.start()  # the first kernel's imports run beside the server's
+    skip_slow_imports()  # before Voila is imported
     from workbench.api import Workbench
     from workbench.dashboards.server import ServeOptions, serve
 

@@ -172,7 +172,15 @@ def _safe_next(handler: JupyterHandler, target: str | None) -> str:
     return target
 
 
-class LoginHandler(JupyterHandler):
+class _PlainErrors(JupyterHandler):
+    """The shared error page (e.g. 403 for a missing XSRF token), never a traceback."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.finish(pages.error_page(status_code, base_url=self.base_url))
+
+
+class LoginHandler(_PlainErrors):
     """The login page: a form for a Workbench user name and password."""
 
     def _page(self, error: str | None = None, username: str = "") -> str:
@@ -210,10 +218,23 @@ class LoginHandler(JupyterHandler):
         self.redirect(_safe_next(self, self.get_argument("next", None)))
 
 
-class LogoutHandler(JupyterHandler):
-    """Ends the session and shows the login page again."""
+class LogoutHandler(_PlainErrors):
+    """Signing out is a posted form with the XSRF token (checked before :meth:`post` runs), so
+    another site cannot sign a viewer out; a plain GET only asks whether to sign out."""
 
     @allow_unauthenticated
     async def get(self) -> None:
+        account = _provider(self).account(self)
+        if account is None:
+            self.redirect(self.base_url + "login")
+            return
+        self.finish(
+            pages.logout_page(
+                username=account.username, base_url=self.base_url, xsrf=self.xsrf_form_html()
+            )
+        )
+
+    @allow_unauthenticated
+    async def post(self) -> None:
         _provider(self).end_session(self)
         self.redirect(self.base_url + "login")

@@ -76,6 +76,7 @@ class FriendlyErrors(JupyterHandler):
                 status_code,
                 username=account.username if account else "",
                 base_url=self.base_url,
+                xsrf=self.xsrf_form_html() if account else "",
             )
         )
 
@@ -104,7 +105,14 @@ class IndexHandler(FriendlyErrors):
             for d in catalog.list_dashboards(_root(self))
             if d.allows(account.role)
         ]
-        self.finish(pages.index_page(links, username=account.username, base_url=self.base_url))
+        self.finish(
+            pages.index_page(
+                links,
+                username=account.username,
+                base_url=self.base_url,
+                xsrf=self.xsrf_form_html(),
+            )
+        )
 
 
 class TreeRedirectHandler(JupyterHandler):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from jinja2 import Environment
 from markupsafe import Markup
 
-__all__ = ["DashboardLink", "error_page", "index_page", "login_page"]
+__all__ = ["DashboardLink", "error_page", "index_page", "login_page", "logout_page"]
 
 _env = Environment(autoescape=True)
 
@@ -35,10 +35,13 @@ padding:10px 18px;font-size:15px;cursor:pointer}
 ul.dash{list-style:none;padding:0;margin:0} ul.dash li{border-top:1px solid #e6eaef;padding:14px 0}
 ul.dash li:first-child{border-top:0} ul.dash a{font-weight:600;color:#1f6feb;font-size:17px;
 text-decoration:none} .muted{color:#6b7785}
+form.signout{margin:0;display:flex;align-items:center;gap:6px}
+form.signout button{margin:0;padding:0;background:none;color:#cfe0f5;font-size:15px}
+form.signout button:hover{text-decoration:underline}
 </style></head><body>
 <header><b>Workbench dashboards</b>
-{% if username %}<span>{{ username }} ·
-<a href="{{ base_url }}logout">Sign out</a></span>{% endif %}
+{% if username %}<form class="signout" method="post" action="{{ base_url }}logout">
+{{ xsrf }}<span>{{ username }} ·</span> <button type="submit">Sign out</button></form>{% endif %}
 </header><main><div class="card">{{ body }}</div></main></body></html>
 """
 
@@ -58,6 +61,11 @@ _INDEX = """<h1>Your dashboards</h1>
 {% endfor %}</ul>{% else %}<p class="muted">No dashboard is open to your account yet; ask an
 administrator.</p>{% endif %}"""
 
+_LOGOUT = """<h1>Sign out</h1><p>Sign out of Workbench dashboards on this browser?</p>
+<form method="post" action="{{ base_url }}logout">{{ xsrf }}
+<button type="submit">Sign out</button></form>
+<p><a href="{{ base_url }}">Back to your dashboards</a></p>"""
+
 _ERROR = """<h1>{{ heading }}</h1><p>{{ message }}</p>
 <p><a href="{{ base_url }}">Back to your dashboards</a></p>"""
 
@@ -69,12 +77,15 @@ class DashboardLink:
     description: str = ""
 
 
-def _page(title: str, body: str, *, username: str = "", base_url: str = "/") -> str:
+def _page(title: str, body: str, *, username: str = "", base_url: str = "/", xsrf: str = "") -> str:
+    """A page in the shared look; a signed-in page's header has the sign-out button, a form
+    posted with the XSRF token (``xsrf``: tornado's hidden input)."""
     return _env.from_string(_BASE).render(
         title=title,
         body=Markup(body),  # noqa: S704 (rendered by an autoescaping template)
         username=username,
         base_url=base_url,
+        xsrf=Markup(xsrf),  # noqa: S704 (tornado's escaped hidden input)
     )
 
 
@@ -88,16 +99,22 @@ def login_page(*, action: str, xsrf: str, error: str | None, username: str) -> s
     return _page("Sign in", body)
 
 
-def index_page(links: list[DashboardLink], *, username: str, base_url: str) -> str:
+def index_page(links: list[DashboardLink], *, username: str, base_url: str, xsrf: str) -> str:
     body = _env.from_string(_INDEX).render(links=links)
-    return _page("Dashboards", body, username=username, base_url=base_url)
+    return _page("Dashboards", body, username=username, base_url=base_url, xsrf=xsrf)
 
 
-def error_page(status: int, *, username: str = "", base_url: str = "/") -> str:
+def logout_page(*, username: str, base_url: str, xsrf: str) -> str:
+    """Asks before signing out: only a posted form (with its XSRF token) signs out."""
+    body = _env.from_string(_LOGOUT).render(base_url=base_url, xsrf=Markup(xsrf))  # noqa: S704
+    return _page("Sign out", body, username=username, base_url=base_url, xsrf=xsrf)
+
+
+def error_page(status: int, *, username: str = "", base_url: str = "/", xsrf: str = "") -> str:
     """A page for an HTTP error status that says what happened, without internals."""
     heading, message = _MESSAGES.get(status, _MESSAGES[500])
     body = _env.from_string(_ERROR).render(heading=heading, message=message, base_url=base_url)
-    return _page(heading, body, username=username, base_url=base_url)
+    return _page(heading, body, username=username if xsrf else "", base_url=base_url, xsrf=xsrf)
 
 
 _MESSAGES = {

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import signal
 from dataclasses import dataclass
@@ -20,7 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+from jupyter_server.services.kernels.kernelmanager import (
+    AsyncMappingKernelManager,
+    ServerKernelManager,
+)
+from jupyter_server.utils import url_path_join
 from tornado.ioloop import IOLoop
 from traitlets.config import Config
 from voila.app import Voila
@@ -35,11 +40,11 @@ from voila.tornado.handler import TornadoVoilaHandler
 from voila.tornado.treehandler import TornadoVoilaTreeHandler
 
 from workbench.api import Workbench
-from workbench.dashboards import catalog, lockdown
+from workbench.dashboards import catalog, lockdown, outputs, spare
 from workbench.dashboards.auth import WorkbenchIdentityProvider
 from workbench.dashboards.tokens import VIEWER_HEADER, derive_key
 
-__all__ = ["ServeOptions", "WorkbenchVoila", "build_app", "serve"]
+__all__ = ["ServeOptions", "SpareKernelManager", "WorkbenchVoila", "build_app", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +63,26 @@ class ServeOptions:
     folders: tuple[Path, ...] = ()
 
 
+class SpareKernelManager(ServerKernelManager):
+    """Starts a kernel in the server's spare process when there is one (see :mod:`.spare`),
+    and then the next spare, so every kernel finds its imports done when it starts."""
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+        waiting = spare.take(kernel_cmd)
+        provisioner: Any = self.provisioner
+        if waiting is None or not hasattr(provisioner, "process"):
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+            return
+        waiting.hand_over(kernel_cmd, kw.get("env") or {}, kw.get("cwd"))
+        provisioner.process = waiting.process
+        provisioner.pid = waiting.process.pid
+        provisioner.pgid = os.getpgid(waiting.process.pid)
+        provisioner.cwd = kw.get("cwd") or os.getcwd()
+        self._reconcile_connection_info(provisioner.connection_info)
+        spare.start()  # the next kernel's imports start now, in the background
+        log.info("Kernel %s runs in a spare process that had its imports done.", self.kernel_id)
+
+
 class OrderlyKernelManager(AsyncMappingKernelManager):
     """Warms pool kernels one at a time, in the background of the pages being served.
 
@@ -65,12 +90,15 @@ class OrderlyKernelManager(AsyncMappingKernelManager):
     CPU. Warming several at once, as after a burst of viewers, would take that CPU from the
     pages being rendered, so the next pool kernel starts only when the previous one is ready
     (it asked for its request, see :meth:`kernel_ready`) or :data:`WARM_TIMEOUT` passed.
-    Kernels for a page request (the pool was empty) start at once.
+    Kernels for a page request (the pool was empty) start at once. Once the server stops
+    (:meth:`shutdown_all`), no pool kernel starts any more.
     """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]
-        self._gate = asyncio.Semaphore(1)
+        self._turn = asyncio.Condition()
+        self._busy = False
+        self._closing = False
         self._warming: dict[str, asyncio.TimerHandle] = {}
 
     async def start_kernel(self, *args: Any, **kwargs: Any) -> str:  # type: ignore[override]
@@ -78,15 +106,24 @@ class OrderlyKernelManager(AsyncMappingKernelManager):
         if not pooled:
             started: str = await super().start_kernel(*args, **kwargs)
             return started
-        await self._gate.acquire()
+        async with self._turn:
+            await self._turn.wait_for(lambda: self._closing or not self._busy)
+            if self._closing:
+                raise RuntimeError("the dashboard server is stopping")
+            self._busy = True
         try:
             kernel_id: str = await super().start_kernel(*args, **kwargs)
         except BaseException:
-            self._gate.release()
+            await self._next()
             raise
         loop = asyncio.get_running_loop()
         self._warming[kernel_id] = loop.call_later(WARM_TIMEOUT, self.kernel_ready, kernel_id)
         return kernel_id
+
+    async def _next(self) -> None:
+        async with self._turn:
+            self._busy = False
+            self._turn.notify_all()
 
     def kernel_ready(self, kernel_id: str) -> None:
         """A pool kernel is warm (or gave up): let the next one start."""
@@ -94,8 +131,14 @@ class OrderlyKernelManager(AsyncMappingKernelManager):
         if timer is None:
             return
         timer.cancel()
-        self._gate.release()
+        asyncio.get_running_loop().create_task(self._next())
         log.info("Pre-heated kernel %s is ready.", kernel_id)
+
+    async def shutdown_all(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        async with self._turn:
+            self._closing = True
+            self._turn.notify_all()
+        await super().shutdown_all(*args, **kwargs)
 
 
 _REPLACED: dict[type, type] = {
@@ -121,7 +164,9 @@ class WorkbenchVoila(Voila):  # type: ignore[misc]
         return settings
 
     def init_handlers(self) -> list[Any]:
-        handlers: list[Any] = []
+        handlers: list[Any] = [
+            (url_path_join(self.server_url, outputs.OUTPUT_PATH), outputs.RunOutputHandler)
+        ]
         for spec in super().init_handlers():
             pattern, handler = spec[0], spec[1]
             if handler is VoilaContentsHandler:
@@ -184,6 +229,9 @@ def build_app(workbench: Workbench, options: ServeOptions) -> WorkbenchVoila:
             if d.pool_size is not None
         },
     }
+    config.MappingKernelManager.kernel_manager_class = (
+        f"{SpareKernelManager.__module__}.{SpareKernelManager.__qualname__}"
+    )
     config.MappingKernelManager.cull_idle_timeout = CULL_IDLE_SECONDS
     config.MappingKernelManager.cull_interval = 60
     config.MappingKernelManager.cull_connected = False

@@ -18,6 +18,7 @@ import json
 import os
 import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,7 @@ from workbench.dashboards.tokens import VIEWER_ENV, InvalidViewerError, verify_v
 from workbench.db.identity_connect import user_database_url, user_engine
 from workbench.db.io import DataError
 from workbench.db.models import Role, User
+from workbench.runs.results import RecordedRun, latest_scheduled_results
 from workbench.teams import teams_of
 
 __all__ = ["Viewer", "connect"]
@@ -48,13 +50,16 @@ class Viewer:
     workbench: Workbench = field(repr=False)
     """A workbench logging in as the viewer (for the data API and the query cache)."""
     engine: Engine = field(repr=False)
+    service: Workbench = field(repr=False)
+    """The service's own workbench: reads the tables' last writes for the query cache and
+    the runs' recorded results (never data rows for the page)."""
 
     def sql(self, query: str, cache: float | None = None, **params: Any) -> pd.DataFrame:
         """Like ``wb.sql`` (``:name`` parameters, ``cache=seconds``), as this viewer.
 
         Runs on the viewer's pooled connection: a page's queries share one login.
         """
-        store = cache_for(self.workbench) if cache is not None else None
+        store = cache_for(self.workbench, self.service.engine) if cache is not None else None
         if store is not None:
             hit = store.get(query, params)
             if hit is not None:
@@ -69,9 +74,31 @@ class Viewer:
             store.put(query, params, frame, cache)
         return frame
 
+    def recorded(
+        self, notebook_name: str, names: Sequence[str], **params: Any
+    ) -> RecordedRun | None:
+        """The newest results a scheduled run of ``notebook_name`` recorded with ``params``,
+        when they are exactly this viewer's data: ``None`` otherwise (query live instead).
+
+        Runs are read with the viewer's own login, so row-level security shows only their
+        teams' runs; results are used only for a viewer of exactly one team who is not an
+        admin (an admin's or a multi-team viewer's live rows span teams, which no single
+        team's run computed). The embedded SQLite database has one user: any run is theirs.
+        """
+        single_user = self.engine.dialect.name != "postgresql"
+        if not single_user and (self.role == Role.ADMIN or len(self.teams) != 1):
+            return None
+        try:
+            return latest_scheduled_results(
+                notebook_name, names, workbench=self.workbench, **params
+            )
+        except SQLAlchemyError:
+            return None  # results are a shortcut: the live queries still answer
+
     def close(self) -> None:
         self.engine.dispose()
         self.workbench.close()
+        self.service.close()
 
 
 #: How long a pre-heated kernel waits for its page request before giving up (a day).
@@ -116,11 +143,12 @@ def _identity(owner: Workbench, user_id: str, username: str) -> Viewer:
         if user is None or not user.is_active or user.username != username:
             raise InvalidViewerError("This account can no longer open dashboards.")
         if owner.engine.dialect.name != "postgresql":
-            return Viewer(user.username, user.role, (), owner, owner.engine)
+            return Viewer(user.username, user.role, (), owner, owner.engine, owner)
         url = user_database_url(owner.settings, user).render_as_string(hide_password=False)
         engine = user_engine(owner.settings, user)
         teams = tuple(teams_of(session, user))
-        return Viewer(user.username, user.role, teams, Workbench(owner.settings, url), engine)
+        own = Workbench(owner.settings, url)
+        return Viewer(user.username, user.role, teams, own, engine, owner)
 
 
 def connect(settings: Settings | None = None) -> Viewer:
@@ -136,6 +164,4 @@ def connect(settings: Settings | None = None) -> Viewer:
     except BaseException:
         owner.close()
         raise
-    if viewer.workbench is not owner:
-        owner.close()
     return viewer

@@ -9,6 +9,7 @@ which keeps a page's server-side render short.
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -18,7 +19,8 @@ import ipywidgets as w
 import pandas as pd
 from bqplot import Axis, Bars, Figure, LinearScale, OrdinalScale
 
-from workbench.runs.notebook import load_notebook, notebook_schema
+from workbench.runs.errors import NotebookError
+from workbench.runs.notebook import notebook_schema
 from workbench.runs.params import Parameter
 
 __all__ = [
@@ -62,13 +64,25 @@ def _widget(param: Parameter, choices: Sequence[Any] | None) -> w.Widget:
     return w.Text(value=param.default or "", description=label, style=style)
 
 
+def _read_notebook(path: Path) -> dict[str, Any]:
+    """The notebook's JSON: only its cells' sources are needed, so nbformat (and the schema
+    validation it imports, seconds of a pre-heated kernel's warm-up) is not."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise NotebookError(f"Dashboard {str(path)!r} cannot be read ({exc}).") from None
+    if not isinstance(document, dict) or not isinstance(document.get("cells"), list):
+        raise NotebookError(f"{str(path)!r} is not a Jupyter notebook.")
+    return document
+
+
 def filters(notebook: str | Path, **choices: Sequence[Any]) -> dict[str, w.Widget]:
     """One widget per parameter of ``notebook``'s parameters cell, named like it.
 
     ``choices`` gives the options of a parameter (a dropdown); a parameter that may be
     ``None`` gets an extra "All" option for it.
     """
-    schema = notebook_schema(load_notebook(notebook))
+    schema = notebook_schema(_read_notebook(Path(notebook)))
     return {p.name: _widget(p, choices.get(p.name)) for p in schema.parameters}
 
 
@@ -160,8 +174,9 @@ def table_html(frame: pd.DataFrame, *, title: str) -> str:
     )
 
 
-def freshness(source: str, as_of: datetime | date | str) -> str:
-    """The "data as of ..." line under a dashboard (``as_of``: when the data was read)."""
+def freshness(as_of: datetime | date | str, *, job: str | None = None, note: str = "") -> str:
+    """The "Data as of ..." line under a dashboard: when the data was computed, by which
+    scheduled run (``job``) if it comes from recorded results, and an optional ``note``."""
     if isinstance(as_of, str):  # SQLite's CURRENT_TIMESTAMP: UTC, as text
         as_of = datetime.fromisoformat(as_of).replace(tzinfo=UTC)
     if isinstance(as_of, datetime):
@@ -169,7 +184,8 @@ def freshness(source: str, as_of: datetime | date | str) -> str:
         stamp = moment.strftime("%Y-%m-%d %H:%M:%S UTC")
     else:
         stamp = str(as_of)
+    line = f"Data as of {stamp}" + (f" (scheduled run {job})" if job else "")
     return (
         f'<div class="wb-freshness" style="color:#7b8794;font-size:12px;padding:4px 8px">'
-        f"Data as of {html.escape(stamp)} · {html.escape(source)}</div>"
+        f"{html.escape(line)}{html.escape(' · ' + note) if note else ''}</div>"
     )

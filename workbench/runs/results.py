@@ -12,21 +12,31 @@ import io
 import json
 import os
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
 
+from workbench.db.models import Job, RunResult, RunStatus
 from workbench.db.models import Run as RunRow
-from workbench.db.models import RunResult, RunStatus
 from workbench.errors import WorkbenchError
 from workbench.runs.records import parse_run_id
 
 if TYPE_CHECKING:
     from workbench.api import Workbench
 
-__all__ = ["RUN_ID_ENV", "ResultError", "latest_result", "record", "results"]
+__all__ = [
+    "RUN_ID_ENV",
+    "RecordedRun",
+    "ResultError",
+    "latest_result",
+    "latest_scheduled_results",
+    "record",
+    "results",
+]
 
 RUN_ID_ENV = "WORKBENCH_RUN_ID"
 PARQUET = "application/vnd.apache.parquet"
@@ -127,12 +137,12 @@ def results(run_id: str | uuid.UUID, *, workbench: Workbench | None = None) -> d
 
 def _defaults(path: str) -> dict[str, Any]:
     """The notebook's declared defaults as JSON, so a run that kept a default matches it."""
-    from workbench.runs.notebook import load_notebook, notebook_schema
+    from workbench.runs.notebook import notebook_schema
     from workbench.runs.params import ParameterSchema
 
-    try:
-        schema = notebook_schema(load_notebook(path))
-    except WorkbenchError:
+    try:  # the parameters cell's source is all it takes: no nbformat (slow to import)
+        schema = notebook_schema(json.loads(Path(path).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError, KeyError, WorkbenchError):
         return {}
     return ParameterSchema.to_json({p.name: p.default for p in schema.parameters if p.has_default})
 
@@ -171,3 +181,62 @@ def latest_result(
     raise ResultError(
         f"No succeeded run of {path} with these parameters recorded a result {name!r}."
     )
+
+
+@dataclass(frozen=True)
+class RecordedRun:
+    """Results recorded by one finished run of a job, for a dashboard's freshness line."""
+
+    run_id: uuid.UUID
+    job: str
+    finished_at: datetime
+    values: dict[str, Any]
+
+
+def latest_scheduled_results(
+    notebook_name: str,
+    names: Sequence[str],
+    *,
+    workbench: Workbench,
+    **params: Any,
+) -> RecordedRun | None:
+    """The newest succeeded run of a job whose notebook file is called ``notebook_name`` and
+    whose parameters match ``params`` (with the notebook's defaults, as in
+    :func:`latest_result`) that recorded every one of ``names``; ``None`` if there is none.
+
+    Reads with ``workbench``'s own login, so on PostgreSQL only runs (and results) that login
+    may see under row-level security are considered: a viewer's workbench sees its teams'.
+    A parameter the run did not record, of a notebook file that cannot be read here, counts
+    as matching (the run kept its default).
+    """
+    from workbench.runs.params import ParameterSchema
+
+    wanted = ParameterSchema.to_json(params)
+    query = (
+        select(RunRow.id, RunRow.notebook, RunRow.parameters, RunRow.finished_at, Job.name)
+        .join(Job, Job.id == RunRow.job_id)
+        .where(
+            RunRow.status == RunStatus.SUCCEEDED,
+            RunRow.finished_at.is_not(None),
+            RunRow.notebook.endswith(notebook_name, autoescape=True),
+        )
+        .order_by(RunRow.finished_at.desc())
+        .limit(_SCAN_LIMIT)
+    )
+    defaults: dict[str, dict[str, Any]] = {}
+    with workbench.session() as session:
+        for run_id, path, recorded, finished_at, job in session.execute(query):
+            if Path(path).name != notebook_name:
+                continue
+            if path not in defaults:
+                defaults[path] = _defaults(path)
+            effective = {**defaults[path], **(recorded or {})}
+            if any(k in effective and effective[k] != v for k, v in wanted.items()):
+                continue
+            rows = session.scalars(
+                select(RunResult).where(RunResult.run_id == run_id, RunResult.name.in_(names))
+            ).all()
+            if {row.name for row in rows} >= set(names):
+                values = {row.name: _decode(row) for row in rows}
+                return RecordedRun(run_id, str(job), finished_at, values)
+    return None

@@ -1,0 +1,130 @@
+"""Spare kernel processes: a kernel's imports done before the kernel is asked for.
+
+Most of a pre-heated kernel's warm-up is Python importing what a dashboard needs (ipykernel,
+pandas, SQLAlchemy, widgets, Workbench). `workbench dashboards serve` starts one spare process
+before it imports Voila, so the two import side by side; the spare imports those modules and
+then waits. When the server starts a kernel, it hands the spare that kernel's command line,
+environment and folder (:meth:`Spare.hand_over`) instead of starting a new process, the spare
+becomes that kernel, and the server starts the next spare. A spare that is not needed exits
+when the server closes its input (or is killed with the server's other children).
+
+Run as ``python -m workbench.dashboards.spare``; a handover is one line of JSON on stdin.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from typing import IO
+
+__all__ = ["PRELOADED", "Spare", "start", "take"]
+
+#: What a dashboard's kernel imports in any case, in the order a dashboard imports it.
+PRELOADED = (
+    "ipykernel.kernelapp",
+    "ipywidgets",
+    "bqplot",
+    "pandas",
+    "sqlalchemy",
+    "workbench.api",
+    "workbench.dashboards.viewer",
+    "workbench.dashboards.widgets",
+)
+#: The kernel command a spare can stand in for: ``<this python> -m ipykernel_launcher ...``.
+_LAUNCHER = ("-m", "ipykernel_launcher")
+
+
+class Spare:
+    """The server's handle on a spare kernel process."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+
+    def fits(self, command: Sequence[str]) -> bool:
+        """Whether this spare can become a kernel started with ``command``."""
+        return (
+            self.process.poll() is None
+            and len(command) >= 3
+            and os.path.realpath(command[0]) == os.path.realpath(sys.executable)
+            and tuple(command[1:3]) == _LAUNCHER
+        )
+
+    def hand_over(self, command: Sequence[str], env: Mapping[str, str], cwd: str | None) -> None:
+        """Make the spare the kernel ``command`` would have started."""
+        stdin: IO[bytes] | None = self.process.stdin
+        if stdin is None:  # pragma: no cover - always started with a pipe
+            raise RuntimeError("the spare kernel has no input")
+        # As jupyter_client's launcher does: the kernel exits when its parent (we) is gone.
+        environment = {**env, "JPY_PARENT_PID": str(os.getpid())}
+        order = {"argv": list(command[3:]), "env": environment, "cwd": cwd}
+        stdin.write(json.dumps(order).encode("utf-8") + b"\n")
+        stdin.flush()
+
+    def close(self) -> None:
+        """Let an unused spare exit."""
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+
+
+_spare: Spare | None = None
+
+
+def start() -> Spare:
+    """Start the spare (its imports run while the caller goes on)."""
+    global _spare
+    process = subprocess.Popen(
+        [sys.executable, "-m", "workbench.dashboards.spare"],
+        stdin=subprocess.PIPE,
+        start_new_session=True,  # as jupyter_client starts kernels: no terminal signals
+    )
+    _spare = Spare(process)
+    return _spare
+
+
+def take(command: Sequence[str]) -> Spare | None:
+    """The waiting spare, once, if it can run ``command``."""
+    global _spare
+    spare, _spare = _spare, None
+    if spare is not None and spare.fits(command):
+        return spare
+    if spare is not None:
+        spare.close()
+    return None
+
+
+def _become_kernel() -> None:
+    import importlib
+
+    from workbench.dashboards.startup import skip_slow_imports
+
+    skip_slow_imports()
+    for module in PRELOADED:
+        importlib.import_module(module)
+    line = sys.stdin.buffer.readline()
+    if not line:
+        return  # the server did not need this spare
+    order = json.loads(line)
+    os.environ.clear()
+    os.environ.update({str(k): str(v) for k, v in order["env"].items()})
+    if order.get("cwd"):
+        os.chdir(order["cwd"])
+    del sys.path[0]  # the folder this spare started in (the kernel adds its own back)
+    sys.argv = ["ipykernel_launcher", *order["argv"]]
+    import ipywidgets
+    from ipykernel.kernelapp import IPKernelApp
+
+    # The kernel's parent (to exit with it) is read from the environment at import time,
+    # before the handover set it: name it again.
+    app = IPKernelApp.instance(parent_handle=int(os.environ.get("JPY_PARENT_PID") or 0))
+    app.initialize()  # type: ignore[no-untyped-call]
+    # ipywidgets registers its comm targets when imported inside a kernel; it was imported
+    # before there was one, so register them now (the browser's widgets talk through them).
+    ipywidgets.register_comm_target()
+    app.start()  # type: ignore[no-untyped-call]
+
+
+if __name__ == "__main__":
+    _become_kernel()
