@@ -109,7 +109,7 @@ def test_a_live_scheduler_beats_and_a_killed_one_goes_stale(
 
 
 def test_doctor_reports_a_stale_scheduler(workbench: Workbench, db_url: str) -> None:
-    beat = ServiceBeat(workbench.engine, ServiceKind.SCHEDULER, "frozen")
+    beat = ServiceBeat(workbench, ServiceKind.SCHEDULER, "frozen")
     with workbench.engine.begin() as conn:
         conn.exec_driver_sql(
             "UPDATE service_heartbeats SET heartbeat_at = heartbeat_at - interval '1 hour'"
@@ -147,7 +147,7 @@ def test_only_admins_read_heartbeats(pg_url: str) -> None:
             assert account.user.db_role is not None
             made.append(account.user.db_role)
             users[name] = account.user
-        beat = ServiceBeat(bench.engine, ServiceKind.SCHEDULER, "visible-to-admins")
+        beat = ServiceBeat(bench, ServiceKind.SCHEDULER, "visible-to-admins")
 
         def connect(name: str) -> psycopg.Connection:
             url = user_database_url(settings, users[name], pg_url)
@@ -169,3 +169,23 @@ def test_only_admins_read_heartbeats(pg_url: str) -> None:
             for role in made:
                 conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
                 conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_a_beat_after_its_workbench_closed_leaves_no_connection_open(pg_url: str) -> None:
+    # A scheduler may remove its row after the workbench was closed (and reopened on use):
+    # the beat must use the workbench's current engine, which the next close() closes too.
+    wb = Workbench(load_settings(), pg_url)
+    beat = ServiceBeat(wb, ServiceKind.SCHEDULER, "closing")
+    wb.close()
+    beat.close()
+    wb.close()
+    dbname = pg_url.rsplit("/", 1)[1]
+    with services.admin_connect() as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [dbname],
+        ).fetchone()
+    assert row is not None
+    assert row[0] == 0
+    assert service_statuses(wb.engine, ServiceKind.SCHEDULER, stale_seconds=STALE) == []
+    wb.close()

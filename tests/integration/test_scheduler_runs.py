@@ -148,7 +148,7 @@ def scheduler_thread(
         stop.set()
         thread.join(timeout=30)
         executor.close()
-        wb.close()  # a stopping scheduler removes its heartbeat row, after the test's close
+        wb.close()  # after the scheduler stopped: it removes its heartbeat row on the way out
 
 
 def _children_of() -> dict[int, list[int]]:
@@ -200,7 +200,6 @@ def test_local_executor_runs_jobs_to_completion(
     rows = [run_row(wb, i) for i in ids]
     assert all(r.attempt == 1 for r in rows)
     assert all(r.finished_at is not None and r.started_at is not None for r in rows)
-    wb.close()
 
 
 def test_kill_9_of_a_local_worker_mid_run(
@@ -240,7 +239,6 @@ def test_kill_9_of_a_local_worker_mid_run(
     with wb.session() as s:
         statuses = set(s.scalars(select(Run.status)))
     assert RunStatus.RUNNING not in statuses
-    wb.close()
 
 
 def test_failed_attempts_are_retried_with_backoff_then_fail_once(db_url: str) -> None:

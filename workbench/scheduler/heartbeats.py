@@ -1,4 +1,4 @@
-"""Service heartbeats: each scheduler (or worker) process keeps one row fresh while it lives.
+"""Service heartbeats: each scheduler process keeps one row fresh while it lives.
 
 A process registers a row when it starts, refreshes ``heartbeat_at`` every poll and deletes the
 row when it stops cleanly. A row whose heartbeat is older than the stale bound therefore means a
@@ -13,12 +13,15 @@ import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, delete, insert, select, update
 
 from workbench.db.models import ServiceHeartbeat, ServiceKind
 from workbench.db.types import utcnow
+
+if TYPE_CHECKING:
+    from workbench.api import Workbench
 
 __all__ = ["ServiceBeat", "ServiceStatus", "service_statuses", "stale_after"]
 
@@ -40,12 +43,20 @@ def _pid_alive(pid: int) -> bool:
 
 
 class ServiceBeat:
-    """The heartbeat row of this process; ``beat()`` refreshes it, ``close()`` deletes it."""
+    """The heartbeat row of this process; ``beat()`` refreshes it, ``close()`` deletes it.
+
+    It holds the workbench, not its engine: a workbench closed and used again gets a new
+    engine, and a beat must not revive (and leak) the pool of the closed one.
+    """
 
     def __init__(
-        self, engine: Engine, kind: ServiceKind, name: str, details: dict[str, Any] | None = None
+        self,
+        workbench: Workbench,
+        kind: ServiceKind,
+        name: str,
+        details: dict[str, Any] | None = None,
     ) -> None:
-        self.engine = engine
+        self.workbench = workbench
         self.id = uuid.uuid4()
         self.kind = kind
         self.name = name
@@ -57,7 +68,7 @@ class ServiceBeat:
         self.beat()
 
     def _prune_dead_on_this_host(self) -> None:
-        with self.engine.begin() as conn:
+        with self.workbench.engine.begin() as conn:
             rows = conn.execute(
                 select(ServiceHeartbeat.id, ServiceHeartbeat.pid).where(
                     ServiceHeartbeat.kind == self.kind, ServiceHeartbeat.host == self.host
@@ -72,7 +83,7 @@ class ServiceBeat:
         if details:
             self.details.update(details)
         now = utcnow()
-        with self.engine.begin() as conn:
+        with self.workbench.engine.begin() as conn:
             updated = conn.execute(
                 update(ServiceHeartbeat)
                 .where(ServiceHeartbeat.id == self.id)
@@ -94,7 +105,7 @@ class ServiceBeat:
 
     def close(self) -> None:
         """Remove the row: a process that stopped cleanly is not a stale one."""
-        with self.engine.begin() as conn:
+        with self.workbench.engine.begin() as conn:
             conn.execute(delete(ServiceHeartbeat).where(ServiceHeartbeat.id == self.id))
 
 

@@ -92,7 +92,7 @@ def run_scheduler(
     stats = SchedulerStats()
     with single_scheduler(wb):
         beat = ServiceBeat(
-            wb.engine,
+            wb,
             ServiceKind.SCHEDULER,
             name,
             {"executor": executor.name, "poll_seconds": poll},
