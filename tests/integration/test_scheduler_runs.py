@@ -135,10 +135,10 @@ def scheduler_thread(
 ) -> Iterator[Callable[[Workbench, LocalExecutor], None]]:
     stops: list[tuple[threading.Event, threading.Thread, LocalExecutor, Workbench]] = []
 
-    def start(wb: Workbench, executor: LocalExecutor) -> None:
+    def start(wb: Workbench, executor: LocalExecutor, poll: float = 0.2) -> None:
         stop = threading.Event()
         thread = threading.Thread(
-            target=run_scheduler, args=(wb, executor), kwargs={"stop": stop, "poll_seconds": 0.2}
+            target=run_scheduler, args=(wb, executor), kwargs={"stop": stop, "poll_seconds": poll}
         )
         thread.start()
         stops.append((stop, thread, executor, wb))
@@ -200,6 +200,20 @@ def test_local_executor_runs_jobs_to_completion(
     rows = [run_row(wb, i) for i in ids]
     assert all(r.attempt == 1 for r in rows)
     assert all(r.finished_at is not None and r.started_at is not None for r in rows)
+
+
+def test_a_finished_run_frees_its_worker_at_once_not_at_the_next_poll(
+    monkeypatch: pytest.MonkeyPatch, pg_url: str, scheduler_thread: Callable[..., None]
+) -> None:
+    poll = 120.0  # the scheduler's full tick: only the executor's wake-up dispatches sooner
+    wb = _local_workbench(monkeypatch, pg_url, lease=30)
+    jobs.register(wb, "quick", SLEEPS, parameters={"seconds": 0.1}, max_concurrency=2)
+    first, second = jobs.trigger(wb, "quick"), jobs.trigger(wb, "quick")
+    scheduler_thread(wb, LocalExecutor(1), poll)
+    wait_for(lambda: run_row(wb, second).status is RunStatus.SUCCEEDED, poll - 10, "the second run")
+    done, started = run_row(wb, first).finished_at, run_row(wb, second).started_at
+    assert done is not None and started is not None
+    assert (started - done).total_seconds() < 10
 
 
 def test_kill_9_of_a_local_worker_mid_run(

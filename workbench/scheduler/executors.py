@@ -69,11 +69,11 @@ class LocalExecutor:
     """A pool of worker processes on this machine, each with a warm kernel."""
 
     name = "local"
-    wakeup: threading.Event | None = None
 
     def __init__(self, workers: int = 2, *, warm_kernels: int = 1) -> None:
         self.workers = workers
         self.warm_kernels = warm_kernels
+        self.wakeup: threading.Event | None = threading.Event()
         self._futures: dict[uuid.UUID, Future[str]] = {}
         self._pool = self._new_pool()
 
@@ -108,11 +108,17 @@ class LocalExecutor:
 
     def send(self, run_id: uuid.UUID) -> None:
         try:
-            self._futures[run_id] = self._pool.submit(_run_in_worker, str(run_id))
+            future = self._pool.submit(_run_in_worker, str(run_id))
         except BrokenProcessPool:
             self._collect()
             self._pool = self._new_pool()
-            self._futures[run_id] = self._pool.submit(_run_in_worker, str(run_id))
+            future = self._pool.submit(_run_in_worker, str(run_id))
+        self._futures[run_id] = future
+        future.add_done_callback(self._finished)
+
+    def _finished(self, _future: Future[str]) -> None:
+        if self.wakeup is not None:  # a worker is free: the scheduler dispatches at once
+            self.wakeup.set()
 
     def worker_pids(self) -> list[int]:
         processes = getattr(self._pool, "_processes", None) or {}
