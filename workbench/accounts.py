@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from workbench import identity, teams
+from workbench.api import resolve
 from workbench.db import rls
 from workbench.db.models import Role, User
 
@@ -47,27 +48,19 @@ class UserInfo:
     locked_until: datetime | None
 
 
-def _bench(bench: Workbench | None) -> Workbench:
-    if bench is not None:
-        return bench
-    from workbench.api import default
-
-    return default()
-
-
 def add_user(
     username: str,
     *,
     role: Role | str = Role.ANALYST,
     password: str | None = None,
     teams_: tuple[str, ...] = (),
-    bench: Workbench | None = None,
+    workbench: Workbench | None = None,
 ) -> identity.NewAccount:
     """Create an account (and, in team mode, its database login); returns a generated password.
 
     ``teams_`` adds the user to those teams (team mode only).
     """
-    wb = _bench(bench)
+    wb = resolve(workbench)
     with wb.session() as session, session.begin():
         if teams_:
             rls.require_postgresql(session.connection(), "Teams")
@@ -79,8 +72,8 @@ def add_user(
     return account
 
 
-def list_users(*, bench: Workbench | None = None) -> list[UserInfo]:
-    wb = _bench(bench)
+def list_users(*, workbench: Workbench | None = None) -> list[UserInfo]:
+    wb = resolve(workbench)
     postgres = wb.engine.dialect.name == "postgresql"
     with wb.session() as session:
         return [
@@ -97,24 +90,24 @@ def list_users(*, bench: Workbench | None = None) -> list[UserInfo]:
         ]
 
 
-def disable_user(username: str, *, bench: Workbench | None = None) -> None:
-    wb = _bench(bench)
+def disable_user(username: str, *, workbench: Workbench | None = None) -> None:
+    wb = resolve(workbench)
     with wb.session() as session, session.begin():
         identity.disable_user(session, username)
 
 
 def set_password(
-    username: str, password: str | None = None, *, bench: Workbench | None = None
+    username: str, password: str | None = None, *, workbench: Workbench | None = None
 ) -> str | None:
     """Set (or, with ``None``, generate and return once) a user's sign-in password."""
-    wb = _bench(bench)
+    wb = resolve(workbench)
     with wb.session() as session, session.begin():
         return identity.set_password(session, username, password)
 
 
-def rotate_credentials(username: str, *, bench: Workbench | None = None) -> None:
+def rotate_credentials(username: str, *, workbench: Workbench | None = None) -> None:
     """Give the user's database login a new random password (creating the login if missing)."""
-    wb = _bench(bench)
+    wb = resolve(workbench)
     with wb.session() as session, session.begin():
         rls.require_postgresql(session.connection(), "Rotating database credentials")
         identity.provision_database_login(
@@ -122,42 +115,44 @@ def rotate_credentials(username: str, *, bench: Workbench | None = None) -> None
         )
 
 
-def login(username: str, password: str, *, bench: Workbench | None = None) -> User:
+def login(username: str, password: str, *, workbench: Workbench | None = None) -> User:
     """The signed-in user, or :class:`~workbench.identity.AuthenticationError`."""
-    with _bench(bench).session() as session:
+    with resolve(workbench).session() as session:
         return identity.authenticate(session, username, password)
 
 
-def add_team(name: str, description: str | None = None, *, bench: Workbench | None = None) -> None:
-    wb = _bench(bench)
+def add_team(
+    name: str, description: str | None = None, *, workbench: Workbench | None = None
+) -> None:
+    wb = resolve(workbench)
     with wb.session() as session, session.begin():
         teams.create_team(session, name, description)
 
 
-def list_teams(*, bench: Workbench | None = None) -> list[teams.TeamInfo]:
-    with _bench(bench).session() as session:
+def list_teams(*, workbench: Workbench | None = None) -> list[teams.TeamInfo]:
+    with resolve(workbench).session() as session:
         return teams.list_teams(session)
 
 
-def add_member(team: str, username: str, *, bench: Workbench | None = None) -> None:
-    wb = _bench(bench)
+def add_member(team: str, username: str, *, workbench: Workbench | None = None) -> None:
+    wb = resolve(workbench)
     with wb.session() as session, session.begin():
         teams.add_member(session, team, username)
 
 
-def remove_member(team: str, username: str, *, bench: Workbench | None = None) -> None:
-    wb = _bench(bench)
+def remove_member(team: str, username: str, *, workbench: Workbench | None = None) -> None:
+    wb = resolve(workbench)
     with wb.session() as session, session.begin():
         teams.remove_member(session, team, username)
 
 
-def share(table: str, team: str | None = None, *, bench: Workbench | None = None) -> None:
+def share(table: str, team: str | None = None, *, workbench: Workbench | None = None) -> None:
     """Let ``team`` (``None``: everyone) read the protected ``table``; read-only.
 
     The service shares any table; an analyst's own login shares the tables of their teams
     (the database checks the membership).
     """
-    wb = _bench(bench)
+    wb = resolve(workbench)
     with wb.session() as session, session.begin():
         connection = session.connection()
         if not rls.is_service(connection):

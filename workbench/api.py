@@ -40,6 +40,7 @@ __all__ = [
     "describe",
     "init",
     "read_table",
+    "resolve",
     "sql",
     "tables",
     "write",
@@ -188,6 +189,11 @@ def default() -> Workbench:
         if _default is None:
             _default = connect()
         return _default
+
+
+def resolve(workbench: Workbench | None = None) -> Workbench:
+    """``workbench`` if given, else the default one: for functions taking ``workbench=``."""
+    return workbench if workbench is not None else default()
 
 
 def close() -> None:

@@ -9,6 +9,7 @@ import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from workbench.api import resolve
 from workbench.scheduler import jobs as _jobs
 
 if TYPE_CHECKING:
@@ -16,12 +17,6 @@ if TYPE_CHECKING:
     from workbench.db.models import CatchUp, Job
 
 __all__ = ["delete", "get", "list_jobs", "pause", "register", "resume", "trigger"]
-
-
-def _wb(workbench: Workbench | None) -> Workbench:
-    from workbench.api import default
-
-    return workbench or default()
 
 
 def register(
@@ -41,7 +36,7 @@ def register(
 ) -> Job:
     """Create or update the job ``name`` (see `workbench jobs add --help` for each option)."""
     return _jobs.register(
-        _wb(workbench),
+        resolve(workbench),
         name,
         notebook,
         schedule=schedule,
@@ -57,24 +52,24 @@ def register(
 
 
 def get(name: str, *, workbench: Workbench | None = None) -> Job:
-    return _jobs.get(_wb(workbench), name)
+    return _jobs.get(resolve(workbench), name)
 
 
 def list_jobs(*, workbench: Workbench | None = None) -> list[Job]:
-    return _jobs.list_jobs(_wb(workbench))
+    return _jobs.list_jobs(resolve(workbench))
 
 
 def pause(name: str, *, workbench: Workbench | None = None) -> Job:
-    return _jobs.pause(_wb(workbench), name)
+    return _jobs.pause(resolve(workbench), name)
 
 
 def resume(name: str, *, workbench: Workbench | None = None) -> Job:
-    return _jobs.resume(_wb(workbench), name)
+    return _jobs.resume(resolve(workbench), name)
 
 
 def trigger(name: str, *, workbench: Workbench | None = None) -> uuid.UUID:
-    return _jobs.trigger(_wb(workbench), name)
+    return _jobs.trigger(resolve(workbench), name)
 
 
 def delete(name: str, *, workbench: Workbench | None = None) -> None:
-    _jobs.delete(_wb(workbench), name)
+    _jobs.delete(resolve(workbench), name)

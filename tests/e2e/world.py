@@ -84,10 +84,14 @@ def build_world(pg_url: str, home: Path, *, months: tuple[int, ...] = (1,)) -> W
     try:
         write(bench, flights, "flights")
         for letter in ("a", "b"):
-            accounts.add_team(f"{prefix}-{letter}", bench=bench)
+            accounts.add_team(f"{prefix}-{letter}", workbench=bench)
             name, password = f"{prefix}_viewer_{letter}", secrets.token_urlsafe(16)
             account = accounts.add_user(
-                name, role="viewer", password=password, teams_=(f"{prefix}-{letter}",), bench=bench
+                name,
+                role="viewer",
+                password=password,
+                teams_=(f"{prefix}-{letter}",),
+                workbench=bench,
             )
             world.viewers[letter] = (name, password)
             world.roles.append(str(account.user.db_role))
@@ -98,7 +102,7 @@ def build_world(pg_url: str, home: Path, *, months: tuple[int, ...] = (1,)) -> W
             }
         name, password = f"{prefix}_analyst", secrets.token_urlsafe(16)
         account = accounts.add_user(
-            name, role="analyst", password=password, teams_=(f"{prefix}-a",), bench=bench
+            name, role="analyst", password=password, teams_=(f"{prefix}-a",), workbench=bench
         )
         world.viewers["analyst"] = (name, password)
         world.roles.append(str(account.user.db_role))

@@ -133,7 +133,7 @@ def test_admins_and_multi_team_viewers_query_live(
             (f"{prefix}_both", "viewer", (f"{prefix}-a", f"{prefix}-b")),
         ):
             account = accounts.add_user(
-                name, role=role, password=password, teams_=teams, bench=bench
+                name, role=role, password=password, teams_=teams, workbench=bench
             )
             scene.world.viewers[name] = (name, password)
             scene.world.roles.append(str(account.user.db_role))

@@ -179,15 +179,15 @@ def test_sharing_by_an_analyst_is_read_only_and_checked_by_the_database(
     bob.write(frame(2), "bob_only")
     team_b = _team_name(world, "b")
     with pytest.raises(rls.ShareError, match="not a member"):
-        accounts.share("airports", team_b, bench=bob)
+        accounts.share("airports", team_b, workbench=bob)
     with pytest.raises(rls.ShareError, match="permission denied"):
-        accounts.share("airports", team_b, bench=vera)
+        accounts.share("airports", team_b, workbench=vera)
     with pytest.raises(rls.ShareError, match="not a member"):
-        accounts.share("bob_only", _team_name(world, "a"), bench=alice)
+        accounts.share("bob_only", _team_name(world, "a"), workbench=alice)
     assert _rows(bob, "airports") == 0
     assert _rows(alice, "bob_only") == 0
 
-    accounts.share("airports", team_b, bench=alice)
+    accounts.share("airports", team_b, workbench=alice)
     pd.testing.assert_frame_equal(bob.read_table("airports"), frame(3))
     with pytest.raises(DataError):
         bob.write(frame(1, start=5), "airports", mode="append")
@@ -217,7 +217,7 @@ def test_the_team_must_be_named_when_it_is_ambiguous(
     benches: dict[str, Workbench],
 ) -> None:
     team_a, team_b = _team_name(world, "a"), _team_name(world, "b")
-    accounts.add_member(team_b, world.users["alice"].username, bench=world.bench)
+    accounts.add_member(team_b, world.users["alice"].username, workbench=world.bench)
     alice = benches["alice"]
     with pytest.raises(TeamChoiceError, match="team="):
         alice.write(frame(1), "two_teams")
@@ -250,7 +250,7 @@ def test_the_service_writes_for_a_team_and_replace_keeps_the_protection(
     assert _rows(benches["bob"], "flights_b") == 2
     assert _rows(benches["alice"], "flights_b") == 0
     assert _unprotected(world) == []
-    accounts.share("flights_b", _team_name(world, "a"), bench=service)
+    accounts.share("flights_b", _team_name(world, "a"), workbench=service)
     assert _rows(benches["vera"], "flights_b") == 2
     before, policies = _table_state(world, "flights_b"), _policies(world, "flights_b")
 
@@ -414,9 +414,9 @@ def test_a_non_superuser_service_writes_protected_tables(tmp_path: Path) -> None
             with Workbench(settings, url) as bench:
                 migrate.upgrade(bench.engine)
                 bench.write(frame(2), "before_teams")  # no team yet: admins only
-                accounts.add_team("red", bench=bench)
-                accounts.add_team("blue", bench=bench)
-                red = accounts.add_user("ann", teams_=("red",), bench=bench).user
+                accounts.add_team("red", workbench=bench)
+                accounts.add_team("blue", workbench=bench)
+                red = accounts.add_user("ann", teams_=("red",), workbench=bench).user
                 made.append(str(red.db_role))
                 bench.write(frame(3), "kpis", team="red", key="id")
                 bench.write(frame(2, start=3), "kpis", mode="append")

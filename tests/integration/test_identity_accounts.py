@@ -50,15 +50,15 @@ def _user(bench: Workbench, username: str) -> User:
 
 def _failure_message(bench: Workbench, username: str, password: str) -> str:
     with pytest.raises(AuthenticationError) as caught:
-        accounts.login(username, password, bench=bench)
+        accounts.login(username, password, workbench=bench)
     return str(caught.value)
 
 
 def test_every_failure_gets_the_same_message(bench: Workbench) -> None:
-    accounts.add_user("ada", password=PASSWORD, bench=bench)
-    accounts.add_user("gone", password=PASSWORD, bench=bench)
-    accounts.disable_user("gone", bench=bench)
-    assert accounts.login("ada", PASSWORD, bench=bench).username == "ada"
+    accounts.add_user("ada", password=PASSWORD, workbench=bench)
+    accounts.add_user("gone", password=PASSWORD, workbench=bench)
+    accounts.disable_user("gone", workbench=bench)
+    assert accounts.login("ada", PASSWORD, workbench=bench).username == "ada"
     messages = {
         _failure_message(bench, "ada", PASSWORD + "!"),
         _failure_message(bench, "nobody", PASSWORD),
@@ -72,7 +72,7 @@ def test_every_failure_gets_the_same_message(bench: Workbench) -> None:
 
 
 def test_repeated_failures_lock_with_a_growing_delay(bench: Workbench) -> None:
-    accounts.add_user("eve", password=PASSWORD, bench=bench)
+    accounts.add_user("eve", password=PASSWORD, workbench=bench)
     for _ in range(MAX_FAILED_LOGINS):
         _failure_message(bench, "eve", "wrong password here")
     locked = _user(bench, "eve")
@@ -92,27 +92,27 @@ def test_repeated_failures_lock_with_a_growing_delay(bench: Workbench) -> None:
     # The right password after the delay signs in and clears the counters.
     with bench.session() as session, session.begin():
         session.execute(update(User).where(User.username == "eve").values(locked_until=utcnow()))
-    accounts.login("eve", PASSWORD, bench=bench)
+    accounts.login("eve", PASSWORD, workbench=bench)
     cleared = _user(bench, "eve")
     assert (cleared.failed_logins, cleared.locked_until) == (0, None)
     assert cleared.last_login_at is not None
 
 
 def test_bcrypt_hashes_verify_and_are_upgraded(bench: Workbench) -> None:
-    accounts.add_user("old", password=PASSWORD, bench=bench)
+    accounts.add_user("old", password=PASSWORD, workbench=bench)
     legacy = bcrypt.hashpw(b"legacy password 1", bcrypt.gensalt(rounds=4)).decode()
     with bench.session() as session, session.begin():
         session.execute(update(User).where(User.username == "old").values(password_hash=legacy))
     _failure_message(bench, "old", "not the legacy one")
     assert _user(bench, "old").password_hash == legacy
-    accounts.login("old", "legacy password 1", bench=bench)
+    accounts.login("old", "legacy password 1", workbench=bench)
     upgraded = _user(bench, "old").password_hash
     assert upgraded is not None and upgraded.startswith("$argon2id$")
-    accounts.login("old", "legacy password 1", bench=bench)
+    accounts.login("old", "legacy password 1", workbench=bench)
 
 
 def test_unknown_and_known_users_take_about_the_same_time(bench: Workbench) -> None:
-    accounts.add_user("tim", password=PASSWORD, bench=bench)
+    accounts.add_user("tim", password=PASSWORD, workbench=bench)
 
     def median(username: str) -> float:
         times = []
@@ -130,25 +130,25 @@ def test_unknown_and_known_users_take_about_the_same_time(bench: Workbench) -> N
 
 def test_short_passwords_and_bad_names_are_refused(bench: Workbench) -> None:
     with pytest.raises(AccountError, match="at least 12"):
-        accounts.add_user("shorty", password="short-pass", bench=bench)
+        accounts.add_user("shorty", password="short-pass", workbench=bench)
     with pytest.raises(AccountError, match="not valid"):
-        accounts.add_user("no spaces", password=PASSWORD, bench=bench)
-    accounts.add_user("fine", password=PASSWORD, bench=bench)
+        accounts.add_user("no spaces", password=PASSWORD, workbench=bench)
+    accounts.add_user("fine", password=PASSWORD, workbench=bench)
     with pytest.raises(AccountError, match="already exists"):
-        accounts.add_user("fine", password=PASSWORD, bench=bench)
+        accounts.add_user("fine", password=PASSWORD, workbench=bench)
     with pytest.raises(AccountError, match="at least 12"):
-        accounts.set_password("fine", "too-short", bench=bench)
+        accounts.set_password("fine", "too-short", workbench=bench)
 
 
 def test_generated_password_and_passwd(bench: Workbench) -> None:
-    account = accounts.add_user("gen", role=Role.VIEWER, bench=bench)
+    account = accounts.add_user("gen", role=Role.VIEWER, workbench=bench)
     assert account.password is not None
-    accounts.login("gen", account.password, bench=bench)
-    new = accounts.set_password("gen", bench=bench)
+    accounts.login("gen", account.password, workbench=bench)
+    new = accounts.set_password("gen", workbench=bench)
     assert new is not None and new != account.password
     _failure_message(bench, "gen", account.password)
-    accounts.login("gen", new, bench=bench)
-    listed = {u.username: u for u in accounts.list_users(bench=bench)}
+    accounts.login("gen", new, workbench=bench)
+    listed = {u.username: u for u in accounts.list_users(workbench=bench)}
     assert listed["gen"].role is Role.VIEWER
     assert listed["gen"].has_database_login is (bench.engine.dialect.name == "postgresql")
 
@@ -156,17 +156,17 @@ def test_generated_password_and_passwd(bench: Workbench) -> None:
 def test_multi_user_features_need_postgresql(sqlite_url: str, isolated_env: object) -> None:
     bench = Workbench(load_settings(secret_key=secrets.token_urlsafe(48)), sqlite_url)
     try:
-        accounts.add_user("solo", password=PASSWORD, bench=bench)  # dashboard sign-in works
+        accounts.add_user("solo", password=PASSWORD, workbench=bench)  # dashboard sign-in works
         for attempt in (
-            lambda: accounts.add_team("red", bench=bench),
-            lambda: accounts.list_teams(bench=bench),
-            lambda: accounts.rotate_credentials("solo", bench=bench),
-            lambda: accounts.share("airports", bench=bench),
-            lambda: accounts.add_user("duo", password=PASSWORD, teams_=("red",), bench=bench),
+            lambda: accounts.add_team("red", workbench=bench),
+            lambda: accounts.list_teams(workbench=bench),
+            lambda: accounts.rotate_credentials("solo", workbench=bench),
+            lambda: accounts.share("airports", workbench=bench),
+            lambda: accounts.add_user("duo", password=PASSWORD, teams_=("red",), workbench=bench),
         ):
             with pytest.raises(MultiUserError, match="PostgreSQL") as caught:
                 attempt()
             assert "single-user" in str(caught.value)
-        assert [u.username for u in accounts.list_users(bench=bench)] == ["solo"]
+        assert [u.username for u in accounts.list_users(workbench=bench)] == ["solo"]
     finally:
         bench.close()

@@ -56,7 +56,7 @@ def test_users_and_teams_on_postgresql(pg_cli: dict[str, str], tmp_path: Path) -
 
     bench = Workbench(load_settings(), pg_cli["WORKBENCH_DATABASE_URL"])
     try:
-        assert accounts.login("alice", generated, bench=bench).username == "alice"
+        assert accounts.login("alice", generated, workbench=bench).username == "alice"
         chosen = tmp_path / "pw"
         chosen.write_text("a chosen long password\n", encoding="utf-8")
         changed = _ok(
@@ -64,7 +64,7 @@ def test_users_and_teams_on_postgresql(pg_cli: dict[str, str], tmp_path: Path) -
         )
         assert "a chosen long password" not in changed
         assert "One-time" not in changed
-        accounts.login("alice", "a chosen long password", bench=bench)
+        accounts.login("alice", "a chosen long password", workbench=bench)
 
         with bench.session() as session:
             before = session.query(User).filter_by(username="alice").one().db_password_encrypted

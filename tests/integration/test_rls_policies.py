@@ -62,8 +62,8 @@ def world(pg_url: str, isolated_env: object) -> Iterator[World]:
     prefix = f"t{uuid.uuid4().hex[:6]}"
     made: list[str] = []
     try:
-        accounts.add_team(f"{prefix}-a", bench=bench)
-        accounts.add_team(f"{prefix}-b", bench=bench)
+        accounts.add_team(f"{prefix}-a", workbench=bench)
+        accounts.add_team(f"{prefix}-b", workbench=bench)
         for name, role, team in [
             ("alice", "analyst", "a"),
             ("bob", "analyst", "b"),
@@ -71,7 +71,9 @@ def world(pg_url: str, isolated_env: object) -> Iterator[World]:
             ("root", "admin", None),
         ]:
             teams = (f"{prefix}-{team}",) if team else ()
-            account = accounts.add_user(f"{prefix}_{name}", role=role, teams_=teams, bench=bench)
+            account = accounts.add_user(
+                f"{prefix}_{name}", role=role, teams_=teams, workbench=bench
+            )
             assert account.user.db_role is not None
             made.append(account.user.db_role)
         with bench.session() as session:
@@ -262,7 +264,7 @@ def test_identity_follows_the_login_not_set_role(world: World) -> None:
 def test_disabled_user_sees_nothing_at_once(world: World) -> None:
     with psycopg.connect(world.psycopg_url("alice"), autocommit=True) as conn:
         assert _labels(conn, "metrics") == {"a1", "a2"}
-        accounts.disable_user(world.users["alice"].username, bench=world.bench)
+        accounts.disable_user(world.users["alice"].username, workbench=world.bench)
         assert _labels(conn, "metrics") == set()
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             _insert(conn, "metrics", "late", world.team_a)
@@ -276,7 +278,7 @@ def test_disabled_user_sees_nothing_at_once(world: World) -> None:
 def test_share_makes_a_table_readable_but_not_writable(world: World) -> None:
     with psycopg.connect(world.psycopg_url("bob"), autocommit=True) as conn:
         assert _labels(conn, "metrics") == {"b1", "b2", "b3"}
-        accounts.share("metrics", _team_name(world, "b"), bench=world.bench)
+        accounts.share("metrics", _team_name(world, "b"), workbench=world.bench)
         assert _labels(conn, "metrics") == {"a1", "a2", "b1", "b2", "b3"}
         cur = conn.execute("UPDATE metrics SET label = 'x' WHERE label LIKE 'a%'")
         assert cur.rowcount == 0

@@ -63,7 +63,7 @@ def test_rotated_credentials_get_a_fresh_pool(world: World) -> None:  # noqa: F8
     alice = world.users["alice"]
     with UserConnections(world.settings, world.url) as conns:
         before = conns.engine(alice)
-        accounts.rotate_credentials(alice.username, bench=world.bench)
+        accounts.rotate_credentials(alice.username, workbench=world.bench)
         with world.bench.session() as session:
             from workbench.identity import get_user
 
@@ -77,7 +77,7 @@ def test_rotated_credentials_get_a_fresh_pool(world: World) -> None:  # noqa: F8
 
 
 def test_a_disabled_user_gets_no_connection(world: World) -> None:  # noqa: F811
-    accounts.disable_user(world.users["vera"].username, bench=world.bench)
+    accounts.disable_user(world.users["vera"].username, workbench=world.bench)
     with world.bench.session() as session:
         from workbench.identity import get_user
 

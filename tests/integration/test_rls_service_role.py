@@ -49,10 +49,10 @@ def test_a_non_superuser_owner_runs_the_service() -> None:
             settings = load_settings(secret_key=secrets.token_urlsafe(48))
             with Workbench(settings, url) as bench:
                 migrate.upgrade(bench.engine)
-                accounts.add_team("red", bench=bench)
-                accounts.add_team("blue", bench=bench)
-                red = accounts.add_user("ann", teams_=("red",), bench=bench).user
-                blue = accounts.add_user("ben", teams_=("blue",), bench=bench).user
+                accounts.add_team("red", workbench=bench)
+                accounts.add_team("blue", workbench=bench)
+                red = accounts.add_user("ann", teams_=("red",), workbench=bench).user
+                blue = accounts.add_user("ben", teams_=("blue",), workbench=bench).user
                 made += [str(red.db_role), str(blue.db_role)]
                 with bench.engine.begin() as conn:
                     assert (

@@ -136,14 +136,16 @@ def test_only_admins_read_heartbeats(pg_url: str) -> None:
     prefix = f"h{uuid.uuid4().hex[:6]}"
     made: list[str] = []
     try:
-        accounts.add_team(f"{prefix}-a", bench=bench)
+        accounts.add_team(f"{prefix}-a", workbench=bench)
         users = {}
         for name, role, teams in [
             ("ann", "analyst", (f"{prefix}-a",)),
             ("val", "viewer", (f"{prefix}-a",)),
             ("adm", "admin", ()),
         ]:
-            account = accounts.add_user(f"{prefix}_{name}", role=role, teams_=teams, bench=bench)
+            account = accounts.add_user(
+                f"{prefix}_{name}", role=role, teams_=teams, workbench=bench
+            )
             assert account.user.db_role is not None
             made.append(account.user.db_role)
             users[name] = account.user

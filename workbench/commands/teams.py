@@ -23,7 +23,7 @@ def add(
     from workbench import accounts
 
     with workbench_of(ctx) as wb:
-        accounts.add_team(name, description, bench=wb)
+        accounts.add_team(name, description, workbench=wb)
     console.print(f"team {escape(name)} created")
 
 
@@ -33,7 +33,7 @@ def list_(ctx: typer.Context) -> None:
     from workbench import accounts
 
     with workbench_of(ctx) as wb:
-        teams = accounts.list_teams(bench=wb)
+        teams = accounts.list_teams(workbench=wb)
     table = Table()
     table.add_column("team")
     table.add_column("members")
@@ -57,7 +57,7 @@ def add_member(
     from workbench import accounts
 
     with workbench_of(ctx) as wb:
-        accounts.add_member(team, username, bench=wb)
+        accounts.add_member(team, username, workbench=wb)
     console.print(f"{escape(username)} added to {escape(team)}")
 
 
@@ -71,5 +71,5 @@ def remove_member(
     from workbench import accounts
 
     with workbench_of(ctx) as wb:
-        accounts.remove_member(team, username, bench=wb)
+        accounts.remove_member(team, username, workbench=wb)
     console.print(f"{escape(username)} removed from {escape(team)}")

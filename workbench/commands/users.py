@@ -68,7 +68,7 @@ def add(
     password = _chosen_password(password_file, prompt)
     with workbench_of(ctx) as wb:
         account = accounts.add_user(
-            username, role=role, password=password, teams_=tuple(team or ()), bench=wb
+            username, role=role, password=password, teams_=tuple(team or ()), workbench=wb
         )
     login = " with a database login" if account.user.db_role else ""
     console.print(f"user {escape(username)} ({role.value}) created{login}")
@@ -82,7 +82,7 @@ def list_(ctx: typer.Context) -> None:
     from workbench import accounts
 
     with workbench_of(ctx) as wb:
-        users = accounts.list_users(bench=wb)
+        users = accounts.list_users(workbench=wb)
     table = Table()
     for column in ("user", "role", "state", "teams", "database login", "last sign-in"):
         table.add_column(column)
@@ -109,7 +109,7 @@ def disable(
     from workbench import accounts
 
     with workbench_of(ctx) as wb:
-        accounts.disable_user(username, bench=wb)
+        accounts.disable_user(username, workbench=wb)
     console.print(f"user {escape(username)} disabled")
 
 
@@ -125,7 +125,7 @@ def passwd(
 
     password = _chosen_password(password_file, prompt)
     with workbench_of(ctx) as wb:
-        generated = accounts.set_password(username, password, bench=wb)
+        generated = accounts.set_password(username, password, workbench=wb)
     console.print(f"password of {escape(username)} changed")
     if generated:
         _show_once(username, generated)
@@ -143,5 +143,5 @@ def rotate_credentials(
     from workbench import accounts
 
     with workbench_of(ctx) as wb:
-        accounts.rotate_credentials(username, bench=wb)
+        accounts.rotate_credentials(username, workbench=wb)
     console.print(f"database credentials of {escape(username)} rotated")

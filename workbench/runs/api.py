@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workbench.api import resolve
 from workbench.runs.errors import ParameterError, SecretNotFoundError
 from workbench.runs.notebook import load_notebook, notebook_schema
 from workbench.runs.params import SECRET_PREFIX, ParameterSchema, is_secret_reference
@@ -38,14 +39,6 @@ __all__ = [
 ]
 
 
-def _wb(workbench: Workbench | None) -> Workbench:
-    if workbench is not None:
-        return workbench
-    from workbench.api import default
-
-    return default()
-
-
 def notebook_params(notebook: str | Path) -> ParameterSchema:
     """The typed parameter schema of ``notebook`` (its cell tagged ``parameters``)."""
     return notebook_schema(load_notebook(notebook))
@@ -69,7 +62,7 @@ def queue_run(
     from workbench.runs.secrets import secret_exists
     from workbench.runs.storage import default_base
 
-    wb = _wb(workbench)
+    wb = resolve(workbench)
     path = str(Path(notebook).expanduser().resolve())
     values = notebook_params(path).validate(dict(parameters or {}), from_cli=from_cli)
     for name, value in values.items():
@@ -112,7 +105,7 @@ def run(
     """
     from workbench.runs.execute import execute_run
 
-    wb = worker.workbench if worker is not None else _wb(workbench)
+    wb = worker.workbench if worker is not None else resolve(workbench)
     run_id = queue_run(
         notebook,
         {**(parameters or {}), **params},
@@ -139,17 +132,17 @@ def runs(
     """The newest runs, optionally of one notebook or with one status."""
     if notebook:
         notebook = str(Path(notebook).expanduser().resolve())
-    return list_runs(_wb(workbench), limit=limit, notebook=notebook, status=status)
+    return list_runs(resolve(workbench), limit=limit, notebook=notebook, status=status)
 
 
 def cancel(run_id: str | uuid.UUID, *, workbench: Workbench | None = None) -> Run:
     """Cancel a queued or running run (a running one stops within about a second)."""
-    return cancel_run(_wb(workbench), run_id)
+    return cancel_run(resolve(workbench), run_id)
 
 
 def show(run_id: str | uuid.UUID, *, workbench: Workbench | None = None) -> Run:
     """The record of run ``run_id``."""
-    return get_run(_wb(workbench), run_id)
+    return get_run(resolve(workbench), run_id)
 
 
 class Worker:
@@ -164,7 +157,7 @@ class Worker:
     ) -> None:
         from workbench.runs.kernels import KernelPool, kernel_env
 
-        self.workbench = _wb(workbench)
+        self.workbench = resolve(workbench)
         env = kernel_env(self.workbench.settings, self.workbench.database_url)
         self._owns_kernels = kernels is None
         self.kernels: KernelPool = kernels or KernelPool(size, env=env)

@@ -260,9 +260,9 @@ def execute_run(
     on_progress: ProgressCallback | None = None,
 ) -> Run:
     """Execute the queued run ``run_id`` and return its final record (see module docstring)."""
-    from workbench.api import default
+    from workbench.api import resolve
 
-    wb = workbench or default()
+    wb = resolve(workbench)
     rid = records.parse_run_id(run_id)
     lease = wb.settings.run_lease_seconds  # the reaper retries or fails a run silent this long
     attempt = records.claim_run(wb, rid, worker=_worker_name(), lease_seconds=lease)

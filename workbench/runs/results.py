@@ -105,9 +105,9 @@ def record(name: str, value: Any, *, workbench: Workbench | None = None) -> Any:
     if not run_id:
         return value
     kind, payload_json, payload, content_type = _encode(value)
-    from workbench.api import default
+    from workbench.api import resolve
 
-    wb = workbench or default()
+    wb = resolve(workbench)
     rid = uuid.UUID(run_id)
     with wb.session() as session, session.begin():
         session.execute(delete(RunResult).where(RunResult.run_id == rid, RunResult.name == name))
@@ -126,9 +126,9 @@ def record(name: str, value: Any, *, workbench: Workbench | None = None) -> Any:
 
 def results(run_id: str | uuid.UUID, *, workbench: Workbench | None = None) -> dict[str, Any]:
     """Every result recorded by run ``run_id``, by name."""
-    from workbench.api import default
+    from workbench.api import resolve
 
-    wb = workbench or default()
+    wb = resolve(workbench)
     rid = parse_run_id(run_id)
     with wb.session() as session:
         rows = session.scalars(select(RunResult).where(RunResult.run_id == rid))
@@ -155,10 +155,10 @@ def latest_result(
     ``params`` must match the run's recorded parameters (a subset; typed values compare as
     their JSON form). Raises :class:`ResultError` when no such run recorded ``name``.
     """
-    from workbench.api import default
+    from workbench.api import resolve
     from workbench.runs.params import ParameterSchema
 
-    wb = workbench or default()
+    wb = resolve(workbench)
     path = str(Path(notebook).expanduser().resolve())
     wanted = ParameterSchema.to_json(params)
     defaults = _defaults(path)

@@ -66,9 +66,10 @@ def ingest(
     ``mode``, ``key``, ``team`` and ``shared`` are those of ``wb.write``. ``progress=True``
     shows a Rich progress bar; a callable is called with ``(rows_read, total)`` instead.
     """
+    from workbench.api import resolve
     from workbench.db.identifiers import check_writable
 
-    wb = workbench if workbench is not None else _default()
+    wb = resolve(workbench)
     src = get_source(source, wb.plugins) if isinstance(source, str) else source
     name = str(getattr(src, "name", source))
     if table is not None:
@@ -138,12 +139,6 @@ def _write(
     if callable(after_write):
         after_write(wb, target)
     return rows
-
-
-def _default() -> Workbench:
-    from workbench.api import default
-
-    return default()
 
 
 def _total(src: Any, options: dict[str, Any]) -> int | None:

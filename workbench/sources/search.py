@@ -76,10 +76,9 @@ def search_documents(
     if not isinstance(query, str) or not query.strip():
         raise SourceOptionError("search_documents needs words to look for, e.g. 'delay'.")
     check_table(table)
-    if workbench is None:
-        from workbench.api import default
+    from workbench.api import resolve
 
-        workbench = default()
+    workbench = resolve(workbench)
     with workbench.engine.connect() as conn:
         _require(conn, table)
         n = _names(conn, table)
