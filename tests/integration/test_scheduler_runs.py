@@ -219,7 +219,7 @@ def test_a_finished_run_frees_its_worker_at_once_not_at_the_next_poll(
 def test_kill_9_of_a_local_worker_mid_run(
     monkeypatch: pytest.MonkeyPatch, pg_url: str, scheduler_thread: Callable[..., None]
 ) -> None:
-    lease = 8.0  # a freshly started worker needs a few seconds for its first kernel
+    lease = 3.0
     wb = _local_workbench(monkeypatch, pg_url, lease=lease)
     jobs.register(wb, "retried", SLEEPS, parameters={"seconds": 4}, retries=1, retry_delay=0)
     jobs.register(wb, "lost", SLEEPS, parameters={"seconds": 30}, retries=0)
