@@ -9,8 +9,8 @@ and the clock runs from the scheduler's start to the last run's end. Reports run
 runs (not succeeded), the median execution time, and CPU seconds per run: this process (the
 scheduler), its worker processes with their kernels (counted once they have exited), and
 PostgreSQL (every server process on the machine, so other clients inflate it).
-``--scratch-kernels`` starts every kernel from scratch instead of forking it from the
-pre-imported template, for comparison.
+``--scratch-kernels`` starts every kernel from scratch (``WORKBENCH_FORK_KERNELS=false``)
+instead of forking it from the pre-imported template (the default), for comparison.
 """
 
 from __future__ import annotations
@@ -153,11 +153,12 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=0.05, help="scheduler poll seconds")
     parser.add_argument("--scratch-kernels", action="store_true")
     args = parser.parse_args()
-    if args.scratch_kernels:
-        os.environ["WORKBENCH_FORK_KERNELS"] = "0"
+    os.environ["WORKBENCH_FORK_KERNELS"] = "false" if args.scratch_kernels else "true"
     load = os.getloadavg()[0]
+    kernels = "started from scratch" if args.scratch_kernels else "forked from a template"
     print(
-        f"{args.runs} trivial runs, {args.workers} workers, {os.cpu_count()} CPUs, load {load:.1f}"
+        f"{args.runs} trivial runs, {args.workers} workers, kernels {kernels}, "
+        f"{os.cpu_count()} CPUs, load {load:.1f}"
     )
     for kind in args.executors.split(","):
         result = _bench(kind, args.runs, args.workers, args.poll)
