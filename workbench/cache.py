@@ -42,6 +42,7 @@ __all__ = [
     "cache_for",
     "last_writes",
     "tables_named",
+    "warm_up",
 ]
 
 log = logging.getLogger(__name__)
@@ -232,6 +233,16 @@ class RedisCache(QueryCache):
 
     def close(self) -> None:
         self._client.close()
+
+
+def warm_up(redis_url: str | None) -> None:
+    """Import what a first cache lookup would (the Redis client, Arrow's stream reader), so a
+    process that knows it will query soon, like a pre-heated dashboard kernel, pays it now."""
+    if redis_url:
+        import redis  # noqa: F401
+    payload = _serialize(pd.DataFrame({"x": [1]}))
+    if payload is not None:
+        _deserialize(payload)
 
 
 _caches: weakref.WeakKeyDictionary[Workbench, QueryCache] = weakref.WeakKeyDictionary()

@@ -36,6 +36,7 @@ __all__ = [
     "latest_scheduled_results",
     "record",
     "results",
+    "warm_up",
 ]
 
 RUN_ID_ENV = "WORKBENCH_RUN_ID"
@@ -95,6 +96,14 @@ def _decode(row: RunResult) -> Any:
     if kind == "datetime":
         return datetime.fromisoformat(str(value))
     return value
+
+
+def warm_up() -> None:
+    """Import the Parquet reader recorded frames are decoded with, ahead of the first read."""
+    import pandas as pd
+
+    _kind, _value, payload, _type = _encode(pd.DataFrame({"x": [1]}))
+    pd.read_parquet(io.BytesIO(payload or b""))
 
 
 def record(name: str, value: Any, *, workbench: Workbench | None = None) -> Any:
