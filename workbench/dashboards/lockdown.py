@@ -147,7 +147,9 @@ class DashboardHandler(FriendlyErrors, TornadoVoilaHandler):  # type: ignore[mis
         if not dashboard.allows(account.role):
             raise web.HTTPError(403)
         await self._pool_started(dashboard.name)
-        await TornadoVoilaHandler.get(self, path)
+        rendering = getattr(self.kernel_manager, "rendering", None)
+        async with rendering() if rendering is not None else contextlib.nullcontext():
+            await TornadoVoilaHandler.get(self, path)
 
     def redirect_to_file(self, path: str) -> None:
         raise web.HTTPError(404)

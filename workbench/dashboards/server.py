@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import signal
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,8 @@ log = logging.getLogger(__name__)
 CULL_IDLE_SECONDS = 600
 #: Seconds after which the next pool kernel starts even if the previous one is not warm yet.
 WARM_TIMEOUT = 15.0
+#: Seconds a pool kernel waits for the pages being rendered before it warms up anyway.
+QUIET_WAIT = 2.0
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,8 @@ class OrderlyKernelManager(AsyncMappingKernelManager):
     A pool kernel's start-up (imports, the page up to its viewer cell) costs a few seconds of
     CPU. Warming several at once, as after a burst of viewers, would take that CPU from the
     pages being rendered, so the next pool kernel starts only when the previous one is ready
-    (it asked for its request, see :meth:`kernel_ready`) or :data:`WARM_TIMEOUT` passed.
+    (it asked for its request, see :meth:`kernel_ready`) or :data:`WARM_TIMEOUT` passed, and
+    only once no page is being rendered (:meth:`rendering`; at most :data:`QUIET_WAIT`).
     Kernels for a page request (the pool was empty) start at once. Once the server stops
     (:meth:`shutdown_all`), no pool kernel starts any more.
     """
@@ -99,7 +103,19 @@ class OrderlyKernelManager(AsyncMappingKernelManager):
         self._turn = asyncio.Condition()
         self._busy = False
         self._closing = False
+        self._rendering = 0
         self._warming: dict[str, asyncio.TimerHandle] = {}
+
+    @contextlib.asynccontextmanager
+    async def rendering(self) -> AsyncIterator[None]:
+        """While a page is rendered, pool kernels wait to warm: its cells come first."""
+        self._rendering += 1
+        try:
+            yield
+        finally:
+            self._rendering -= 1
+            async with self._turn:
+                self._turn.notify_all()
 
     async def start_kernel(self, *args: Any, **kwargs: Any) -> str:  # type: ignore[override]
         pooled = kwargs.get("env", {}).get("VOILA_PREHEAT") == "True"
@@ -111,6 +127,10 @@ class OrderlyKernelManager(AsyncMappingKernelManager):
             if self._closing:
                 raise RuntimeError("the dashboard server is stopping")
             self._busy = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._turn.wait_for(lambda: self._closing or not self._rendering), QUIET_WAIT
+                )
         try:
             kernel_id: str = await super().start_kernel(*args, **kwargs)
         except BaseException:
