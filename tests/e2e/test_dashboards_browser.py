@@ -102,6 +102,21 @@ def test_viewer_filters_by_carrier_and_sees_the_pandas_value(
     expect(page.locator(".bqplot")).to_have_count(2)  # both charts drawn
 
 
+def test_a_pool_kernel_warms_after_the_page_not_during_it(
+    page: Any, server: Server, world: World
+) -> None:
+    # Taking a pre-heated kernel starts its replacement at once; it waits for the page.
+    before = server.log.read_text(errors="replace").count("waited")
+    sign_in(page, server, world, "a")
+    page.wait_for_url(server.base)
+    open_dashboard(page, server)
+    expect(kpi(page, "Flights")).to_have_text(flights(world.rows_of("a")))
+    log = server.log.read_text(errors="replace")
+    waits = re.findall(r"A pool kernel waited ([0-9.]+) s for the pages being rendered", log)
+    assert len(waits) > before
+    assert all(0 < float(s) <= 2.5 for s in waits)
+
+
 def test_team_b_sees_team_b_numbers_not_a(page: Any, server: Server, world: World) -> None:
     sign_in(page, server, world, "b")
     page.wait_for_url(server.base)

@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import signal
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,9 +128,16 @@ class OrderlyKernelManager(AsyncMappingKernelManager):
             if self._closing:
                 raise RuntimeError("the dashboard server is stopping")
             self._busy = True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._turn.wait_for(lambda: self._closing or not self._rendering), QUIET_WAIT
+            if self._rendering:
+                waited = time.monotonic()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._turn.wait_for(lambda: self._closing or not self._rendering),
+                        QUIET_WAIT,
+                    )
+                log.info(
+                    "A pool kernel waited %.2f s for the pages being rendered.",
+                    time.monotonic() - waited,
                 )
         try:
             kernel_id: str = await super().start_kernel(*args, **kwargs)
