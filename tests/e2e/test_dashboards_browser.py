@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 import pandas as pd
+import psutil
 import pytest
 from playwright.sync_api import expect
 
@@ -296,6 +297,31 @@ def test_signing_out_needs_a_posted_form_with_its_xsrf_token(
     page.wait_for_url(re.compile(r"/login"))
     page.goto(server.base)
     page.wait_for_url(re.compile(r"/login\?next="))
+
+
+def _ipc_kernels(server: Server) -> list[psutil.Process]:
+    """Kernel processes with their channels bound (a spare becomes one when handed a kernel)."""
+    return [
+        k
+        for k in server.kernels()
+        if any("-ipc-" in str(c.laddr) for c in k.net_connections(kind="unix"))
+    ]
+
+
+def test_kernels_listen_on_ipc_sockets_not_tcp_ports(server: Server) -> None:
+    deadline = time.monotonic() + 60
+    while not (kernels := _ipc_kernels(server)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert kernels, "no pool kernel has its channels on IPC sockets"
+    for kernel in kernels:
+        channels = {
+            str(c.laddr) for c in kernel.net_connections(kind="unix") if "-ipc-" in str(c.laddr)
+        }
+        assert len(channels) == 5  # shell, iopub, stdin, control, heartbeat
+        tcp = [c for c in kernel.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN]
+        # Only ipykernel's own pipe for output of forked subprocesses (key-checked) is TCP;
+        # on the TCP transport each of the five channels would listen here too.
+        assert len(tcp) <= 1, tcp
 
 
 def test_stopping_the_server_stops_every_kernel(server: Server) -> None:

@@ -257,6 +257,9 @@ def build_app(workbench: Workbench, options: ServeOptions) -> WorkbenchVoila:
             if d.pool_size is not None
         },
     }
+    # Kernels listen on IPC sockets in the server's private connection folder, not on TCP
+    # ports that every local user could reach.
+    config.KernelManager.transport = "ipc"
     config.MappingKernelManager.kernel_manager_class = (
         f"{SpareKernelManager.__module__}.{SpareKernelManager.__qualname__}"
     )
