@@ -9,7 +9,6 @@ which keeps a page's server-side render short.
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -19,8 +18,7 @@ import ipywidgets as w
 import pandas as pd
 from bqplot import Axis, Bars, Figure, LinearScale, OrdinalScale
 
-from workbench.runs.errors import NotebookError
-from workbench.runs.notebook import notebook_schema
+from workbench.runs.notebook import notebook_schema, read_notebook
 from workbench.runs.params import Parameter
 
 __all__ = [
@@ -64,25 +62,15 @@ def _widget(param: Parameter, choices: Sequence[Any] | None) -> w.Widget:
     return w.Text(value=param.default or "", description=label, style=style)
 
 
-def _read_notebook(path: Path) -> dict[str, Any]:
-    """The notebook's JSON: only its cells' sources are needed, so nbformat (and the schema
-    validation it imports, seconds of a pre-heated kernel's warm-up) is not."""
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise NotebookError(f"Dashboard {str(path)!r} cannot be read ({exc}).") from None
-    if not isinstance(document, dict) or not isinstance(document.get("cells"), list):
-        raise NotebookError(f"{str(path)!r} is not a Jupyter notebook.")
-    return document
-
-
 def filters(notebook: str | Path, **choices: Sequence[Any]) -> dict[str, w.Widget]:
     """One widget per parameter of ``notebook``'s parameters cell, named like it.
 
     ``choices`` gives the options of a parameter (a dropdown); a parameter that may be
     ``None`` gets an extra "All" option for it.
     """
-    schema = notebook_schema(_read_notebook(Path(notebook)))
+    # The JSON alone: nbformat (and the schema validation it imports) would cost a
+    # pre-heated kernel seconds of warm-up.
+    schema = notebook_schema(read_notebook(notebook))
     return {p.name: _widget(p, choices.get(p.name)) for p in schema.parameters}
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "inject_parameters",
     "load_notebook",
     "notebook_schema",
+    "read_notebook",
     "render_injection",
 ]
 
@@ -38,8 +39,9 @@ _SECRET = "_wb_secret"  # noqa: S105 (a helper name, not a secret)
 _HELPERS = {f"{_DT}.date.fromisoformat", f"{_DT}.datetime.fromisoformat", _SECRET}
 
 
-def load_notebook(path: str | Path) -> dict[str, Any]:
-    """The notebook at ``path`` as a plain dict (nbformat 4), without slow schema validation."""
+def read_notebook(path: str | Path) -> dict[str, Any]:
+    """The notebook's JSON as written, checked to be nbformat 4, without importing nbformat:
+    enough for :func:`notebook_schema` (dashboards and recorded-result lookups use it)."""
     p = Path(path)
     try:
         with p.open(encoding="utf-8") as fh:
@@ -50,6 +52,12 @@ def load_notebook(path: str | Path) -> dict[str, Any]:
         raise NotebookError(f"Notebook {str(p)!r} cannot be read as a notebook ({exc}).") from None
     if not isinstance(nb, dict) or nb.get("nbformat") != 4 or not isinstance(nb.get("cells"), list):
         raise NotebookError(f"{str(p)!r} is not a version 4 Jupyter notebook.")
+    return nb
+
+
+def load_notebook(path: str | Path) -> dict[str, Any]:
+    """The notebook at ``path`` as a plain dict (nbformat 4), without slow schema validation."""
+    nb = read_notebook(path)
     from nbformat import from_dict
     from nbformat.v4.rwbase import rejoin_lines
 

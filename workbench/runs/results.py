@@ -146,12 +146,12 @@ def results(run_id: str | uuid.UUID, *, workbench: Workbench | None = None) -> d
 
 def _defaults(path: str) -> dict[str, Any]:
     """The notebook's declared defaults as JSON, so a run that kept a default matches it."""
-    from workbench.runs.notebook import notebook_schema
+    from workbench.runs.notebook import notebook_schema, read_notebook
     from workbench.runs.params import ParameterSchema
 
     try:  # the parameters cell's source is all it takes: no nbformat (slow to import)
-        schema = notebook_schema(json.loads(Path(path).read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError, KeyError, WorkbenchError):
+        schema = notebook_schema(read_notebook(path))
+    except (TypeError, KeyError, WorkbenchError):
         return {}
     return ParameterSchema.to_json({p.name: p.default for p in schema.parameters if p.has_default})
 
