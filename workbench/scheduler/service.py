@@ -119,7 +119,7 @@ def _loop(
 ) -> None:
     """A full tick every ``poll`` seconds; between ticks, dispatch only when the executor wakes
     us because it has room (so throughput does not depend on the poll interval)."""
-    wakeup = getattr(executor, "wakeup", None)
+    wakeup = executor.wakeup
     last_beat = time.monotonic()
     while not stop.is_set():
         started = time.monotonic()
