@@ -125,10 +125,8 @@ class OrderlyKernelManager(AsyncMappingKernelManager):
             return started
         async with self._turn:
             await self._turn.wait_for(lambda: self._closing or not self._busy)
-            if self._closing:
-                raise RuntimeError("the dashboard server is stopping")
-            self._busy = True
-            if self._rendering:
+            self._busy = True  # this start's turn, the pages' wait included
+            if self._rendering and not self._closing:
                 waited = time.monotonic()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
@@ -139,6 +137,9 @@ class OrderlyKernelManager(AsyncMappingKernelManager):
                     "A pool kernel waited %.2f s for the pages being rendered.",
                     time.monotonic() - waited,
                 )
+            if self._closing:  # also while it waited for the pages
+                self._busy = False
+                raise RuntimeError("the dashboard server is stopping")
         try:
             kernel_id: str = await super().start_kernel(*args, **kwargs)
         except BaseException:
