@@ -118,3 +118,30 @@ def drop_login_roles(dbname: str) -> None:
                     conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
     except psycopg.Error:
         pass  # best effort: a role still in use elsewhere stays; the database still goes
+
+
+@contextmanager
+def owner_database() -> Iterator[str]:
+    """A fresh database owned by a new login role that is no superuser and does not bypass
+    row-level security (``CREATEROLE``, as a production service runs); yields its SQLAlchemy
+    URL as that role. The database (with its accounts' login roles) and the role are dropped
+    afterwards."""
+    owner = f"wbt_owner_{uuid.uuid4().hex[:8]}"
+    with admin_connect() as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS CREATEROLE").format(
+                sql.Identifier(owner)
+            )
+        )
+    try:
+        with temporary_database() as dbname:
+            with admin_connect() as conn:
+                conn.execute(
+                    sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                        sql.Identifier(dbname), sql.Identifier(owner)
+                    )
+                )
+            yield sqlalchemy_url(dbname).replace("://postgres@", f"://{owner}@")
+    finally:
+        with admin_connect() as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(owner)))

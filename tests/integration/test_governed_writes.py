@@ -8,7 +8,6 @@ way their notebooks do. After every write the schema check must find nothing unp
 from __future__ import annotations
 
 import secrets
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,6 @@ import numpy as np
 import pandas as pd
 import psycopg
 import pytest
-from psycopg import sql
 from sqlalchemy import select, text
 
 from tests import services
@@ -393,47 +391,24 @@ def test_init_gives_the_first_admin_a_database_login(pg_url: str, tmp_path: Path
 @pytest.mark.usefixtures("postgres_available")
 def test_a_non_superuser_service_writes_protected_tables(tmp_path: Path) -> None:
     """Forced RLS applies to a production owner: its writes must still work and protect."""
-    owner = f"wbt_owner_{uuid.uuid4().hex[:8]}"
-    with services.admin_connect() as conn:
-        conn.execute(
-            sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS CREATEROLE").format(
-                sql.Identifier(owner)
-            )
-        )
-    made: list[str] = []
-    try:
-        with services.temporary_database() as dbname:
-            with services.admin_connect() as conn:
-                conn.execute(
-                    sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
-                        sql.Identifier(dbname), sql.Identifier(owner)
-                    )
-                )
-            url = services.sqlalchemy_url(dbname).replace("://postgres@", f"://{owner}@")
-            settings = load_settings(secret_key=secrets.token_urlsafe(48))
-            with Workbench(settings, url) as bench:
-                migrate.upgrade(bench.engine)
-                bench.write(frame(2), "before_teams")  # no team yet: admins only
-                accounts.add_team("red", workbench=bench)
-                accounts.add_team("blue", workbench=bench)
-                red = accounts.add_user("ann", teams_=("red",), workbench=bench).user
-                made.append(str(red.db_role))
-                bench.write(frame(3), "kpis", team="red", key="id")
-                bench.write(frame(2, start=3), "kpis", mode="append")
-                bench.write(frame(2, start=3).assign(x=[1.0, 2.0]), "kpis", mode="upsert", key="id")
-                bench.write(frame(4), "kpis", mode="replace", key="id")
-                pd.testing.assert_frame_equal(bench.read_table("kpis"), frame(4))
-                with bench.engine.connect() as conn:
-                    assert rls.unprotected_relations(conn) == []
-                user_url = user_database_url(settings, red, url).render_as_string(
-                    hide_password=False
-                )
-                with Workbench(settings, user_url) as ann:
-                    pd.testing.assert_frame_equal(ann.read_table("kpis"), frame(4))
-                    assert len(ann.read_table("before_teams")) == 0
-                    ann.write(frame(1, start=9), "kpis", mode="append")
-                    assert len(bench.read_table("kpis")) == 5
-    finally:
-        _drop_roles("postgres", made)
-        with services.admin_connect() as conn:
-            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(owner)))
+    with services.owner_database() as url:
+        settings = load_settings(secret_key=secrets.token_urlsafe(48))
+        with Workbench(settings, url) as bench:
+            migrate.upgrade(bench.engine)
+            bench.write(frame(2), "before_teams")  # no team yet: admins only
+            accounts.add_team("red", workbench=bench)
+            accounts.add_team("blue", workbench=bench)
+            red = accounts.add_user("ann", teams_=("red",), workbench=bench).user
+            bench.write(frame(3), "kpis", team="red", key="id")
+            bench.write(frame(2, start=3), "kpis", mode="append")
+            bench.write(frame(2, start=3).assign(x=[1.0, 2.0]), "kpis", mode="upsert", key="id")
+            bench.write(frame(4), "kpis", mode="replace", key="id")
+            pd.testing.assert_frame_equal(bench.read_table("kpis"), frame(4))
+            with bench.engine.connect() as conn:
+                assert rls.unprotected_relations(conn) == []
+            user_url = user_database_url(settings, red, url).render_as_string(hide_password=False)
+            with Workbench(settings, user_url) as ann:
+                pd.testing.assert_frame_equal(ann.read_table("kpis"), frame(4))
+                assert len(ann.read_table("before_teams")) == 0
+                ann.write(frame(1, start=9), "kpis", mode="append")
+                assert len(bench.read_table("kpis")) == 5

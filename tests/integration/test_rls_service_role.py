@@ -7,11 +7,9 @@ policy lets it see every row, while the analysts it creates see only their team'
 from __future__ import annotations
 
 import secrets
-import uuid
 
 import psycopg
 import pytest
-from psycopg import sql
 from sqlalchemy import text
 
 from tests import services
@@ -22,66 +20,41 @@ from workbench.db import migrate, rls
 from workbench.db.identity_connect import user_database_url
 
 
-def _drop_role(role: str) -> None:
-    with services.admin_connect() as conn:
-        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-
-
 @pytest.mark.usefixtures("postgres_available")
 def test_a_non_superuser_owner_runs_the_service() -> None:
-    owner = f"wbt_owner_{uuid.uuid4().hex[:8]}"
-    made: list[str] = []
-    with services.admin_connect() as conn:
-        conn.execute(
-            sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS CREATEROLE").format(
-                sql.Identifier(owner)
-            )
-        )
-    try:
-        with services.temporary_database() as dbname:
-            with services.admin_connect() as conn:
-                conn.execute(
-                    sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
-                        sql.Identifier(dbname), sql.Identifier(owner)
-                    )
-                )
-            url = services.sqlalchemy_url(dbname).replace("://postgres@", f"://{owner}@")
-            settings = load_settings(secret_key=secrets.token_urlsafe(48))
-            with Workbench(settings, url) as bench:
-                migrate.upgrade(bench.engine)
-                accounts.add_team("red", workbench=bench)
-                accounts.add_team("blue", workbench=bench)
-                red = accounts.add_user("ann", teams_=("red",), workbench=bench).user
-                blue = accounts.add_user("ben", teams_=("blue",), workbench=bench).user
-                made += [str(red.db_role), str(blue.db_role)]
-                with bench.engine.begin() as conn:
-                    assert (
-                        conn.execute(
-                            text("SELECT usesuper FROM pg_user WHERE usename = current_user")
-                        ).scalar_one()
-                        is False
-                    )
-                    team_ids = dict(conn.execute(text("SELECT name, id FROM teams")).all())
-                    conn.execute(text("CREATE TABLE kpis (label text)"))
-                    rls.protect_table(conn, "kpis", team_id=team_ids["red"])
-                    conn.execute(text("INSERT INTO kpis (label) VALUES ('r1')"))
+    with services.owner_database() as url:
+        settings = load_settings(secret_key=secrets.token_urlsafe(48))
+        with Workbench(settings, url) as bench:
+            migrate.upgrade(bench.engine)
+            accounts.add_team("red", workbench=bench)
+            accounts.add_team("blue", workbench=bench)
+            red = accounts.add_user("ann", teams_=("red",), workbench=bench).user
+            accounts.add_user("ben", teams_=("blue",), workbench=bench)
+            with bench.engine.begin() as conn:
+                assert (
                     conn.execute(
-                        text("INSERT INTO kpis (label, team_id) VALUES ('b1', :t)"),
-                        {"t": team_ids["blue"]},
-                    )
-                    assert rls.unprotected_relations(conn) == []
-                # The owner, under FORCE RLS, sees every row through its service policy.
-                with bench.engine.connect() as conn:
-                    labels = set(conn.execute(text("SELECT label FROM kpis")).scalars())
-                    assert labels == {"r1", "b1"}
-                    assert conn.execute(text("SELECT count(*) FROM users")).scalar_one() == 2
-                analyst_url = user_database_url(settings, red, url)
-                plain = analyst_url.set(drivername="postgresql")
-                with psycopg.connect(plain.render_as_string(hide_password=False)) as conn:
-                    rows = conn.execute("SELECT label FROM kpis").fetchall()
-                    assert rows == [("r1",)]
-                    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                        conn.execute("SELECT * FROM users")
-    finally:
-        for role in [*made, owner]:
-            _drop_role(role)
+                        text("SELECT usesuper FROM pg_user WHERE usename = current_user")
+                    ).scalar_one()
+                    is False
+                )
+                team_ids = dict(conn.execute(text("SELECT name, id FROM teams")).all())
+                conn.execute(text("CREATE TABLE kpis (label text)"))
+                rls.protect_table(conn, "kpis", team_id=team_ids["red"])
+                conn.execute(text("INSERT INTO kpis (label) VALUES ('r1')"))
+                conn.execute(
+                    text("INSERT INTO kpis (label, team_id) VALUES ('b1', :t)"),
+                    {"t": team_ids["blue"]},
+                )
+                assert rls.unprotected_relations(conn) == []
+            # The owner, under FORCE RLS, sees every row through its service policy.
+            with bench.engine.connect() as conn:
+                labels = set(conn.execute(text("SELECT label FROM kpis")).scalars())
+                assert labels == {"r1", "b1"}
+                assert conn.execute(text("SELECT count(*) FROM users")).scalar_one() == 2
+            analyst_url = user_database_url(settings, red, url)
+            plain = analyst_url.set(drivername="postgresql")
+            with psycopg.connect(plain.render_as_string(hide_password=False)) as conn:
+                rows = conn.execute("SELECT label FROM kpis").fetchall()
+                assert rows == [("r1",)]
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute("SELECT * FROM users")
