@@ -40,8 +40,8 @@ from sqlalchemy import select  # noqa: E402
 
 from tests import services  # noqa: E402
 from tests.e2e.world import DASHBOARDS, World, build_world, drop_roles, free_port  # noqa: E402
-from workbench.api import Workbench  # noqa: E402
-from workbench.config import Settings, load_settings  # noqa: E402
+from workbench.app import Workbench  # noqa: E402
+from workbench.core.config import Settings, load_settings  # noqa: E402
 from workbench.dashboards.tokens import VIEWER_HEADER, Claim, sign_viewer  # noqa: E402
 from workbench.db import migrate  # noqa: E402
 from workbench.db.engine import create_workbench_engine  # noqa: E402

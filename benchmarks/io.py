@@ -33,10 +33,10 @@ import pyarrow as pa
 from psycopg import sql as pgsql
 from sqlalchemy import create_engine
 
-from workbench.api import Workbench
-from workbench.config import Settings
+from workbench.app import Workbench
+from workbench.core.config import Settings
+from workbench.data.backends.postgres import libpq_uri
 from workbench.db import migrate
-from workbench.db.io_postgres import libpq_uri
 
 Timings = dict[str, list[tuple[float, float]]]
 

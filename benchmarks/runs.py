@@ -93,7 +93,7 @@ def main() -> None:
 
     results["workbench run (CLI, cold)"] = _timed(cli, repeat)
 
-    from workbench.config import load_settings
+    from workbench.core.config import load_settings
     from workbench.runs.serve import socket_path
 
     server = subprocess.Popen(
@@ -138,7 +138,7 @@ def main() -> None:
         median = statistics.median(times)
         print(f"{name:32} {median:9.3f} {min(times):7.3f} {max(times):7.3f} {base / median:16.1f}x")
     print("\nImport cost (python -X importtime, cumulative):")
-    for module in ("papermill", "workbench.cli", "workbench.runs.execute"):
+    for module in ("papermill", "workbench.cli.app", "workbench.runs.execute"):
         print(f"  {module:28} {_import_seconds(module, env):.3f} s")
     goal_warm = statistics.median(results["wb.run, warm worker"])
     goal_cli = statistics.median(results["workbench run (CLI, runs serve)"])

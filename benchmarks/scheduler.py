@@ -34,8 +34,9 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import func, select  # noqa: E402
 
 from tests import services  # noqa: E402
-from workbench.api import Workbench, init  # noqa: E402
-from workbench.config import load_settings  # noqa: E402
+from workbench.api import init  # noqa: E402
+from workbench.app import Workbench  # noqa: E402
+from workbench.core.config import load_settings  # noqa: E402
 from workbench.db.models import Run, RunStatus  # noqa: E402
 from workbench.scheduler import jobs  # noqa: E402
 from workbench.scheduler.executors import CeleryExecutor, Executor, LocalExecutor  # noqa: E402

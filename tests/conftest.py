@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from tests import services
-from workbench.api import Workbench
-from workbench.config import Settings, load_settings
+from workbench.app import Workbench
+from workbench.core.config import Settings, load_settings
 from workbench.db import migrate
 from workbench.db.engine import create_workbench_engine
-from workbench.plugins import reset_plugins
+from workbench.plugins.manager import reset_plugins
 
 BOTH_DATABASES = ["sqlite", "postgresql"]
 

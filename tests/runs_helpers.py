@@ -6,7 +6,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from workbench.api import Workbench
+from workbench.app import Workbench
 from workbench.db.models import Run
 
 

@@ -8,11 +8,10 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from workbench.core.version import __version__
 
 if TYPE_CHECKING:
-    from workbench import jobs
-    from workbench.accounts import (
+    from workbench.accounts.api import (
         add_member,
         add_team,
         add_user,
@@ -25,23 +24,12 @@ if TYPE_CHECKING:
         set_password,
         share,
     )
-    from workbench.api import (
-        InitResult,
-        Workbench,
-        close,
-        connect,
-        default,
-        describe,
-        init,
-        read_table,
-        sql,
-        tables,
-        write,
-    )
-    from workbench.db.identifiers import IdentifierError
-    from workbench.db.io import DataError, TableNotFoundError
-    from workbench.errors import WorkbenchError
-    from workbench.identity import AuthenticationError
+    from workbench.accounts.errors import AuthenticationError
+    from workbench.api import InitResult, describe, init, read_table, sql, tables, write
+    from workbench.app import Workbench, close, connect, default
+    from workbench.core.errors import WorkbenchError
+    from workbench.data.errors import DataError, TableNotFoundError
+    from workbench.db.errors import IdentifierError
     from workbench.runs.api import (
         Run,
         Worker,
@@ -53,6 +41,7 @@ if TYPE_CHECKING:
         results,
         run,
     )
+    from workbench.scheduler import api as jobs
     from workbench.sources.ingest import ingest
     from workbench.sources.search import search_documents
 
@@ -102,25 +91,25 @@ __all__ = [
 
 _LAZY = {
     "InitResult": "workbench.api",
-    "Workbench": "workbench.api",
-    "close": "workbench.api",
-    "connect": "workbench.api",
-    "default": "workbench.api",
+    "Workbench": "workbench.app",
+    "close": "workbench.app",
+    "connect": "workbench.app",
+    "default": "workbench.app",
     "init": "workbench.api",
     "sql": "workbench.api",
     "read_table": "workbench.api",
     "write": "workbench.api",
     "tables": "workbench.api",
     "describe": "workbench.api",
-    "DataError": "workbench.db.io",
-    "TableNotFoundError": "workbench.db.io",
-    "IdentifierError": "workbench.db.identifiers",
-    "WorkbenchError": "workbench.errors",
-    "AuthenticationError": "workbench.identity",
+    "DataError": "workbench.data.errors",
+    "TableNotFoundError": "workbench.data.errors",
+    "IdentifierError": "workbench.db.errors",
+    "WorkbenchError": "workbench.core.errors",
+    "AuthenticationError": "workbench.accounts.errors",
     "ingest": "workbench.sources.ingest",
     "search_documents": "workbench.sources.search",
     **{
-        name: "workbench.accounts"
+        name: "workbench.accounts.api"
         for name in (
             "add_member",
             "add_team",
@@ -155,12 +144,12 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 #: Namespaces reached as attributes, e.g. ``wb.jobs.register(...)``.
-_SUBMODULES = frozenset({"jobs"})
+_SUBMODULES = {"jobs": "workbench.scheduler.api"}
 
 
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
-        return import_module(f"workbench.{name}")
+        return import_module(_SUBMODULES[name])
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'workbench' has no attribute {name!r}")

@@ -16,7 +16,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class
 
-from workbench.db.io_backend import placeholders
+from workbench.data.backends.base import placeholders
 
 __all__ = ["WorkbenchMagics", "load_ipython_extension"]
 

@@ -27,10 +27,10 @@ from psycopg import sql
 from sqlalchemy import select, text
 
 from tests import services
-from workbench import accounts
-from workbench.api import Workbench
-from workbench.config import load_settings
-from workbench.data import write
+from workbench.accounts import api as accounts
+from workbench.app import Workbench
+from workbench.core.config import load_settings
+from workbench.data.api import write
 from workbench.db import rls
 from workbench.db.models import Job, RunStatus, Team
 from workbench.db.models import Run as RunRow

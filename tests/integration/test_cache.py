@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import pandas as pd
 import pytest
 
-from workbench.api import Workbench
-from workbench.cache import MemoryCache, RedisCache, cache_for, tables_named
-from workbench.config import load_settings
+from workbench.app import Workbench
+from workbench.core.config import load_settings
+from workbench.data.cache import MemoryCache, RedisCache, cache_for, tables_named
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -52,8 +52,8 @@ def test_cached_result_is_served_until_a_write(cached: Workbench) -> None:
 WRITER = """
 import sys
 import pandas as pd
-from workbench.api import Workbench
-from workbench.config import load_settings
+from workbench.app import Workbench
+from workbench.core.config import load_settings
 
 with Workbench(load_settings(), sys.argv[1]) as wb:
     wb.write(pd.DataFrame({"n": [int(sys.argv[2])]}), "numbers", mode="append")

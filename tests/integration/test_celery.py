@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from tests.runs_helpers import run_row, wait_for
-from workbench.api import Workbench
-from workbench.config import load_settings
+from workbench.app import Workbench
+from workbench.core.config import load_settings
+from workbench.core.errors import ConfigError
 from workbench.db.models import RunStatus
-from workbench.errors import ConfigError
 from workbench.scheduler import jobs
 from workbench.scheduler.celery_app import check_visibility_timeout
 from workbench.scheduler.executors import CeleryExecutor

@@ -12,20 +12,20 @@ from tornado.web import create_signed_value
 
 from tests import services
 from tests.e2e.world import build_world, drop_roles
-from workbench.api import Workbench
-from workbench.config import Settings, load_settings
+from workbench.accounts.users import create_user
+from workbench.app import Workbench
+from workbench.core.config import Settings, load_settings
 from workbench.dashboards import viewer
+from workbench.dashboards.errors import InvalidViewerError
 from workbench.dashboards.tokens import (
     VIEWER_ENV,
     VIEWER_TOKEN_SECONDS,
     Claim,
-    InvalidViewerError,
     derive_key,
     sign_viewer,
     verify_viewer,
 )
 from workbench.db.models import User
-from workbench.identity import create_user
 
 
 @pytest.fixture

@@ -17,9 +17,9 @@ import pytest
 from sqlalchemy import select
 
 from tests.e2e.world import World, build_world, drop_roles, seed_kpi_run
-from workbench import accounts
-from workbench.api import Workbench
-from workbench.config import Settings, load_settings
+from workbench.accounts import api as accounts
+from workbench.app import Workbench
+from workbench.core.config import Settings, load_settings
 from workbench.dashboards import viewer
 from workbench.dashboards.tokens import VIEWER_ENV, Claim, sign_viewer
 from workbench.db.models import Team, User

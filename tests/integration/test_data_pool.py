@@ -12,9 +12,9 @@ import pytest
 
 from tests import services
 from tests.integration.test_rls_policies import World, world  # noqa: F401 (fixture)
-from workbench.api import Workbench
-from workbench.config import load_settings
-from workbench.db.io import DataError
+from workbench.app import Workbench
+from workbench.core.config import load_settings
+from workbench.data.errors import DataError
 
 pytestmark = pytest.mark.postgres
 

@@ -9,11 +9,11 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
-from workbench.api import Workbench
-from workbench.config import load_settings
-from workbench.db.io import DataError
-from workbench.db.io_postgres import libpq_uri
-from workbench.errors import DatabaseError
+from workbench.app import Workbench
+from workbench.core.config import load_settings
+from workbench.core.errors import DatabaseError
+from workbench.data.backends.postgres import libpq_uri
+from workbench.data.errors import DataError
 
 SALES = pd.DataFrame(
     {

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.api import Workbench
+from workbench.app import Workbench
 
 
 def roundtrip(wb: Workbench, df: pd.DataFrame) -> pd.DataFrame:
@@ -154,7 +154,7 @@ def test_sub_microsecond_timestamps_are_refused_on_postgresql(
     if workbench.engine.dialect.name == "sqlite":
         roundtrip(workbench, df)  # kept as text with all nine digits
         return
-    from workbench.db.io import DataError
+    from workbench.data.errors import DataError
 
     with pytest.raises(DataError, match=r"'roundtrip'.*column 't'.*microsecond"):
         workbench.write(df, "roundtrip")

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from workbench.api import Workbench
-from workbench.db.identifiers import IdentifierError
-from workbench.db.io import DataError, TableNotFoundError
+from workbench.app import Workbench
+from workbench.data.errors import DataError, TableNotFoundError
+from workbench.db.errors import IdentifierError
 from workbench.db.models import Dataset
 
 
@@ -133,8 +133,8 @@ def test_database_refusal_mid_write_rolls_everything_back(workbench: Workbench) 
 
 KILLED_WRITER = """
 import sys, numpy as np, pandas as pd
-from workbench.api import Workbench
-from workbench.config import load_settings
+from workbench.app import Workbench
+from workbench.core.config import load_settings
 n = 4_000_000
 ids = np.arange(n, dtype="int64")
 df = pd.DataFrame({"id": ids, "x": ids * 0.5, "label": np.full(n, "some text here", dtype=object)})

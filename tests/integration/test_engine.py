@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from workbench.config import Settings, load_settings
+from workbench.core.config import Settings, load_settings
+from workbench.core.errors import ConfigError
 from workbench.db.engine import create_workbench_engine
-from workbench.errors import ConfigError
 
 
 def test_sqlite_pragmas(settings: Settings, sqlite_url: str) -> None:

@@ -16,8 +16,8 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 import workbench as wb
-from workbench.api import Workbench
-from workbench.config import load_settings
+from workbench.app import Workbench
+from workbench.core.config import load_settings
 from workbench.db.models import RunStatus
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"

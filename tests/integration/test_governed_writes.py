@@ -20,13 +20,13 @@ from sqlalchemy import select, text
 from tests import services
 from tests.cli import run_cli
 from tests.integration.test_rls_policies import World, _drop_roles, _team_name, world  # noqa: F401
-from workbench import accounts
-from workbench.api import Workbench, init
-from workbench.config import Settings, load_settings
+from workbench.accounts import api as accounts
+from workbench.api import init
+from workbench.app import Workbench
+from workbench.core.config import Settings, load_settings
+from workbench.data.errors import DataError, TeamChoiceError
 from workbench.db import migrate, rls
 from workbench.db.identity_connect import user_database_url
-from workbench.db.io import DataError
-from workbench.db.io_governed import TeamChoiceError
 from workbench.db.models import User
 
 

@@ -12,18 +12,14 @@ import bcrypt
 import pytest
 from sqlalchemy import update
 
-from workbench import accounts
-from workbench.api import Workbench
-from workbench.config import load_settings
+from workbench.accounts import api as accounts
+from workbench.accounts.errors import AccountError, AuthenticationError
+from workbench.accounts.users import MAX_FAILED_LOGINS, get_user
+from workbench.app import Workbench
+from workbench.core.config import load_settings
+from workbench.db.errors import MultiUserError
 from workbench.db.models import Role, User
-from workbench.db.rls import MultiUserError
 from workbench.db.types import utcnow
-from workbench.identity import (
-    MAX_FAILED_LOGINS,
-    AccountError,
-    AuthenticationError,
-    get_user,
-)
 
 PASSWORD = "correct horse battery staple"
 

@@ -10,9 +10,9 @@ import pytest
 
 from tests.cli import Result, run_cli
 from tests.integration.test_rls_policies import _drop_roles
-from workbench import accounts
-from workbench.api import Workbench
-from workbench.config import load_settings
+from workbench.accounts import api as accounts
+from workbench.app import Workbench
+from workbench.core.config import load_settings
 from workbench.db.models import User
 
 

@@ -11,12 +11,13 @@ import pandas as pd
 import pytest
 
 from tests.cli import run_cli
-from workbench.api import Workbench
-from workbench.config import load_settings
-from workbench.db.io import DataError
-from workbench.hookspecs import hookimpl
-from workbench.plugins import Plugins
-from workbench.sources.base import Batch, SourceError, SourceOptionError, UnknownSourceError
+from workbench.app import Workbench
+from workbench.core.config import load_settings
+from workbench.data.errors import DataError
+from workbench.plugins.hookspecs import hookimpl
+from workbench.plugins.manager import Plugins
+from workbench.sources.base import Batch
+from workbench.sources.errors import SourceError, SourceOptionError, UnknownSourceError
 from workbench.sources.ingest import ingest
 
 

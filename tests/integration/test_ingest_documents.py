@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import text
 
 from tests.unit.test_sources_pdf import make_document_set, make_pdf
-from workbench.api import Workbench
-from workbench.sources.base import SourceError, SourceOptionError
+from workbench.app import Workbench
+from workbench.sources.errors import SourceError, SourceOptionError
 from workbench.sources.ingest import ingest
 from workbench.sources.search import search_documents
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from workbench.api import Workbench
+from workbench.app import Workbench
 from workbench.sources.flights import load_table
 from workbench.sources.ingest import ingest
 

@@ -9,7 +9,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import workbench
-from workbench.api import Workbench
+from workbench.app import Workbench
 
 
 @pytest.fixture

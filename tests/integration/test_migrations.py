@@ -7,11 +7,11 @@ import threading
 import pytest
 from sqlalchemy import inspect, text
 
-from workbench.config import Settings
+from workbench.core.config import Settings
+from workbench.core.errors import MigrationError
 from workbench.db import migrate
 from workbench.db.engine import create_workbench_engine
 from workbench.db.models import Base
-from workbench.errors import MigrationError
 
 
 def test_upgrade_from_empty_gives_exactly_the_models(settings: Settings, empty_db_url: str) -> None:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from workbench.api import Workbench
+from workbench.app import Workbench
 from workbench.db.models import Job, Membership, Run, RunStatus, Team, User
 
 

@@ -9,12 +9,12 @@ import uuid
 import pytest
 
 from tests.httpserver import Received, Reply, local_server
-from workbench.config import load_settings
-from workbench.events import RunEvent
-from workbench.hookspecs import hookimpl
+from workbench.core.config import load_settings
 from workbench.notify import notify_run
 from workbench.notify.webhook import WebhookNotifier
-from workbench.plugins import Plugins
+from workbench.plugins.events import RunEvent
+from workbench.plugins.hookspecs import hookimpl
+from workbench.plugins.manager import Plugins
 
 
 def _event(status: str) -> RunEvent:

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import text
 
 from tests.cli import run_cli
-from workbench.api import Workbench
-from workbench.config import load_settings
-from workbench.hookspecs import hookimpl
-from workbench.plugins import Plugins
+from workbench.app import Workbench
+from workbench.core.config import load_settings
+from workbench.plugins.hookspecs import hookimpl
+from workbench.plugins.manager import Plugins
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "workbench-example-plugin"
@@ -107,7 +107,7 @@ def _install_broken_plugins(target: Path) -> None:
         "raise ImportError('this plugin needs the missing-lib package')\n"
     )
     (target / "wb_broken_hook.py").write_text(
-        "from workbench.hookspecs import hookimpl\n\n"
+        "from workbench.plugins.hookspecs import hookimpl\n\n"
         "@hookimpl\n"
         "def register_commands(app):\n"
         "    raise RuntimeError('command table corrupted')\n"

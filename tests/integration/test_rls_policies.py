@@ -19,9 +19,9 @@ from psycopg import sql
 from sqlalchemy import select, text
 
 from tests import services
-from workbench import accounts
-from workbench.api import Workbench
-from workbench.config import Settings, load_settings
+from workbench.accounts import api as accounts
+from workbench.app import Workbench
+from workbench.core.config import Settings, load_settings
 from workbench.db import rls
 from workbench.db.identity_connect import UserConnections, user_database_url
 from workbench.db.models import Team, User

@@ -7,9 +7,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from tests.integration.test_rls_policies import World, world  # noqa: F401 (fixture)
-from workbench import accounts
-from workbench.config import load_settings
-from workbench.db.identity_connect import NoDatabaseIdentityError, UserConnections
+from workbench.accounts import api as accounts
+from workbench.core.config import load_settings
+from workbench.db.errors import NoDatabaseIdentityError
+from workbench.db.identity_connect import UserConnections
 
 
 def _labels(conn: object) -> set[str]:
@@ -65,7 +66,7 @@ def test_rotated_credentials_get_a_fresh_pool(world: World) -> None:  # noqa: F8
         before = conns.engine(alice)
         accounts.rotate_credentials(alice.username, workbench=world.bench)
         with world.bench.session() as session:
-            from workbench.identity import get_user
+            from workbench.accounts.users import get_user
 
             rotated = get_user(session, alice.username)
         assert rotated.db_role == alice.db_role
@@ -79,7 +80,7 @@ def test_rotated_credentials_get_a_fresh_pool(world: World) -> None:  # noqa: F8
 def test_a_disabled_user_gets_no_connection(world: World) -> None:  # noqa: F811
     accounts.disable_user(world.users["vera"].username, workbench=world.bench)
     with world.bench.session() as session:
-        from workbench.identity import get_user
+        from workbench.accounts.users import get_user
 
         vera = get_user(session, world.users["vera"].username)
     with (

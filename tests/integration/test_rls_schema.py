@@ -7,7 +7,7 @@ import uuid
 import pytest
 from sqlalchemy import Engine, text
 
-from workbench.config import Settings
+from workbench.core.config import Settings
 from workbench.db import rls
 from workbench.db.engine import create_workbench_engine
 from workbench.db.models import Base, Team

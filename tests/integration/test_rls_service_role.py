@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import text
 
 from tests import services
-from workbench import accounts
-from workbench.api import Workbench
-from workbench.config import load_settings
+from workbench.accounts import api as accounts
+from workbench.app import Workbench
+from workbench.core.config import load_settings
 from workbench.db import migrate, rls
 from workbench.db.identity_connect import user_database_url
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.cli import run_cli
-from workbench.api import Workbench
-from workbench.home import ensure_home, ensure_secret_key
+from workbench.app import Workbench
+from workbench.core.home import ensure_home, ensure_secret_key
 from workbench.runs.api import queue_run
 from workbench.runs.storage import HTML_NAME, NOTEBOOK_NAME
 

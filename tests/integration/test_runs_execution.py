@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from workbench.api import Workbench
-from workbench.config import Settings
+from workbench.app import Workbench
+from workbench.core.config import Settings
+from workbench.core.home import ensure_home, ensure_secret_key
 from workbench.db.models import Run as RunRow
 from workbench.db.models import RunStatus
-from workbench.home import ensure_home, ensure_secret_key
 from workbench.runs import storage
 from workbench.runs.api import Worker, cancel, latest_result, queue_run, results, run, show
 from workbench.runs.errors import ParameterError, RunStateError, SecretNotFoundError

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.runs_helpers import wait_for
-from workbench.api import Workbench
-from workbench.config import Settings
+from workbench.app import Workbench
+from workbench.core.config import Settings
+from workbench.core.home import ensure_home, ensure_secret_key
 from workbench.db.models import RunStatus
-from workbench.home import ensure_home, ensure_secret_key
 from workbench.runs.api import queue_run
 from workbench.runs.execute import execute_run
 from workbench.runs.forkserver import fork_supported

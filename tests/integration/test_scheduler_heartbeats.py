@@ -17,9 +17,9 @@ from psycopg import sql
 
 from tests import services
 from tests.runs_helpers import wait_for
-from workbench import accounts
-from workbench.api import Workbench
-from workbench.config import load_settings
+from workbench.accounts import api as accounts
+from workbench.app import Workbench
+from workbench.core.config import load_settings
 from workbench.db.identity_connect import user_database_url
 from workbench.db.models import ServiceKind
 from workbench.ops.health import check_schedulers, run_checks

@@ -15,19 +15,16 @@ import pytest
 from sqlalchemy import select, update
 
 from tests.runs_helpers import run_row, wait_for
-from workbench.api import Workbench
-from workbench.config import load_settings
+from workbench.app import Workbench
+from workbench.core.config import load_settings
 from workbench.db.models import Run, RunStatus
 from workbench.runs import records
 from workbench.scheduler import jobs
 from workbench.scheduler.dispatch import dispatch_runs
+from workbench.scheduler.errors import SchedulerAlreadyRunningError
 from workbench.scheduler.executors import LocalExecutor
 from workbench.scheduler.reaper import reap_expired, retry_delay
-from workbench.scheduler.service import (
-    SchedulerAlreadyRunningError,
-    run_scheduler,
-    single_scheduler,
-)
+from workbench.scheduler.service import run_scheduler, single_scheduler
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 SLEEPS = str(NOTEBOOKS / "sleeps.ipynb")
@@ -256,9 +253,9 @@ def test_kill_9_of_a_local_worker_mid_run(
 
 
 def test_failed_attempts_are_retried_with_backoff_then_fail_once(db_url: str) -> None:
-    from workbench.events import RunEvent
-    from workbench.hookspecs import hookimpl
-    from workbench.plugins import Plugins
+    from workbench.plugins.events import RunEvent
+    from workbench.plugins.hookspecs import hookimpl
+    from workbench.plugins.manager import Plugins
     from workbench.runs.execute import execute_run
 
     events: list[tuple[str, int]] = []

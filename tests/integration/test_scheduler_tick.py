@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from workbench.api import Workbench
-from workbench.config import Settings
+from workbench.app import Workbench
+from workbench.core.config import Settings
 from workbench.db.models import Job, Run, RunStatus
 from workbench.scheduler import jobs
 from workbench.scheduler.tick import schedule_due

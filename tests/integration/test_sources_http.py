@@ -14,11 +14,11 @@ from urllib.parse import parse_qs, urlparse
 import pandas as pd
 import pytest
 
-from workbench.api import Workbench
-from workbench.config import Settings
-from workbench.home import ensure_home, ensure_secret_key
+from workbench.app import Workbench
+from workbench.core.config import Settings
+from workbench.core.home import ensure_home, ensure_secret_key
 from workbench.runs.secrets import set_secret
-from workbench.sources.base import SourceError, SourceOptionError
+from workbench.sources.errors import SourceError, SourceOptionError
 from workbench.sources.http import HttpSource
 from workbench.sources.ingest import ingest, to_pandas
 from workbench.sources.secrets import using_workbench

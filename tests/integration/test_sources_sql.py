@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from tests import services
-from workbench.sources.base import SourceError, SourceOptionError
+from workbench.sources.errors import SourceError, SourceOptionError
 from workbench.sources.ingest import to_pandas
 from workbench.sources.sql import SqlSource
 

@@ -45,9 +45,9 @@ def test_installed_wheel_migrates(tmp_path: Path) -> None:
     zipfile.ZipFile(wheel).extractall(target)
     env = dict(os.environ, PYTHONPATH=str(target), WORKBENCH_HOME=str(tmp_path / "home"))
     script = (
-        "import workbench, workbench.cli;"
+        "import workbench, workbench.cli.app;"
         f"assert workbench.__file__.startswith({str(target)!r}), workbench.__file__;"
-        "workbench.cli.main(['init'])"
+        "workbench.cli.app.main(['init'])"
     )
     done = subprocess.run(
         [sys.executable, "-c", script],

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from workbench.config import load_settings, mask_url, normalize_database_url
-from workbench.errors import ConfigError
+from workbench.core.config import load_settings, mask_url, normalize_database_url
+from workbench.core.errors import ConfigError
 
 
 def test_defaults_are_sized_for_notebooks(isolated_env: Path) -> None:

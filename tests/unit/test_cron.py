@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from workbench.scheduler.cron import ScheduleError, next_slot, slots_between, validate_schedule
+from workbench.scheduler.cron import next_slot, slots_between, validate_schedule
+from workbench.scheduler.errors import ScheduleError
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.config import load_settings
-from workbench.crypto import DecryptionError, Encryptor, encryptor
-from workbench.errors import ConfigError
+from workbench.core.config import load_settings
+from workbench.core.crypto import Encryptor, encryptor
+from workbench.core.errors import ConfigError, DecryptionError
 
 KEY = "k3y-for-tests-" + "abcdefghij" * 4
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from workbench import errors
+from workbench.core import errors
 
 
 def _subclasses(cls: type) -> list[type]:

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from workbench.config import load_settings
-from workbench.errors import ConfigError
-from workbench.home import ensure_home, ensure_secret_key
+from workbench.core.config import load_settings
+from workbench.core.errors import ConfigError
+from workbench.core.home import ensure_home, ensure_secret_key
 
 
 def _mode(path: Path) -> int:

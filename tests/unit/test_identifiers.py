@@ -5,16 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.dialects import postgresql, sqlite
 
-from workbench.db.identifiers import (
-    IdentifierError,
-    check_column,
-    check_columns,
-    check_table,
-    check_writable,
-    quote,
-)
-from workbench.db.io import DataError
-from workbench.db.io_backend import placeholders, to_positional
+from workbench.data.backends.base import placeholders, to_positional
+from workbench.data.errors import DataError
+from workbench.db.errors import IdentifierError
+from workbench.db.identifiers import check_column, check_columns, check_table, check_writable, quote
 
 
 @pytest.mark.parametrize("name", ["sales", "daily_sales_2024", "_scratch", "a" * 63])

@@ -9,8 +9,7 @@ from datetime import timedelta
 import bcrypt
 from argon2 import PasswordHasher
 
-from workbench.db.roles import login_role_name
-from workbench.identity import (
+from workbench.accounts.users import (
     LOCK_BASE,
     LOCK_MAX,
     MAX_FAILED_LOGINS,
@@ -19,6 +18,7 @@ from workbench.identity import (
     needs_rehash,
     verify_password,
 )
+from workbench.db.roles import login_role_name
 
 
 def test_bcrypt_hashes_of_the_earlier_system_verify() -> None:

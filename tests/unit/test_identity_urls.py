@@ -6,13 +6,10 @@ import secrets
 
 import pytest
 
-from workbench.config import Settings, load_settings
-from workbench.crypto import encryptor
-from workbench.db.identity_connect import (
-    CREDENTIALS_PURPOSE,
-    NoDatabaseIdentityError,
-    user_database_url,
-)
+from workbench.core.config import Settings, load_settings
+from workbench.core.crypto import encryptor
+from workbench.db.errors import NoDatabaseIdentityError
+from workbench.db.identity_connect import CREDENTIALS_PURPOSE, user_database_url
 from workbench.db.models import Role, User
 
 BASE = "postgresql+psycopg://owner:ownerpw@db.example:5432/workbench"
@@ -56,7 +53,7 @@ def test_refusals(keyed: Settings) -> None:
 
 
 def test_another_secret_key_cannot_decrypt(keyed: Settings, isolated_env: object) -> None:
-    from workbench.crypto import DecryptionError
+    from workbench.core.errors import DecryptionError
 
     user = _user(keyed)
     other = load_settings(secret_key=secrets.token_urlsafe(48))

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from workbench.config import load_settings
+from workbench.core.config import load_settings
 from workbench.ops.logging import configure_logging
 
 

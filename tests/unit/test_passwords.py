@@ -4,7 +4,8 @@ import pytest
 from argon2 import extract_parameters
 from argon2.low_level import Type
 
-from workbench.identity import AccountError, generate_password, hash_password, verify_password
+from workbench.accounts.errors import AccountError
+from workbench.accounts.users import generate_password, hash_password, verify_password
 
 
 def test_hashes_are_argon2id_above_the_owasp_minimum() -> None:

@@ -6,7 +6,7 @@ import inspect
 import re
 from pathlib import Path
 
-from workbench import hookspecs
+from workbench.plugins import hookspecs
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
 

@@ -4,9 +4,9 @@ import secrets
 
 import pytest
 
-from workbench.config import load_settings
-from workbench.errors import InsecureConfigurationError
-from workbench.production import (
+from workbench.core.config import load_settings
+from workbench.core.errors import InsecureConfigurationError
+from workbench.core.production import (
     KNOWN_PLACEHOLDERS,
     database_url_problem,
     ensure_production_safe,

@@ -119,7 +119,7 @@ def test_dependabot_covers_pip_and_actions() -> None:
 
 
 def test_readme_documents_every_setting() -> None:
-    from workbench.config import Settings
+    from workbench.core.config import Settings
 
     readme = (ROOT / "README.md").read_text()
     for name in Settings.model_fields:

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from workbench.sources.base import SourceError, SourceOptionError
+from workbench.sources.errors import SourceError, SourceOptionError
 from workbench.sources.files import FilesSource
 from workbench.sources.ingest import to_pandas
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from workbench.sources.base import Batch, SourceOptionError
+from workbench.sources.base import Batch
+from workbench.sources.errors import SourceOptionError
 from workbench.sources.flights import FlightsSource
 from workbench.sources.ingest import to_pandas
 

@@ -9,7 +9,8 @@ import pytest
 from fpdf import FPDF
 from pypdf import PdfReader, PdfWriter
 
-from workbench.sources.base import Skipped, SourceError
+from workbench.sources.base import Skipped
+from workbench.sources.errors import SourceError
 from workbench.sources.pdf import DOCUMENT_COLUMNS, PdfSource
 from workbench.sources.search import to_fts5_query
 

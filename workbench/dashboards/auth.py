@@ -22,13 +22,14 @@ from jupyter_server.auth.identity import User as JupyterUser
 from jupyter_server.base.handlers import JupyterHandler
 from tornado import web
 
+from workbench.accounts.errors import AuthenticationError
+from workbench.accounts.users import authenticate
 from workbench.dashboards import pages
 from workbench.dashboards.tokens import SESSION_COOKIE, VIEWER_HEADER, Claim, sign_viewer
 from workbench.db.models import Role, User
-from workbench.identity import AuthenticationError, authenticate
 
 if TYPE_CHECKING:
-    from workbench.api import Workbench
+    from workbench.app import Workbench
 
 __all__ = ["Account", "LoginHandler", "LogoutHandler", "WorkbenchIdentityProvider"]
 

@@ -15,15 +15,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.config import Settings
+from workbench.core.config import Settings
+from workbench.dashboards.errors import NoDashboardsError
 from workbench.db.models import Role
-from workbench.errors import WorkbenchError
 
-__all__ = ["Dashboard", "NoDashboardsError", "dashboard_folders", "find", "list_dashboards"]
-
-
-class NoDashboardsError(WorkbenchError):
-    """No dashboard folder exists; create ./dashboards or $WORKBENCH_HOME/dashboards."""
+__all__ = ["Dashboard", "dashboard_folders", "find", "list_dashboards"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +39,7 @@ class Dashboard:
 
 def dashboard_folders(settings: Settings, extra: list[Path] | None = None) -> list[Path]:
     """The folders to serve: ``extra`` first, then the registered ones."""
-    from workbench.plugins import get_plugins
+    from workbench.plugins.manager import get_plugins
 
     found = [p.resolve() for p in (extra or []) if p.is_dir()]
     for folder in get_plugins(settings).collect("register_dashboard_dirs", settings=settings):

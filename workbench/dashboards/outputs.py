@@ -22,10 +22,11 @@ from workbench.dashboards.lockdown import FriendlyErrors
 from workbench.db.identity_connect import user_engine
 from workbench.db.models import Role, User
 from workbench.db.models import Run as RunRow
-from workbench.runs.storage import HTML_NAME, StorageError, read_output
+from workbench.runs.errors import StorageError
+from workbench.runs.storage import HTML_NAME, read_output
 
 if TYPE_CHECKING:
-    from workbench.api import Workbench
+    from workbench.app import Workbench
 
 __all__ = ["OUTPUT_PATH", "RunOutputHandler", "output_url", "run_output_html"]
 

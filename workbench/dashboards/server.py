@@ -41,7 +41,7 @@ from voila.tornado.contentshandler import VoilaContentsHandler
 from voila.tornado.handler import TornadoVoilaHandler
 from voila.tornado.treehandler import TornadoVoilaTreeHandler
 
-from workbench.api import Workbench
+from workbench.app import Workbench
 from workbench.dashboards import catalog, lockdown, outputs, spare
 from workbench.dashboards.auth import WorkbenchIdentityProvider
 from workbench.dashboards.tokens import VIEWER_HEADER, derive_key

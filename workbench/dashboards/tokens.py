@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from tornado.web import create_signed_value, decode_signed_value
 
-from workbench.config import Settings
-from workbench.crypto import hkdf_key, require_secret_key
-from workbench.errors import WorkbenchError
+from workbench.core.config import Settings
+from workbench.core.crypto import hkdf_key, require_secret_key
+from workbench.dashboards.errors import InvalidViewerError
 
 __all__ = [
     "SESSION_COOKIE",
@@ -22,7 +22,6 @@ __all__ = [
     "VIEWER_HEADER",
     "VIEWER_TOKEN_SECONDS",
     "Claim",
-    "InvalidViewerError",
     "derive_key",
     "sign_viewer",
     "verify_viewer",
@@ -35,10 +34,6 @@ VIEWER_HEADER = "X-Workbench-Viewer"
 VIEWER_ENV = "HTTP_X_WORKBENCH_VIEWER"
 #: A viewer token only has to live from the page request until its kernel reads it.
 VIEWER_TOKEN_SECONDS = 120
-
-
-class InvalidViewerError(WorkbenchError):
-    """This dashboard was not opened through `workbench dashboards serve`; sign in there."""
 
 
 @dataclass(frozen=True)

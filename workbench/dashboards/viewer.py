@@ -27,17 +27,18 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from tornado.websocket import websocket_connect
 
-from workbench.api import Workbench
-from workbench.cache import cache_for
-from workbench.cache import warm_up as warm_up_cache
-from workbench.config import Settings, load_settings
-from workbench.dashboards.tokens import VIEWER_ENV, InvalidViewerError, verify_viewer
+from workbench.accounts.teams import teams_of
+from workbench.app import Workbench
+from workbench.core.config import Settings, load_settings
+from workbench.dashboards.errors import InvalidViewerError
+from workbench.dashboards.tokens import VIEWER_ENV, verify_viewer
+from workbench.data.cache import cache_for
+from workbench.data.cache import warm_up as warm_up_cache
+from workbench.data.errors import DataError
 from workbench.db.identity_connect import user_database_url, user_engine
-from workbench.db.io import DataError
 from workbench.db.models import Role, User
 from workbench.runs.results import RecordedRun, latest_scheduled_results
 from workbench.runs.results import warm_up as warm_up_results
-from workbench.teams import teams_of
 
 __all__ = ["Viewer", "connect"]
 

@@ -16,8 +16,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from workbench.config import Settings, normalize_database_url
-from workbench.errors import ConfigError
+from workbench.core.config import Settings, normalize_database_url
+from workbench.core.errors import ConfigError
 
 __all__ = ["create_workbench_engine", "is_postgresql", "is_sqlite"]
 

@@ -14,11 +14,10 @@ from functools import cache
 
 from sqlalchemy.engine import Dialect
 
-from workbench.errors import WorkbenchError
+from workbench.db.errors import IdentifierError
 
 __all__ = [
     "STAGING_PREFIX",
-    "IdentifierError",
     "check_column",
     "check_columns",
     "check_table",
@@ -31,10 +30,6 @@ MAX_LENGTH = 63
 STAGING_PREFIX = "_wb_stage_"
 _TABLE = re.compile(r"[a-z_][a-z0-9_]*")
 _COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-class IdentifierError(WorkbenchError):
-    """A table or column name is not allowed; use letters, digits and underscores."""
 
 
 def check_table(name: object) -> str:

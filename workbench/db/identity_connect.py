@@ -19,15 +19,14 @@ from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import PoolResetState
 
-from workbench.config import Settings
-from workbench.crypto import encryptor
+from workbench.core.config import Settings
+from workbench.core.crypto import encryptor
 from workbench.db.engine import create_workbench_engine
+from workbench.db.errors import NoDatabaseIdentityError
 from workbench.db.models import User
-from workbench.errors import WorkbenchError
 
 __all__ = [
     "CREDENTIALS_PURPOSE",
-    "NoDatabaseIdentityError",
     "UserConnections",
     "user_database_url",
     "user_engine",
@@ -35,10 +34,6 @@ __all__ = [
 
 CREDENTIALS_PURPOSE = "db-credentials"
 USER_POOL_SIZE = 2
-
-
-class NoDatabaseIdentityError(WorkbenchError):
-    """This user has no database login; run `workbench users rotate-credentials USER`."""
 
 
 def user_database_url(settings: Settings, user: User, base_url: str | None = None) -> URL:

@@ -20,7 +20,7 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, text
 
-from workbench.errors import MigrationError
+from workbench.core.errors import MigrationError
 
 __all__ = [
     "MigrationStatus",

@@ -7,7 +7,7 @@ table. This module applies the same policies to tables analysts write (:func:`pr
 run by the service as the owner role; :func:`create_team_table`, run from an analyst's own
 session), shares them (:func:`share`, :func:`share_as_member`) and lists relations that
 escape the rules (:func:`unprotected_relations`). ``wb.write`` protects the tables it creates
-itself (:mod:`workbench.db.io_governed`).
+itself (:mod:`workbench.data.backends.governed`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 
+from workbench.db.errors import MultiUserError, ShareError, TeamTableError, UnknownTableError
 from workbench.db.models import Dataset, DatasetShare
 from workbench.db.types import utcnow
-from workbench.errors import WorkbenchError
 
 __all__ = [
     "ADMIN_GROUP",
@@ -31,10 +31,6 @@ __all__ = [
     "IS_SERVICE_SQL",
     "TEAM_COLUMN",
     "VIEWER_GROUP",
-    "MultiUserError",
-    "ShareError",
-    "TeamTableError",
-    "UnknownTableError",
     "create_team_table",
     "is_service",
     "protect_table",
@@ -51,18 +47,6 @@ ANALYST_GROUP = "workbench_analyst"
 ADMIN_GROUP = "workbench_admin"
 #: Tables without team data, read and written only by the owner role.
 UNPROTECTED_TABLES = frozenset({"alembic_version"})
-
-
-class MultiUserError(WorkbenchError):
-    """This needs team mode: set WORKBENCH_DATABASE_URL to a PostgreSQL database."""
-
-
-class TeamTableError(WorkbenchError):
-    """The team table could not be created; check the name, the column types and your team."""
-
-
-class UnknownTableError(WorkbenchError):
-    """No such table; check the name (see `wb.sql` or the dataset catalog)."""
 
 
 def require_postgresql(bind: Engine | Connection, what: str) -> None:
@@ -153,10 +137,6 @@ IS_SERVICE_SQL = (
     "SELECT coalesce((SELECT pg_has_role(current_user, c.relowner, 'USAGE') "
     "FROM pg_class c WHERE c.oid = to_regclass('datasets')), false)"
 )
-
-
-class ShareError(WorkbenchError):
-    """The table could not be shared; only members of its team (or admins) share it."""
 
 
 def is_service(connection: Connection) -> bool:

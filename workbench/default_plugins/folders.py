@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workbench.config import Settings
-from workbench.hookspecs import hookimpl
+from workbench.core.config import Settings
+from workbench.plugins.hookspecs import hookimpl
 
 
 def _existing(*candidates: Path) -> list[Path]:

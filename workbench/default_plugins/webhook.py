@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from workbench.config import Settings
-from workbench.hookspecs import hookimpl
+from workbench.core.config import Settings
 from workbench.notify.webhook import WebhookNotifier
+from workbench.plugins.hookspecs import hookimpl
 
 
 @hookimpl

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from workbench.events import RunEvent
+from workbench.plugins.events import RunEvent
 
 if TYPE_CHECKING:
-    from workbench.config import Settings
-    from workbench.plugins import Plugins
+    from workbench.core.config import Settings
+    from workbench.plugins.manager import Plugins
 
 __all__ = ["FAILED_STATUSES", "HOOK_FOR_STATUS", "notify_run"]
 

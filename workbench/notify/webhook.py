@@ -9,7 +9,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from workbench.events import RunEvent
+from workbench.plugins.events import RunEvent
 
 __all__ = ["WebhookNotifier", "event_payload"]
 

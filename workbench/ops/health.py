@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from workbench.config import Settings, mask_url
+from workbench.core.config import Settings, mask_url
 from workbench.db import migrate
 from workbench.db.models import ServiceKind
 from workbench.scheduler.heartbeats import service_statuses, stale_after

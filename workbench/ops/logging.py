@@ -7,7 +7,7 @@ import logging
 import re
 from datetime import UTC, datetime
 
-from workbench.config import Settings
+from workbench.core.config import Settings
 
 __all__ = ["JsonFormatter", "RedactingFilter", "configure_logging"]
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workbench.api import resolve
+from workbench.app import resolve
 from workbench.runs.errors import ParameterError, SecretNotFoundError
 from workbench.runs.notebook import load_notebook, notebook_schema
 from workbench.runs.params import SECRET_PREFIX, ParameterSchema, is_secret_reference
@@ -20,7 +20,7 @@ from workbench.runs.records import Run, cancel_run, create_run, get_run, list_ru
 from workbench.runs.results import latest_result, record, results
 
 if TYPE_CHECKING:
-    from workbench.api import Workbench
+    from workbench.app import Workbench
     from workbench.runs.execute import ProgressCallback
     from workbench.runs.kernels import KernelPool
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workbench.errors import WorkbenchError
+from workbench.core.errors import WorkbenchError
 
 __all__ = [
     "NotebookError",
@@ -35,3 +35,19 @@ class RunNotFoundError(WorkbenchError):
 
 class RunStateError(WorkbenchError):
     """The run is not in a state that allows this; check it with `workbench runs show ID`."""
+
+
+class ResultError(WorkbenchError):
+    """A result cannot be recorded or found."""
+
+
+class ForkServerError(WorkbenchError):
+    """The kernel template process failed; kernels are started from scratch instead."""
+
+
+class KernelError(WorkbenchError):
+    """A kernel could not be started; check that ipykernel is installed in this environment."""
+
+
+class StorageError(WorkbenchError):
+    """A run output could not be written or read at its storage location."""

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
+from workbench.core.errors import WorkbenchError
 from workbench.db.models import RunStatus
 from workbench.db.types import utcnow
-from workbench.errors import WorkbenchError
 from workbench.runs import records, storage
 from workbench.runs.kernels import KernelPool, WarmKernel, bind_code, kernel_env, run_env
 from workbench.runs.notebook import INJECTED_TAG, inject_parameters, load_notebook, notebook_schema
@@ -37,7 +37,7 @@ from workbench.runs.records import Run
 if TYPE_CHECKING:
     from nbformat import NotebookNode
 
-    from workbench.api import Workbench
+    from workbench.app import Workbench
 
 __all__ = ["MAX_CELL_OUTPUT_CHARS", "RUN_ID_ENV", "execute_run", "prepare_notebook"]
 
@@ -260,7 +260,7 @@ def execute_run(
     on_progress: ProgressCallback | None = None,
 ) -> Run:
     """Execute the queued run ``run_id`` and return its final record (see module docstring)."""
-    from workbench.api import resolve
+    from workbench.app import resolve
 
     wb = resolve(workbench)
     rid = records.parse_run_id(run_id)
@@ -384,8 +384,8 @@ def _retry_base_seconds(wb: Workbench, run: Run) -> float:
 
 def _notify(wb: Workbench, run: Run) -> None:
     """Tell the plugins (and, for finished runs, the notifiers); never fails the run."""
-    from workbench.events import RunEvent
     from workbench.notify import notify_run
+    from workbench.plugins.events import RunEvent
 
     event = RunEvent(
         run_id=run.id, notebook=run.notebook, status=run.status.value, attempt=run.attempt,

@@ -31,9 +31,9 @@ from typing import Any
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
-from workbench.errors import WorkbenchError
+from workbench.runs.errors import ForkServerError
 
-__all__ = ["ForkProvisioner", "ForkServer", "ForkServerError", "fork_supported"]
+__all__ = ["ForkProvisioner", "ForkServer", "fork_supported"]
 
 PR_SET_PDEATHSIG = 1
 # What the template imports before it forks anything; the warm-up a kernel would otherwise do.
@@ -53,10 +53,6 @@ TEMPLATE_IMPORTS = (
     "faulthandler",
     "workbench.runs.results",
 )
-
-
-class ForkServerError(WorkbenchError):
-    """The kernel template process failed; kernels are started from scratch instead."""
 
 
 def fork_supported() -> bool:

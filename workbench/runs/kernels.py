@@ -29,13 +29,13 @@ from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 
 from workbench.db.types import utcnow
-from workbench.errors import WorkbenchError
+from workbench.runs.errors import KernelError
 
 if TYPE_CHECKING:
-    from workbench.config import Settings
+    from workbench.core.config import Settings
     from workbench.runs.forkserver import ForkServer
 
-__all__ = ["KernelError", "KernelPool", "WarmKernel", "bind_code", "kernel_env", "run_env"]
+__all__ = ["KernelPool", "WarmKernel", "bind_code", "kernel_env", "run_env"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -87,10 +87,6 @@ def _ipc_dir() -> str:
     folder = jupyter_runtime_dir()
     os.makedirs(folder, mode=0o700, exist_ok=True)
     return folder
-
-
-class KernelError(WorkbenchError):
-    """A kernel could not be started; check that ipykernel is installed in this environment."""
 
 
 @dataclass
@@ -175,7 +171,8 @@ class KernelPool:
 
     def _template(self) -> ForkServer | None:
         """The fork server (started here, on the loop thread), or None to start from scratch."""
-        from workbench.runs.forkserver import ForkServer, ForkServerError
+        from workbench.runs.errors import ForkServerError
+        from workbench.runs.forkserver import ForkServer
 
         if self._forkserver is not None and self._forkserver.alive():
             return self._forkserver

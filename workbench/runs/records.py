@@ -20,7 +20,7 @@ from workbench.db.types import utcnow
 from workbench.runs.errors import RunNotFoundError, RunStateError
 
 if TYPE_CHECKING:
-    from workbench.api import Workbench
+    from workbench.app import Workbench
 
 __all__ = [
     "FINISHED",

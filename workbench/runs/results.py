@@ -20,18 +20,18 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
 
+from workbench.core.errors import WorkbenchError
 from workbench.db.models import Job, RunResult, RunStatus
 from workbench.db.models import Run as RunRow
-from workbench.errors import WorkbenchError
+from workbench.runs.errors import ResultError
 from workbench.runs.records import parse_run_id
 
 if TYPE_CHECKING:
-    from workbench.api import Workbench
+    from workbench.app import Workbench
 
 __all__ = [
     "RUN_ID_ENV",
     "RecordedRun",
-    "ResultError",
     "latest_result",
     "latest_scheduled_results",
     "record",
@@ -44,10 +44,6 @@ PARQUET = "application/vnd.apache.parquet"
 PNG = "image/png"
 PLOTLY = "application/vnd.plotly.v1+json"
 _SCAN_LIMIT = 500
-
-
-class ResultError(WorkbenchError):
-    """A result cannot be recorded or found."""
 
 
 def _encode(value: Any) -> tuple[str, dict[str, Any] | None, bytes | None, str | None]:
@@ -114,7 +110,7 @@ def record(name: str, value: Any, *, workbench: Workbench | None = None) -> Any:
     if not run_id:
         return value
     kind, payload_json, payload, content_type = _encode(value)
-    from workbench.api import resolve
+    from workbench.app import resolve
 
     wb = resolve(workbench)
     rid = uuid.UUID(run_id)
@@ -135,7 +131,7 @@ def record(name: str, value: Any, *, workbench: Workbench | None = None) -> Any:
 
 def results(run_id: str | uuid.UUID, *, workbench: Workbench | None = None) -> dict[str, Any]:
     """Every result recorded by run ``run_id``, by name."""
-    from workbench.api import resolve
+    from workbench.app import resolve
 
     wb = resolve(workbench)
     rid = parse_run_id(run_id)
@@ -164,7 +160,7 @@ def latest_result(
     ``params`` must match the run's recorded parameters (a subset; typed values compare as
     their JSON form). Raises :class:`ResultError` when no such run recorded ``name``.
     """
-    from workbench.api import resolve
+    from workbench.app import resolve
     from workbench.runs.params import ParameterSchema
 
     wb = resolve(workbench)

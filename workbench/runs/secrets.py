@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select
 
-from workbench.crypto import encryptor
+from workbench.core.crypto import encryptor
 from workbench.db.models import Secret
 from workbench.db.types import utcnow
 from workbench.runs.errors import SecretNotFoundError
 
 if TYPE_CHECKING:
-    from workbench.api import Workbench
+    from workbench.app import Workbench
 
 __all__ = ["PURPOSE", "delete_secret", "list_secrets", "resolve", "secret_exists", "set_secret"]
 
@@ -71,6 +71,6 @@ def resolve(name: str) -> str:
 
     Called by the injected parameters cell inside the kernel.
     """
-    from workbench.api import default
+    from workbench.app import default
 
     return _read(default(), name)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from workbench.config import Settings
+from workbench.core.config import Settings
 
 __all__ = ["Outcome", "outcome", "request_run", "serve", "socket_path"]
 
@@ -70,7 +70,7 @@ def request_run(
 
 
 def _handle(worker: Any, request: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
-    from workbench.errors import WorkbenchError
+    from workbench.core.errors import WorkbenchError
     from workbench.runs.api import queue_run
     from workbench.runs.execute import execute_run
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from workbench.config import Settings
-from workbench.errors import ConfigError, WorkbenchError
+from workbench.core.config import Settings
+from workbench.core.errors import ConfigError
+from workbench.runs.errors import StorageError
 
 __all__ = [
     "HTML_NAME",
     "NOTEBOOK_NAME",
-    "StorageError",
     "default_base",
     "read_output",
     "write_output",
@@ -27,10 +27,6 @@ NOTEBOOK_NAME = "output.ipynb"
 HTML_NAME = "output.html"
 STORAGE_ENV = "WORKBENCH_RUNS_STORAGE"
 _ALLOWED_NAMES = frozenset({NOTEBOOK_NAME, HTML_NAME})
-
-
-class StorageError(WorkbenchError):
-    """A run output could not be written or read at its storage location."""
 
 
 def _is_url(location: str) -> bool:

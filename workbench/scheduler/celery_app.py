@@ -17,8 +17,8 @@ from celery import Celery
 from celery.signals import worker_process_init
 from sqlalchemy import func, select
 
-from workbench.config import Settings, load_settings
-from workbench.errors import ConfigError
+from workbench.core.config import Settings, load_settings
+from workbench.core.errors import ConfigError
 
 __all__ = ["TASK_NAME", "check_visibility_timeout", "create_app"]
 
@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None) -> Celery:
 @worker_process_init.connect
 def _warm_worker_process(**_: Any) -> None:
     """Each worker child keeps its own database pool and warm (forked) kernels."""
-    from workbench.api import Workbench
+    from workbench.app import Workbench
     from workbench.runs.kernels import KernelPool, kernel_env
 
     settings = load_settings()
@@ -86,7 +86,7 @@ def _warm_worker_process(**_: Any) -> None:
 
 def check_visibility_timeout(settings: Settings) -> None:
     """Refuse a Redis visibility timeout shorter than the longest job timeout (plus margin)."""
-    from workbench.api import Workbench
+    from workbench.app import Workbench
     from workbench.db.models import Job
 
     if not broker_url(settings).startswith(("redis://", "rediss://")):

@@ -14,17 +14,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
-from workbench.errors import WorkbenchError
+from workbench.scheduler.errors import ScheduleError
 
-__all__ = ["ScheduleError", "next_slot", "slots_between", "validate_schedule", "zone"]
+__all__ = ["next_slot", "slots_between", "validate_schedule", "zone"]
 
 _EPSILON = timedelta(microseconds=1)
-
-
-class ScheduleError(WorkbenchError):
-    """The schedule or time zone is not valid."""
-
-    exit_code = 2
 
 
 def zone(name: str) -> ZoneInfo:

@@ -22,7 +22,7 @@ from workbench.db.models import Job, Run, RunStatus
 from workbench.db.types import utcnow
 
 if TYPE_CHECKING:
-    from workbench.api import Workbench
+    from workbench.app import Workbench
 
 __all__ = ["DISPATCHED_PREFIX", "dispatch_runs"]
 

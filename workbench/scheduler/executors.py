@@ -16,8 +16,8 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from workbench.api import Workbench
-    from workbench.config import Settings
+    from workbench.app import Workbench
+    from workbench.core.config import Settings
     from workbench.runs.kernels import KernelPool
 
 __all__ = ["CeleryExecutor", "Executor", "LocalExecutor"]
@@ -49,8 +49,8 @@ _worker_kernels: KernelPool | None = None
 
 def _init_worker(warm_kernels: int) -> None:
     global _worker_bench, _worker_kernels
-    from workbench.api import Workbench
-    from workbench.config import load_settings
+    from workbench.app import Workbench
+    from workbench.core.config import load_settings
     from workbench.runs.kernels import KernelPool, kernel_env
 
     settings = load_settings()

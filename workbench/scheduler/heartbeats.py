@@ -21,7 +21,7 @@ from workbench.db.models import ServiceHeartbeat, ServiceKind
 from workbench.db.types import utcnow
 
 if TYPE_CHECKING:
-    from workbench.api import Workbench
+    from workbench.app import Workbench
 
 __all__ = ["ServiceBeat", "ServiceStatus", "service_statuses", "stale_after"]
 

@@ -13,15 +13,13 @@ from sqlalchemy.orm import Session
 
 from workbench.db.models import AuditEntry, CatchUp, Job, Run, RunStatus
 from workbench.db.types import utcnow
-from workbench.errors import WorkbenchError
 from workbench.scheduler.cron import next_slot, validate_schedule, zone
+from workbench.scheduler.errors import JobError, JobNotFoundError
 
 if TYPE_CHECKING:
-    from workbench.api import Workbench
+    from workbench.app import Workbench
 
 __all__ = [
-    "JobError",
-    "JobNotFoundError",
     "JobSpec",
     "checked_parameters",
     "delete",
@@ -34,16 +32,6 @@ __all__ = [
 ]
 
 MAX_CATCHUP_LIMIT = 1000
-
-
-class JobError(WorkbenchError):
-    """The job definition is not valid."""
-
-    exit_code = 2
-
-
-class JobNotFoundError(WorkbenchError):
-    """No job has that name; `workbench jobs list` shows the registered ones."""
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from workbench.db.types import utcnow
 from workbench.runs.records import retry_delay
 
 if TYPE_CHECKING:
-    from workbench.api import Workbench
+    from workbench.app import Workbench
 
 __all__ = ["ReapResult", "reap_expired", "retry_delay"]
 

@@ -18,25 +18,21 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from workbench.db.models import ServiceKind
-from workbench.errors import WorkbenchError
 from workbench.scheduler.dispatch import dispatch_runs
+from workbench.scheduler.errors import SchedulerAlreadyRunningError
 from workbench.scheduler.heartbeats import ServiceBeat
 from workbench.scheduler.reaper import reap_expired
 from workbench.scheduler.tick import schedule_due
 
 if TYPE_CHECKING:
-    from workbench.api import Workbench
+    from workbench.app import Workbench
     from workbench.scheduler.executors import Executor
 
-__all__ = ["SchedulerAlreadyRunningError", "SchedulerStats", "run_scheduler", "single_scheduler"]
+__all__ = ["SchedulerStats", "run_scheduler", "single_scheduler"]
 
 log = logging.getLogger(__name__)
 MAX_BEAT_SECONDS = 1.0  # a very short poll still writes the heartbeat at most once a second
 WAKE_CHECK_SECONDS = 0.1  # how often a scheduler waiting for a wake-up looks at its stop flag
-
-
-class SchedulerAlreadyRunningError(WorkbenchError):
-    """Another scheduler already runs on this embedded database; stop it first."""
 
 
 @dataclass

@@ -24,7 +24,7 @@ from workbench.scheduler.cron import next_slot, slots_between
 from workbench.scheduler.jobs import run_values
 
 if TYPE_CHECKING:
-    from workbench.api import Workbench
+    from workbench.app import Workbench
 
 __all__ = ["DEFAULT_GRACE", "TickResult", "choose_slots", "schedule_due"]
 

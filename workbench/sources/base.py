@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from workbench.errors import WorkbenchError
+from workbench.sources.errors import SourceOptionError
 
 __all__ = [
     "Batch",
@@ -26,26 +26,9 @@ __all__ = [
     "Options",
     "Skipped",
     "Source",
-    "SourceError",
-    "SourceOptionError",
-    "UnknownSourceError",
 ]
 
 Frame: TypeAlias = pd.DataFrame | pa.Table
-
-
-class SourceError(WorkbenchError):
-    """A source could not read its input; the message names the file, row or URL at fault."""
-
-
-class SourceOptionError(SourceError):
-    """A source option is missing, unknown or invalid; see `workbench sources`."""
-
-    exit_code = 2
-
-
-class UnknownSourceError(SourceOptionError):
-    """No source has this name; `workbench sources` lists the installed ones."""
 
 
 @dataclass(frozen=True)

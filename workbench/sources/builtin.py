@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from workbench.hookspecs import hookimpl
+from workbench.plugins.hookspecs import hookimpl
 
 __all__ = ["BUILTIN_SOURCES", "LazySource", "register_sources"]
 

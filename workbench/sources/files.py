@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 from fsspec.core import OpenFile
 from pydantic import Field
 
-from workbench.sources.base import Item, Options, Source, SourceError, SourceOptionError
+from workbench.sources.base import Item, Options, Source
+from workbench.sources.errors import SourceError, SourceOptionError
 from workbench.sources.paths import expand_paths, label
 
 __all__ = ["FilesOptions", "FilesSource"]

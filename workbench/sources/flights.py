@@ -18,7 +18,8 @@ from typing import Literal
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
-from workbench.sources.base import Batch, Item, Options, Source, SourceError
+from workbench.sources.base import Batch, Item, Options, Source
+from workbench.sources.errors import SourceError
 
 __all__ = ["FLIGHT_TABLES", "TIMEZONE", "FlightsOptions", "FlightsSource", "load_table"]
 

@@ -18,7 +18,8 @@ import httpx
 import pandas as pd
 from pydantic import Field
 
-from workbench.sources.base import Item, Options, Source, SourceError, SourceOptionError
+from workbench.sources.base import Item, Options, Source
+from workbench.sources.errors import SourceError, SourceOptionError
 from workbench.sources.secrets import resolve_reference
 
 __all__ = ["HttpOptions", "HttpSource"]

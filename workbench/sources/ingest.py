@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pyarrow as pa
 
-from workbench.errors import WorkbenchError
-from workbench.sources.base import Batch, Frame, Skipped, SourceError, row_count
+from workbench.core.errors import WorkbenchError
+from workbench.sources.base import Batch, Frame, Skipped, row_count
+from workbench.sources.errors import SourceError
 from workbench.sources.registry import get_source
 from workbench.sources.secrets import using_workbench
 
 if TYPE_CHECKING:
-    from workbench.api import Workbench
+    from workbench.app import Workbench
 
 __all__ = ["IngestResult", "ingest", "to_pandas"]
 
@@ -66,7 +67,7 @@ def ingest(
     ``mode``, ``key``, ``team`` and ``shared`` are those of ``wb.write``. ``progress=True``
     shows a Rich progress bar; a callable is called with ``(rows_read, total)`` instead.
     """
-    from workbench.api import resolve
+    from workbench.app import resolve
     from workbench.db.identifiers import check_writable
 
     wb = resolve(workbench)
@@ -101,8 +102,8 @@ def _check_targets(wb: Workbench, targets: list[str], mode: str) -> None:
     """Valid names, and for ``create`` none taken, before the first table is written."""
     from sqlalchemy import inspect
 
+    from workbench.data.errors import DataError
     from workbench.db.identifiers import check_writable
-    from workbench.db.io import DataError
 
     for target in targets:
         check_writable(target)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import fsspec
 from fsspec.core import OpenFile
 
-from workbench.sources.base import SourceError, SourceOptionError
+from workbench.sources.errors import SourceError, SourceOptionError
 
 __all__ = ["GLOB_CHARS", "as_list", "expand_paths", "label"]
 

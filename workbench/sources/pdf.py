@@ -24,7 +24,7 @@ from workbench.sources.paths import expand_paths, label
 from workbench.sources.secrets import resolve_reference
 
 if TYPE_CHECKING:
-    from workbench.api import Workbench
+    from workbench.app import Workbench
 
 __all__ = ["DOCUMENT_COLUMNS", "PdfOptions", "PdfSource"]
 

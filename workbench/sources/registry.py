@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from workbench.sources.base import UnknownSourceError
+from workbench.sources.errors import UnknownSourceError
 
 if TYPE_CHECKING:
-    from workbench.plugins import Plugins
+    from workbench.plugins.manager import Plugins
 
 __all__ = ["available_sources", "get_source"]
 
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 def available_sources(plugins: Plugins | None = None) -> dict[str, Any]:
     """Every registered source by name; a later one with a taken name is ignored (logged)."""
     if plugins is None:
-        from workbench.plugins import get_plugins
+        from workbench.plugins.manager import get_plugins
 
         plugins = get_plugins()
     sources: dict[str, Any] = {}

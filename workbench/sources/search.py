@@ -16,10 +16,10 @@ import pandas as pd
 from sqlalchemy import Connection, inspect, text
 
 from workbench.db.identifiers import check_table, quote
-from workbench.sources.base import SourceError, SourceOptionError
+from workbench.sources.errors import SourceError, SourceOptionError
 
 if TYPE_CHECKING:
-    from workbench.api import Workbench
+    from workbench.app import Workbench
 
 __all__ = ["ensure_search_index", "search_documents", "to_fts5_query"]
 
@@ -76,7 +76,7 @@ def search_documents(
     if not isinstance(query, str) or not query.strip():
         raise SourceOptionError("search_documents needs words to look for, e.g. 'delay'.")
     check_table(table)
-    from workbench.api import resolve
+    from workbench.app import resolve
 
     workbench = resolve(workbench)
     with workbench.engine.connect() as conn:

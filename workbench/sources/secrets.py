@@ -12,10 +12,10 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
-from workbench.sources.base import SourceOptionError
+from workbench.sources.errors import SourceOptionError
 
 if TYPE_CHECKING:
-    from workbench.api import Workbench
+    from workbench.app import Workbench
 
 __all__ = ["SECRET_PREFIX", "is_reference", "resolve_reference", "using_workbench"]
 
@@ -54,7 +54,7 @@ def resolve_reference(value: str, option: str) -> str:
 
     wb = _current.get()
     if wb is None:
-        from workbench.api import default
+        from workbench.app import default
 
         wb = default()
     return _read(wb, name)

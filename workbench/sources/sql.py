@@ -18,8 +18,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from workbench.config import mask_url, normalize_database_url
-from workbench.sources.base import Item, Options, Source, SourceError, SourceOptionError
+from workbench.core.config import mask_url, normalize_database_url
+from workbench.sources.base import Item, Options, Source
+from workbench.sources.errors import SourceError, SourceOptionError
 from workbench.sources.secrets import is_reference, resolve_reference
 
 __all__ = ["SqlOptions", "SqlSource"]

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import text
 from workbench_example import plugin
 
-from workbench.api import Workbench
-from workbench.config import load_settings
-from workbench.events import RunEvent
-from workbench.plugins import Plugins
+from workbench.app import Workbench
+from workbench.core.config import load_settings
+from workbench.plugins.events import RunEvent
+from workbench.plugins.manager import Plugins
 
 
 @pytest.fixture

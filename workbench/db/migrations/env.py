@@ -43,7 +43,7 @@ def run_migrations_online() -> None:
             context.run_migrations()
         return
     # Started by the `alembic` command itself: build the engine from Workbench settings.
-    from workbench.config import load_settings
+    from workbench.core.config import load_settings
     from workbench.db.engine import create_workbench_engine
 
     engine = create_workbench_engine(load_settings())

@@ -1,0 +1,1 @@
+"""Users and passwords, teams and memberships, and the Python API over both."""

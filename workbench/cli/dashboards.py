@@ -1,0 +1,63 @@
+"""`workbench dashboards`: serve the Voila dashboards with Workbench sign-in, list them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from workbench.cli.common import settings_of as _settings
+
+app = typer.Typer(help="Serve and list the Voila dashboards.", no_args_is_help=True)
+console = Console()
+
+
+@app.command("serve")
+def serve_command(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8866,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    pool_size: Annotated[
+        int, typer.Option(help="Pre-heated kernels kept ready per dashboard (0: none).", min=0)
+    ] = 4,
+    folder: Annotated[
+        list[Path] | None,
+        typer.Option(help="A dashboards folder to serve (repeatable); default: the registered."),
+    ] = None,
+) -> None:
+    """Serve the dashboards until stopped (Ctrl-C or SIGTERM stops every kernel too)."""
+    from workbench.dashboards import spare
+    from workbench.dashboards.startup import skip_slow_imports
+
+    if pool_size > 0:
+        spare.start()  # the first kernel's imports run beside the server's
+    skip_slow_imports()  # before Voila is imported
+    from workbench.app import Workbench
+    from workbench.dashboards.server import ServeOptions, serve
+
+    options = ServeOptions(host=host, port=port, pool_size=pool_size, folders=tuple(folder or ()))
+    console.print(f"Serving dashboards at http://{escape(host)}:{port}/ (Ctrl-C stops)")
+    serve(Workbench(_settings(ctx)), options)
+
+
+@app.command("list")
+def list_command(
+    ctx: typer.Context,
+    folder: Annotated[list[Path] | None, typer.Option(help="A dashboards folder.")] = None,
+) -> None:
+    """List the dashboards that `serve` would offer, and who may open them."""
+    from workbench.dashboards import catalog
+
+    settings = _settings(ctx)
+    table = Table(title="Dashboards")
+    for column in ("dashboard", "title", "roles", "folder"):
+        table.add_column(column)
+    for path in catalog.dashboard_folders(settings, list(folder or ())):
+        for dashboard in catalog.list_dashboards(path):
+            roles = ", ".join(sorted(r.value for r in dashboard.roles or ())) or "everyone"
+            table.add_row(escape(dashboard.name), escape(dashboard.title), roles, escape(str(path)))
+    console.print(table)

@@ -1,0 +1,17 @@
+"""Errors of the command line itself: options that do not fit together."""
+
+from __future__ import annotations
+
+from workbench.core.errors import WorkbenchError
+
+
+class UsageError(WorkbenchError):
+    """The command line is not valid; see `workbench run --help`."""
+
+    exit_code = 2
+
+
+class JobOptionError(WorkbenchError):
+    """A job option is not valid; see `workbench jobs add --help`."""
+
+    exit_code = 2

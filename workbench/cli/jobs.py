@@ -1,0 +1,170 @@
+"""`workbench jobs`: register, inspect, pause, resume, trigger and delete scheduled jobs."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from workbench.cli.common import console, workbench_of
+from workbench.cli.errors import JobOptionError
+
+app = typer.Typer(
+    help="Scheduled notebooks: add, list, show, pause, resume, trigger, delete.",
+    no_args_is_help=True,
+)
+
+
+def _parameters(pairs: list[str]) -> dict[str, Any]:
+    """NAME=VALUE pairs as typed text; the notebook's schema converts each value by its type,
+    exactly as for `workbench run -p NAME VALUE`."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name:
+            raise JobOptionError(f"Parameter {pair!r} is not NAME=VALUE.")
+        values[name] = raw
+    return values
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Job name (unique).")],
+    notebook: Annotated[str, typer.Argument(help="Notebook path to run.")],
+    schedule: Annotated[
+        str | None, typer.Option(help="Cron schedule, e.g. '0 6 * * *'; omit for on demand.")
+    ] = None,
+    timezone: Annotated[str, typer.Option(help="IANA time zone of the schedule.")] = "UTC",
+    parameter: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--parameter", "-p", help="NAME=VALUE, converted by the notebook's type; repeatable."
+        ),
+    ] = None,
+    retries: Annotated[int, typer.Option(help="Retries after a failed attempt.")] = 0,
+    retry_delay: Annotated[float, typer.Option(help="Seconds before the first retry.")] = 60,
+    timeout: Annotated[float | None, typer.Option(help="Seconds a run may take.")] = None,
+    max_concurrency: Annotated[int, typer.Option(help="Runs of this job at once.")] = 1,
+    catchup: Annotated[
+        str, typer.Option(help="After downtime: none, latest or all missed slots.")
+    ] = "latest",
+    catchup_limit: Annotated[int, typer.Option(help="Most missed runs 'all' creates.")] = 100,
+) -> None:
+    """Register a job, or update the job with that name."""
+    from workbench.scheduler import jobs
+
+    with workbench_of(ctx) as wb:
+        job = jobs.register(
+            wb,
+            name,
+            notebook,
+            schedule=schedule,
+            timezone=timezone,
+            parameters=_parameters(parameter or []),
+            retries=retries,
+            retry_delay=retry_delay,
+            timeout=timeout,
+            max_concurrency=max_concurrency,
+            catchup=catchup,
+            catchup_limit=catchup_limit,
+            from_cli=True,
+        )
+    when = job.next_run_at.isoformat() if job.next_run_at else "on demand"
+    console.print(f"job {escape(name)} saved; next run: {when}")
+
+
+@app.command("list")
+def list_(ctx: typer.Context) -> None:
+    """List jobs with their schedule, state and next run."""
+    from workbench.scheduler import jobs
+
+    with workbench_of(ctx) as wb:
+        rows = jobs.list_jobs(wb)
+    table = Table(title="Jobs")
+    for column in ("name", "notebook", "schedule", "time zone", "state", "next run (UTC)"):
+        table.add_column(column)
+    for job in rows:
+        table.add_row(
+            escape(job.name),
+            escape(job.notebook),
+            escape(job.schedule or "on demand"),
+            job.timezone,
+            "paused" if job.paused else "active",
+            job.next_run_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if job.next_run_at else "-",
+        )
+    console.print(table)
+
+
+@app.command("show")
+def show(ctx: typer.Context, name: str) -> None:
+    """Show one job's full definition."""
+    from workbench.scheduler import jobs
+
+    with workbench_of(ctx) as wb:
+        job = jobs.get(wb, name)
+    fields = {
+        "name": job.name,
+        "notebook": job.notebook,
+        "schedule": job.schedule or "on demand",
+        "timezone": job.timezone,
+        "parameters": json.dumps(job.parameters, default=str),
+        "retries": job.retries,
+        "retry delay (s)": job.retry_delay_seconds,
+        "timeout (s)": job.timeout_seconds or "none",
+        "max concurrency": job.max_concurrency,
+        "catch-up": f"{job.catchup.value} (limit {job.catchup_limit})",
+        "state": "paused" if job.paused else "active",
+        "next run": job.next_run_at.isoformat() if job.next_run_at else "-",
+        "last scheduled slot": job.last_scheduled_for.isoformat()
+        if job.last_scheduled_for
+        else "-",
+    }
+    table = Table(show_header=False)
+    for key, value in fields.items():
+        table.add_row(key, escape(str(value)))
+    console.print(table)
+
+
+@app.command("pause")
+def pause(ctx: typer.Context, name: str) -> None:
+    """Stop scheduling the job (runs already queued still run)."""
+    from workbench.scheduler import jobs
+
+    with workbench_of(ctx) as wb:
+        jobs.pause(wb, name)
+    console.print(f"job {escape(name)} paused")
+
+
+@app.command("resume")
+def resume(ctx: typer.Context, name: str) -> None:
+    """Schedule the job again from now on (slots missed while paused are not caught up)."""
+    from workbench.scheduler import jobs
+
+    with workbench_of(ctx) as wb:
+        job = jobs.resume(wb, name)
+    console.print(f"job {escape(name)} resumed; next run: {job.next_run_at}")
+
+
+@app.command("trigger")
+def trigger(ctx: typer.Context, name: str) -> None:
+    """Queue a run of the job now."""
+    from workbench.scheduler import jobs
+
+    with workbench_of(ctx) as wb:
+        run_id = jobs.trigger(wb, name)
+    console.print(f"queued run {run_id}")
+
+
+@app.command("delete")
+def delete(ctx: typer.Context, name: str) -> None:
+    """Delete the job; its past runs are kept."""
+    from workbench.scheduler import jobs
+
+    with workbench_of(ctx) as wb:
+        jobs.delete(wb, name)
+    console.print(f"job {escape(name)} deleted")

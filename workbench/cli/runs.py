@@ -1,0 +1,401 @@
+"""`workbench run`, `workbench runs ...`, `workbench notebooks params`, `workbench secrets ...`.
+
+`run` starts its kernel before anything else, so the kernel boots while the database and
+the notebook are read; papermill is never imported.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from workbench.cli.common import settings_of as _settings
+from workbench.cli.common import workbench_of as _workbench
+from workbench.cli.errors import UsageError
+from workbench.core.config import Settings
+from workbench.core.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    from workbench.app import Workbench
+    from workbench.runs.records import Run
+
+__all__ = ["notebooks_app", "run_command", "runs_app", "secrets_app"]
+
+runs_app = typer.Typer(help="List, inspect and cancel notebook runs.", no_args_is_help=True)
+notebooks_app = typer.Typer(help="Inspect parameterised notebooks.", no_args_is_help=True)
+secrets_app = typer.Typer(help="Secrets notebooks use as `secret:NAME`.", no_args_is_help=True)
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+_STATUS_STYLE = {
+    "succeeded": "green",
+    "failed": "red",
+    "timed_out": "red",
+    "cancelled": "yellow",
+    "running": "cyan",
+    "queued": "blue",
+}
+
+
+def _pairs(args: list[str]) -> dict[str, str]:
+    """``-p NAME VALUE`` pairs from the arguments the option parser left over."""
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        if args[i] not in {"-p", "--parameter"}:
+            raise UsageError(f"Unexpected argument {args[i]!r}; parameters are `-p NAME VALUE`.")
+        if i + 2 >= len(args):
+            raise UsageError(f"{args[i]} needs a name and a value: `-p NAME VALUE`.")
+        out[args[i + 1]] = args[i + 2]
+        i += 3
+    return out
+
+
+def run_command(
+    ctx: typer.Context,
+    notebook: Annotated[Path, typer.Argument(help="The notebook to run.", dir_okay=False)],
+    timeout: Annotated[
+        int | None, typer.Option(help="Stop the run after this many seconds (timed out).")
+    ] = None,
+    cell_timeout: Annotated[
+        int | None, typer.Option(help="Stop when one cell runs longer than this many seconds.")
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Folder or fsspec URL for the outputs (default: home).")
+    ] = None,
+) -> None:
+    """Run NOTEBOOK now: `workbench run NB -p NAME VALUE ...` (values coerced by type).
+
+    With `workbench runs serve` running for this database, the run goes to its warm kernels.
+    """
+    settings = _settings(ctx)
+    parameters = _pairs(list(ctx.args))
+    outcome = _run_on_warm_worker(settings, notebook, parameters, timeout, cell_timeout, storage)
+    if outcome is None:
+        outcome = _run_here(ctx, notebook, parameters, timeout, cell_timeout, storage)
+    _print_outcome(outcome)
+    if outcome["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
+@contextmanager
+def _progress_bar(notebook: Path) -> Iterator[Callable[[int, int], None]]:
+    """A Rich progress bar advanced per cell: ``advance(cell, total)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task(escape(notebook.name), total=None)
+        yield lambda cell, total: progress.update(task, completed=max(cell - 1, 0), total=total)
+
+
+def _run_on_warm_worker(
+    settings: Settings,
+    notebook: Path,
+    parameters: dict[str, str],
+    timeout: int | None,
+    cell_timeout: int | None,
+    storage: str | None,
+) -> dict[str, Any] | None:
+    from workbench.runs.serve import request_run
+
+    request = {
+        "notebook": str(notebook.expanduser().resolve()), "parameters": parameters,
+        "timeout": timeout, "cell_timeout": cell_timeout, "storage": storage,
+    }  # fmt: skip
+    with _progress_bar(notebook) as advance:
+        reply = request_run(settings, request, advance)
+    if reply is None:
+        return None
+    if "error" in reply:
+        raise (
+            WorkbenchError(reply["error"])
+            if reply.get("exit_code") != 2
+            else UsageError(reply["error"])
+        )
+    record: dict[str, Any] = reply["run"]
+    return record
+
+
+def _run_here(
+    ctx: typer.Context,
+    notebook: Path,
+    parameters: dict[str, str],
+    timeout: int | None,
+    cell_timeout: int | None,
+    storage: str | None,
+) -> dict[str, Any]:
+    from workbench.runs.kernels import KernelPool, kernel_env
+
+    settings = _settings(ctx)
+    # The kernel boots while the database and the notebook are read.
+    kernels = KernelPool(1, env=kernel_env(settings), replenish=False, warmup=False)
+    try:
+        with _workbench(ctx) as wb:
+            run = _run_with_progress(
+                wb, kernels, notebook, parameters, timeout, cell_timeout, storage
+            )
+    finally:
+        kernels.close()
+    from workbench.runs.serve import outcome
+
+    return outcome(run)
+
+
+def _run_with_progress(
+    wb: Workbench,
+    kernels: Any,
+    notebook: Path,
+    parameters: dict[str, str],
+    timeout: int | None,
+    cell_timeout: int | None,
+    storage: str | None,
+) -> Run:
+    from workbench.runs.api import queue_run
+    from workbench.runs.execute import execute_run
+
+    run_id = queue_run(
+        notebook, parameters, timeout=timeout, storage=storage, triggered_by="cli",
+        from_cli=True, workbench=wb,
+    )  # fmt: skip
+    with _progress_bar(notebook) as advance:
+        return execute_run(
+            run_id, workbench=wb, kernels=kernels, cell_timeout=cell_timeout,
+            on_progress=lambda _run, cell, total: advance(cell, total),
+        )  # fmt: skip
+
+
+def _print_outcome(run: dict[str, Any]) -> None:
+    status = run["status"]
+    style = _STATUS_STYLE.get(status, "white")
+    duration = f" in {run['duration']:.2f} s" if run["duration"] is not None else ""
+    console.print(
+        f"run {run['id']} [{style}]{status}[/]{duration} "
+        f"(cell {run['progress_cell']} of {run['progress_total']})",
+        highlight=False,
+    )
+    console.print(f"output: {escape(run['output_uri'] or '-')}", highlight=False)
+    if status == "succeeded":
+        return
+    where = f" in cell {run['error_cell']}" if run["error_cell"] else ""
+    err_console.print(
+        f"[bold red]{escape(run['error_name'] or 'Error')}{escape(where)}:[/] "
+        f"{escape(run['error_message'] or '')}",
+        highlight=False,
+    )
+    traceback = _failing_traceback(run["output_uri"])
+    if traceback:
+        err_console.print(Text.from_ansi(traceback))
+
+
+def _output_notebook(output_uri: str | None) -> dict[str, Any] | None:
+    from workbench.runs import storage
+
+    if not output_uri:
+        return None
+    try:
+        data: dict[str, Any] = json.loads(storage.read_output(output_uri, storage.NOTEBOOK_NAME))
+    except (WorkbenchError, ValueError):
+        return None
+    return data
+
+
+def _text(value: Any) -> str:
+    return "".join(value) if isinstance(value, list) else str(value or "")
+
+
+def _failing_traceback(output_uri: str | None) -> str:
+    nb = _output_notebook(output_uri)
+    if nb is None:
+        return ""
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                return "\n".join(out.get("traceback", [])[-12:])
+    return ""
+
+
+@runs_app.command("list")
+def runs_list(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(help="How many runs, newest first.")] = 20,
+    notebook: Annotated[str | None, typer.Option(help="Only runs of this notebook.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
+) -> None:
+    """The newest runs."""
+    from workbench.runs.api import runs
+
+    with _workbench(ctx) as wb:
+        found = runs(limit=limit, notebook=notebook, status=status, workbench=wb)
+    table = Table()
+    for column in ("id", "notebook", "status", "queued", "duration", "cells", "by"):
+        table.add_column(column)
+    for run in found:
+        style = _STATUS_STYLE.get(run.status.value, "white")
+        table.add_row(
+            str(run.id),
+            escape(Path(run.notebook).name),
+            f"[{style}]{run.status.value}[/]",
+            run.queued_at.strftime("%Y-%m-%d %H:%M:%S"),
+            f"{run.duration:.2f} s" if run.duration is not None else "-",
+            f"{run.progress_cell}/{run.progress_total}",
+            escape(run.triggered_by),
+        )
+    console.print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    ctx: typer.Context, run_id: Annotated[str, typer.Argument(help="The run id.")]
+) -> None:
+    """Every field of one run's record, and the names of its recorded results."""
+    from workbench.runs.api import results, show
+
+    with _workbench(ctx) as wb:
+        run = show(run_id, workbench=wb)
+        names = sorted(results(run.id, workbench=wb))
+    table = Table(show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    for name, value in vars(run).items():
+        shown = json.dumps(value, ensure_ascii=False) if name == "parameters" else value
+        table.add_row(name, escape("-" if shown is None else str(shown)))
+    table.add_row("results", escape(", ".join(names) or "-"))
+    console.print(table)
+
+
+@runs_app.command("logs")
+def runs_logs(
+    ctx: typer.Context, run_id: Annotated[str, typer.Argument(help="The run id.")]
+) -> None:
+    """What the run's cells printed (stdout, stderr and errors), from its output notebook."""
+    from workbench.runs.api import show
+
+    with _workbench(ctx) as wb:
+        run = show(run_id, workbench=wb)
+    nb = _output_notebook(run.output_uri)
+    if nb is None:
+        raise WorkbenchError(f"Run {run.id} has no output notebook yet ({run.status.value}).")
+    number = 0
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        if "injected-parameters" not in cell.get("metadata", {}).get("tags", []):
+            number += 1
+        for out in cell.get("outputs", []):
+            kind = out.get("output_type")
+            if kind == "stream":
+                text = _text(out.get("text"))
+                console.print(Text(f"[cell {number} {out.get('name')}] ", style="dim") + Text(text))
+            elif kind == "error":
+                console.print(Text(f"[cell {number} error]", style="red"))
+                console.print(Text.from_ansi("\n".join(out.get("traceback", []))))
+
+
+@runs_app.command("serve")
+def runs_serve(
+    ctx: typer.Context,
+    kernels: Annotated[int, typer.Option(help="Fresh kernels kept started ahead.")] = 2,
+) -> None:
+    """Keep warm kernels for `workbench run` on this database (until Ctrl-C)."""
+    from workbench.runs.serve import serve, socket_path
+
+    settings = _settings(ctx)
+    console.print(f"serving runs on {escape(str(socket_path(settings)))} with {kernels} kernels")
+    serve(settings, size=kernels)
+
+
+@runs_app.command("cancel")
+def runs_cancel(
+    ctx: typer.Context, run_id: Annotated[str, typer.Argument(help="The run id.")]
+) -> None:
+    """Cancel a queued or running run; a running notebook is stopped within about a second."""
+    from workbench.runs.api import cancel
+
+    with _workbench(ctx) as wb:
+        run = cancel(run_id, workbench=wb)
+    console.print(f"run {run.id} {run.status.value}")
+
+
+@notebooks_app.command("params")
+def notebooks_params(
+    notebook: Annotated[Path, typer.Argument(help="The notebook.", dir_okay=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the schema as JSON.")] = False,
+) -> None:
+    """The typed parameters NOTEBOOK declares in its cell tagged `parameters`."""
+    from workbench.runs.api import notebook_params
+
+    schema = notebook_params(notebook)
+    if as_json:
+        console.print_json(json.dumps(schema.to_dict(), ensure_ascii=False))
+        return
+    table = Table(title=escape(notebook.name))
+    for column in ("name", "type", "default", "description"):
+        table.add_column(column)
+    for p in schema.parameters:
+        default = repr(p.default) if p.has_default else "(required)"
+        table.add_row(
+            escape(p.name), escape(p.type.describe()), escape(default), escape(p.description)
+        )
+    console.print(table)
+
+
+@secrets_app.command("set")
+def secrets_set(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The secret's name, used as `secret:NAME`.")],
+    value_file: Annotated[
+        Path | None,
+        typer.Option(help="Read the value from this file (else stdin or a hidden prompt).",
+                     exists=True, dir_okay=False, readable=True),
+    ] = None,
+) -> None:  # fmt: skip
+    """Store a secret (the value is never printed)."""
+    from workbench.runs.params import _SECRET_NAME
+    from workbench.runs.secrets import set_secret
+
+    if not _SECRET_NAME.match(name):
+        raise UsageError("A secret name is letters, digits, '_', '.' or '-' (at most 200).")
+    if value_file is not None:
+        value = value_file.read_text(encoding="utf-8").strip()
+    elif not sys.stdin.isatty():
+        value = sys.stdin.read().strip()
+    else:
+        value = typer.prompt("Value", hide_input=True)
+    if not value:
+        raise UsageError("The secret's value is empty; nothing stored.")
+    with _workbench(ctx) as wb:
+        set_secret(wb, name, value)
+    console.print(f"secret {escape(name)} stored")
+
+
+@secrets_app.command("list")
+def secrets_list(ctx: typer.Context) -> None:
+    """The names of the stored secrets."""
+    from workbench.runs.secrets import list_secrets
+
+    with _workbench(ctx) as wb:
+        for name in list_secrets(wb):
+            console.print(escape(name), highlight=False)
+
+
+@secrets_app.command("delete")
+def secrets_delete(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="The secret's name.")]
+) -> None:
+    """Remove a stored secret."""
+    from workbench.runs.secrets import delete_secret
+
+    with _workbench(ctx) as wb:
+        delete_secret(wb, name)
+    console.print(f"secret {escape(name)} deleted")

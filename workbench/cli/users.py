@@ -1,0 +1,147 @@
+"""`workbench users`: add, list, disable, passwd and rotate-credentials.
+
+Generated passwords are shown once, in a panel, and never logged; a chosen one is read from
+a file (``--password-file``) or typed at a hidden prompt (``--prompt``), never an argument.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+
+from workbench.cli.common import console, workbench_of
+from workbench.db.models import Role
+
+app = typer.Typer(
+    help="Accounts: add, list, disable, passwd, rotate-credentials.", no_args_is_help=True
+)
+
+PasswordFile = Annotated[
+    Path | None,
+    typer.Option(
+        help="Read the password from this file instead of generating one.",
+        exists=True,
+        dir_okay=False,
+        readable=True,
+    ),
+]
+Prompt = Annotated[bool, typer.Option("--prompt", help="Type the password at a hidden prompt.")]
+
+
+def _chosen_password(password_file: Path | None, prompt: bool) -> str | None:
+    if password_file is not None:
+        return password_file.read_text(encoding="utf-8").rstrip("\r\n")
+    if prompt:
+        return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+    return None
+
+
+def _show_once(username: str, password: str) -> None:
+    console.print(
+        Panel(
+            f"[bold]{escape(password)}[/bold]",
+            title=f"One-time password for {escape(username)}",
+            subtitle="shown once: store it now",
+        )
+    )
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    username: Annotated[str, typer.Argument(help="Letters, digits, '-' and '_'.")],
+    role: Annotated[Role, typer.Option(help="admin, analyst or viewer.")] = Role.ANALYST,
+    team: Annotated[
+        list[str] | None, typer.Option("--team", help="Add to this team; repeatable.")
+    ] = None,
+    password_file: PasswordFile = None,
+    prompt: Prompt = False,
+) -> None:
+    """Create an account (in team mode also its own database login)."""
+    from workbench.accounts import api as accounts
+
+    password = _chosen_password(password_file, prompt)
+    with workbench_of(ctx) as wb:
+        account = accounts.add_user(
+            username, role=role, password=password, teams_=tuple(team or ()), workbench=wb
+        )
+    login = " with a database login" if account.user.db_role else ""
+    console.print(f"user {escape(username)} ({role.value}) created{login}")
+    if account.password:
+        _show_once(username, account.password)
+
+
+@app.command("list")
+def list_(ctx: typer.Context) -> None:
+    """List accounts with their role, teams and state."""
+    from workbench.accounts import api as accounts
+
+    with workbench_of(ctx) as wb:
+        users = accounts.list_users(workbench=wb)
+    table = Table()
+    for column in ("user", "role", "state", "teams", "database login", "last sign-in"):
+        table.add_column(column)
+    for user in users:
+        state = "active" if user.is_active else "disabled"
+        if user.is_active and user.locked_until is not None:
+            state = "locked until " + user.locked_until.strftime("%Y-%m-%d %H:%M UTC")
+        table.add_row(
+            escape(user.username),
+            user.role.value,
+            state,
+            escape(", ".join(user.teams)) or "-",
+            "yes" if user.has_database_login else "no",
+            user.last_login_at.strftime("%Y-%m-%d %H:%M UTC") if user.last_login_at else "never",
+        )
+    console.print(table)
+
+
+@app.command("disable")
+def disable(
+    ctx: typer.Context, username: Annotated[str, typer.Argument(help="The account.")]
+) -> None:
+    """Disable sign-in and the database login; the user's sessions see no rows from now on."""
+    from workbench.accounts import api as accounts
+
+    with workbench_of(ctx) as wb:
+        accounts.disable_user(username, workbench=wb)
+    console.print(f"user {escape(username)} disabled")
+
+
+@app.command("passwd")
+def passwd(
+    ctx: typer.Context,
+    username: Annotated[str, typer.Argument(help="The account.")],
+    password_file: PasswordFile = None,
+    prompt: Prompt = False,
+) -> None:
+    """Set a new sign-in password (generated unless given); also lifts a sign-in lock."""
+    from workbench.accounts import api as accounts
+
+    password = _chosen_password(password_file, prompt)
+    with workbench_of(ctx) as wb:
+        generated = accounts.set_password(username, password, workbench=wb)
+    console.print(f"password of {escape(username)} changed")
+    if generated:
+        _show_once(username, generated)
+
+
+@app.command("rotate-credentials")
+def rotate_credentials(
+    ctx: typer.Context, username: Annotated[str, typer.Argument(help="The account.")]
+) -> None:
+    """Give the user's database login a new random password (team mode only).
+
+    The password is stored encrypted and never shown; connections made for the user pick it
+    up. Creates the login if the account has none yet (e.g. the first admin).
+    """
+    from workbench.accounts import api as accounts
+
+    with workbench_of(ctx) as wb:
+        accounts.rotate_credentials(username, workbench=wb)
+    console.print(f"database credentials of {escape(username)} rotated")

@@ -1,0 +1,1 @@
+"""One ADBC backend per database: SQLite, PostgreSQL, and governed team-mode writes."""
