@@ -11,19 +11,7 @@ from typing import TYPE_CHECKING, Any
 from workbench.core.version import __version__
 
 if TYPE_CHECKING:
-    from workbench.accounts.api import (
-        add_member,
-        add_team,
-        add_user,
-        disable_user,
-        list_teams,
-        list_users,
-        login,
-        remove_member,
-        rotate_credentials,
-        set_password,
-        share,
-    )
+    from workbench.accounts.api import *  # noqa: F403 (its __all__: wb.add_user, ...)
     from workbench.accounts.errors import AuthenticationError
     from workbench.api import InitResult, describe, init, read_table, sql, tables, write
     from workbench.app import Workbench, close, connect, default
@@ -108,22 +96,6 @@ _LAZY = {
     "AuthenticationError": "workbench.accounts.errors",
     "ingest": "workbench.sources.ingest",
     "search_documents": "workbench.sources.search",
-    **{
-        name: "workbench.accounts.api"
-        for name in (
-            "add_member",
-            "add_team",
-            "add_user",
-            "disable_user",
-            "list_teams",
-            "list_users",
-            "login",
-            "remove_member",
-            "rotate_credentials",
-            "set_password",
-            "share",
-        )
-    },
     "Run": "workbench.runs.api",
     "Worker": "workbench.runs.api",
     "cancel": "workbench.runs.api",
@@ -143,6 +115,9 @@ def load_ipython_extension(ipython: Any) -> None:
     load(ipython)
 
 
+#: Modules whose whole ``__all__`` belongs to the facade (listed once, there).
+_WHOLE_MODULES = ("workbench.accounts.api",)
+
 #: Namespaces reached as attributes, e.g. ``wb.jobs.register(...)``.
 _SUBMODULES = {"jobs": "workbench.scheduler.api"}
 
@@ -150,9 +125,11 @@ _SUBMODULES = {"jobs": "workbench.scheduler.api"}
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
         return import_module(_SUBMODULES[name])
+    if name not in __all__:
+        raise AttributeError(f"module 'workbench' has no attribute {name!r}")
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+        module = next(m for m in _WHOLE_MODULES if name in import_module(m).__all__)
     value = getattr(import_module(module), name)
     globals()[name] = value
     return value

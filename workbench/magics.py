@@ -32,7 +32,7 @@ class WorkbenchMagics(Magics):
         ``%%sql [VARIABLE] [--cache SECONDS]``: store the DataFrame in VARIABLE instead of
         showing it; cache the result for SECONDS.
         """
-        import workbench
+        from workbench.api import sql
 
         variable, cache = _arguments(line)
         namespace = self.shell.user_ns if self.shell is not None else {}
@@ -43,7 +43,7 @@ class WorkbenchMagics(Magics):
                 "define it in a cell above."
             )
         params = {n: namespace[n] for n in placeholders(cell)}
-        result = workbench.sql(cell, cache=cache, **params)
+        result = sql(cell, cache=cache, **params)
         if variable:
             namespace[variable] = result
             return None

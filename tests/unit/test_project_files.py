@@ -96,7 +96,7 @@ def test_ci_runs_the_readme_test_command() -> None:
     test_command = _readme_commands()[1]
     ci = (ROOT / ".ci" / "run").read_text()
     assert test_command in ci.splitlines()
-    for tool in ("ruff", "mypy", "bandit", "pip-audit"):
+    for tool in ("ruff", "mypy", "lint-imports", "bandit", "pip-audit"):
         assert tool in ci
 
 

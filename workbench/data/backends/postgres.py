@@ -19,8 +19,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from workbench.core.config import Settings, mask_url
 from workbench.core.errors import DatabaseError
 from workbench.data.arrow import Dialect, Spec, storage_kind
-from workbench.data.backends.base import AdbcError, Backend
 from workbench.data.backends import pool as io_pool
+from workbench.data.backends.base import AdbcError, Backend
 from workbench.db.engine import APPLICATION_NAME
 
 __all__ = ["PostgresBackend", "libpq_uri"]
