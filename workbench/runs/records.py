@@ -1,8 +1,13 @@
-"""Run records: create, claim with a lease, heartbeat, finish; fenced by attempt.
+"""Run records: the one writer of the ``runs`` table; every change of a run's state is here.
 
-A run is claimed by moving it from ``queued`` to ``running`` in one conditional UPDATE, which
-also increments ``attempt``. Every later write names that attempt and expects ``running``,
-so a stale attempt, or one whose run was cancelled meanwhile, never overwrites newer state.
+The fencing rule: a run is claimed by moving it from ``queued`` to ``running`` in one
+conditional UPDATE, which also increments ``attempt``. Every later write of that attempt (a
+heartbeat, its outcome, a retry, an expired lease) names the attempt and expects ``running``
+(see :func:`_fenced`), so a stale attempt, or one whose run was cancelled meanwhile, never
+overwrites newer state.
+
+Writes that belong to a caller's transaction (the scheduler tick's slots, a job trigger, the
+reaper, the dispatcher) take that session or connection; the others open their own.
 """
 
 from __future__ import annotations
@@ -12,14 +17,19 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from workbench.db.models import Job, RunStatus
 from workbench.db.models import Run as RunRow
-from workbench.db.models import RunStatus
 from workbench.db.types import utcnow
 from workbench.runs.errors import RunNotFoundError, RunStateError
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+    from sqlalchemy.orm import Session
+
     from workbench.app import Workbench
 
 __all__ = [
@@ -28,11 +38,16 @@ __all__ = [
     "cancel_run",
     "claim_run",
     "create_run",
+    "expire_lease",
     "finish_run",
     "get_run",
     "heartbeat",
+    "job_run_values",
     "list_runs",
+    "mark_dispatched",
     "parse_run_id",
+    "queue_job_run",
+    "queue_slot_once",
     "requeue_for_retry",
     "retry_delay",
 ]
@@ -87,6 +102,9 @@ class Run:
         return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})
 
 
+# -- reading ----------------------------------------------------------------------------------
+
+
 def parse_run_id(run_id: str | uuid.UUID) -> uuid.UUID:
     if isinstance(run_id, uuid.UUID):
         return run_id
@@ -94,37 +112,6 @@ def parse_run_id(run_id: str | uuid.UUID) -> uuid.UUID:
         return uuid.UUID(run_id)
     except ValueError:
         raise RunNotFoundError(f"{run_id!r} is not a run id (a UUID).") from None
-
-
-def create_run(
-    wb: Workbench,
-    notebook: str,
-    parameters: dict[str, Any],
-    *,
-    output_base: str,
-    timeout_seconds: int | None = None,
-    triggered_by: str = "api",
-    max_attempts: int = 1,
-) -> uuid.UUID:
-    """Insert a queued run; its output goes under ``output_base/<run id>``."""
-    run_id = uuid.uuid4()
-    row = RunRow(
-        id=run_id,
-        notebook=notebook,
-        parameters=parameters,
-        status=RunStatus.QUEUED,
-        triggered_by=triggered_by,
-        max_attempts=max_attempts,
-        timeout_seconds=timeout_seconds,
-        output_uri=f"{output_base.rstrip('/')}/{run_id}",
-        queued_at=utcnow(),
-        attempt=0,
-        progress_cell=0,
-        progress_total=0,
-    )
-    with wb.session() as session, session.begin():
-        session.add(row)
-    return run_id
 
 
 def get_run(wb: Workbench, run_id: str | uuid.UUID) -> Run:
@@ -148,7 +135,106 @@ def list_runs(
         return [Run.from_row(r) for r in session.scalars(query)]
 
 
+# -- queuing ----------------------------------------------------------------------------------
+
+
+def create_run(
+    wb: Workbench,
+    notebook: str,
+    parameters: dict[str, Any],
+    *,
+    output_base: str,
+    timeout_seconds: int | None = None,
+    triggered_by: str = "api",
+    max_attempts: int = 1,
+) -> uuid.UUID:
+    """Insert a queued run; its output goes under ``output_base/<run id>``."""
+    run_id = uuid.uuid4()
+    values = {
+        "id": run_id,
+        "notebook": notebook,
+        "parameters": parameters,
+        "status": RunStatus.QUEUED,
+        "triggered_by": triggered_by,
+        "max_attempts": max_attempts,
+        "timeout_seconds": timeout_seconds,
+        "output_uri": f"{output_base.rstrip('/')}/{run_id}",
+        "queued_at": utcnow(),
+        "attempt": 0,
+        "progress_cell": 0,
+        "progress_total": 0,
+    }
+    with wb.session() as session, session.begin():
+        session.execute(insert(RunRow).values(**values))
+    return run_id
+
+
+def job_run_values(
+    job: Job, *, scheduled_for: datetime | None, triggered_by: str, now: datetime | None = None
+) -> dict[str, Any]:
+    """The columns of a queued run of ``job``: its parameters, attempts and timeout."""
+    return {
+        "id": uuid.uuid4(),
+        "job_id": job.id,
+        "notebook": job.notebook,
+        "parameters": dict(job.parameters or {}),
+        "status": RunStatus.QUEUED,
+        "scheduled_for": scheduled_for,
+        "attempt": 0,
+        "max_attempts": job.retries + 1,
+        "timeout_seconds": job.timeout_seconds,
+        "triggered_by": triggered_by,
+        "queued_at": now or utcnow(),
+        "team_id": job.team_id,
+    }
+
+
+def queue_job_run(
+    wb: Workbench, session: Session, job: Job, *, triggered_by: str, now: datetime | None = None
+) -> uuid.UUID:
+    """Insert a queued run of ``job`` outside its schedule, in ``session``'s transaction."""
+    values = job_run_values(job, scheduled_for=None, triggered_by=triggered_by, now=now)
+    session.execute(insert(RunRow).values(**values))
+    run_id: uuid.UUID = values["id"]
+    return run_id
+
+
+def queue_slot_once(
+    wb: Workbench, session: Session, job: Job, slot: datetime, *, now: datetime
+) -> uuid.UUID | None:
+    """Queue the run of ``job``'s schedule slot ``slot`` unless it exists; its id, or None.
+
+    Exactly once per (job, slot) rests on the unique constraint on (job_id, scheduled_for):
+    the insert does nothing on conflict, so two schedulers cannot both queue a slot.
+    """
+    values = job_run_values(job, scheduled_for=slot, triggered_by="schedule", now=now)
+    dialect_insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        dialect_insert(RunRow)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["job_id", "scheduled_for"])
+        .returning(RunRow.id)
+    )
+    run_id: uuid.UUID | None = session.execute(statement).scalar_one_or_none()
+    return run_id
+
+
+def mark_dispatched(
+    conn: Connection | Session, run_ids: list[uuid.UUID], *, worker: str, now: datetime
+) -> None:
+    """Note that the still-queued ``run_ids`` were handed to an executor (``worker``), ``now``."""
+    conn.execute(
+        update(RunRow)
+        .where(RunRow.id.in_(run_ids), RunRow.status == RunStatus.QUEUED)
+        .values(worker=worker, heartbeat_at=now)
+    )
+
+
+# -- the attempts: claim, heartbeat, outcome, retry (fenced) ----------------------------------
+
+
 def _fenced(run_id: uuid.UUID, attempt: int) -> Any:
+    """The one fencing rule: an UPDATE of ``attempt`` only while that attempt is running."""
     return (
         update(RunRow)
         .where(RunRow.id == run_id)
@@ -258,6 +344,30 @@ def requeue_for_retry(
             )
         ).rowcount
     return bool(done)
+
+
+def expire_lease(
+    wb: Workbench,
+    session: Session,
+    run_id: uuid.UUID,
+    attempt: int,
+    *,
+    now: datetime,
+    retry_at: datetime | None,
+    error_message: str,
+) -> bool:
+    """End ``attempt``, whose lease expired before ``now``, as ``WorkerLost``; False if fenced.
+
+    With ``retry_at`` the run is queued again until then, otherwise it fails. The write is
+    part of ``session``'s transaction.
+    """
+    fenced = _fenced(run_id, attempt).where(RunRow.lease_expires_at < now)
+    lost = {"lease_expires_at": None, "error_name": "WorkerLost", "error_message": error_message}
+    if retry_at is not None:
+        values = {"status": RunStatus.QUEUED, "not_before": retry_at, "worker": None, **lost}
+    else:
+        values = {"status": RunStatus.FAILED, "finished_at": now, **lost}
+    return bool(session.connection().execute(fenced.values(**values)).rowcount)
 
 
 def cancel_run(wb: Workbench, run_id: str | uuid.UUID) -> Run:

@@ -16,10 +16,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import and_, func, or_, select, text
 
 from workbench.db.models import Job, Run, RunStatus
 from workbench.db.types import utcnow
+from workbench.runs.records import mark_dispatched
 
 if TYPE_CHECKING:
     from workbench.app import Workbench
@@ -85,11 +86,7 @@ def dispatch_runs(
             per_job[job_id] += 1
             chosen.append(run_id)
         if chosen:
-            conn.execute(
-                update(Run)
-                .where(Run.id.in_(chosen), Run.status == RunStatus.QUEUED)
-                .values(worker=DISPATCHED_PREFIX + executor, heartbeat_at=now)
-            )
+            mark_dispatched(conn, chosen, worker=DISPATCHED_PREFIX + executor, now=now)
     for run_id in chosen:
         send(run_id)
         sent.append(run_id)

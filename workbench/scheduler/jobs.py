@@ -5,14 +5,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from workbench.db.models import AuditEntry, CatchUp, Job, Run, RunStatus
+from workbench.db.models import AuditEntry, CatchUp, Job
 from workbench.db.types import utcnow
+from workbench.runs.records import queue_job_run
 from workbench.scheduler.cron import next_slot, validate_schedule, zone
 from workbench.scheduler.errors import JobError, JobNotFoundError
 
@@ -149,10 +149,10 @@ def checked_parameters(
     Raises the errors `workbench run` raises: NotebookError (missing or unreadable notebook)
     and ParameterError (unknown name, wrong type, missing required parameter).
     """
-    from workbench.runs.notebook import load_notebook, notebook_schema
+    from workbench.runs.notebook import load_notebook, locate_notebook, notebook_schema
     from workbench.runs.params import ParameterSchema
 
-    path = str(Path(notebook).expanduser().resolve())
+    path = locate_notebook(notebook)
     values = notebook_schema(load_notebook(path)).validate(parameters, from_cli=from_cli)
     return path, ParameterSchema.to_json(values)
 
@@ -209,28 +209,4 @@ def delete(wb: Workbench, name: str) -> None:
 def trigger(wb: Workbench, name: str, *, triggered_by: str = "manual") -> uuid.UUID:
     """Queue a run of the job now, outside its schedule; returns the run id."""
     with wb.session() as session, session.begin():
-        job = _job(session, name)
-        run = Run(**run_values(job, scheduled_for=None, triggered_by=triggered_by))
-        session.add(run)
-        session.flush()
-        return run.id
-
-
-def run_values(
-    job: Job, *, scheduled_for: datetime | None, triggered_by: str, now: datetime | None = None
-) -> dict[str, Any]:
-    """The columns of a queued run of ``job``: its parameters, attempts and timeout."""
-    return {
-        "id": uuid.uuid4(),
-        "job_id": job.id,
-        "notebook": job.notebook,
-        "parameters": dict(job.parameters or {}),
-        "status": RunStatus.QUEUED,
-        "scheduled_for": scheduled_for,
-        "attempt": 0,
-        "max_attempts": job.retries + 1,
-        "timeout_seconds": job.timeout_seconds,
-        "triggered_by": triggered_by,
-        "queued_at": now or utcnow(),
-        "team_id": job.team_id,
-    }
+        return queue_job_run(wb, session, _job(session, name), triggered_by=triggered_by)

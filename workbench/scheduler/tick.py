@@ -1,7 +1,8 @@
 """One scheduler tick: turn every due slot of every job into exactly one queued run.
 
 Exactly-once per (job, scheduled time) rests on the database, not on timing: the runs table
-has a unique constraint on (job_id, scheduled_for) and inserts use ON CONFLICT DO NOTHING.
+has a unique constraint on (job_id, scheduled_for) and the run records' writer inserts with
+ON CONFLICT DO NOTHING.
 On PostgreSQL job rows are claimed with FOR UPDATE SKIP LOCKED, so several schedulers share
 the work without waiting on each other; on SQLite the write lock is taken up front.
 """
@@ -11,17 +12,15 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from workbench.db.models import CatchUp, Job, Run
+from workbench.db.models import CatchUp, Job
 from workbench.db.types import utcnow
+from workbench.runs.records import queue_slot_once
 from workbench.scheduler.cron import next_slot, slots_between
-from workbench.scheduler.jobs import run_values
 
 if TYPE_CHECKING:
     from workbench.app import Workbench
@@ -58,17 +57,6 @@ def choose_slots(
     return [s for s in slots[-1:] if s >= now - grace]
 
 
-def _insert_once(session: Session, values: dict[str, Any]) -> uuid.UUID | None:
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = (
-        insert(Run)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["job_id", "scheduled_for"])
-        .returning(Run.id)
-    )
-    return session.execute(statement).scalar_one_or_none()
-
-
 def schedule_due(
     wb: Workbench,
     now: datetime | None = None,
@@ -99,9 +87,7 @@ def schedule_due(
             chosen = choose_slots(job.catchup, slots, now, grace, job.catchup_limit)
             result.skipped += len(slots) - len(chosen)
             for slot in chosen:
-                run_id = _insert_once(
-                    session, run_values(job, scheduled_for=slot, triggered_by="schedule", now=now)
-                )
+                run_id = queue_slot_once(wb, session, job, slot, now=now)
                 if run_id is not None:
                     result.created.append(run_id)
             if slots:
