@@ -4,17 +4,26 @@ in this process and in any other (the tables' last writes are part of the key)."
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from workbench.app import Workbench
 from workbench.core.config import load_settings
-from workbench.data.cache import MemoryCache, RedisCache, cache_for, tables_named
+from workbench.data.cache import (
+    MemoryCache,
+    RedisCache,
+    cache_for,
+    cache_namespace,
+    tables_named,
+)
+from workbench.db.engine import create_workbench_engine
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -88,6 +97,36 @@ def test_a_result_is_never_stored_under_a_newer_write_than_it_read(
     write_in_another_process(db_url, 7)  # ... another process writes ...
     store.put(query, params, older, 300)  # ... and the older result is stored
     assert total(cached, seconds=300) == 13
+
+
+def test_the_freshness_engine_given_later_is_the_one_wb_sql_reads(
+    cached: Workbench, db_url: str, sqlite_template: Path, tmp_path: Path
+) -> None:
+    """A login that cannot see every ``datasets`` row (a dashboard viewer's) has its cache read
+    the last writes through another engine, even when its cache already existed."""
+    assert total(cached, seconds=300) == 6  # the cache now exists, with the workbench's engine
+    elsewhere = tmp_path / "elsewhere.db"
+    shutil.copyfile(sqlite_template, elsewhere)  # a catalogue that never sees these writes
+    blind = create_workbench_engine(cached.settings, f"sqlite:///{elsewhere}")
+    try:
+        cache_for(cached, blind)
+        assert total(cached, seconds=300) == 6  # stored under the stamps `blind` reads
+        write_in_another_process(db_url, 1000)
+        assert total(cached, seconds=300) == 6  # wb.sql read the stamps through `blind`
+        cache_for(cached, cached.engine)
+        assert total(cached, seconds=300) == 1006
+    finally:
+        blind.dispose()
+
+
+def test_each_login_has_a_namespace_of_its_own() -> None:
+    base = "postgresql+psycopg://{}:{}@db.example/workbench"
+    assert cache_namespace(base.format("wbu_ann_1", "a")) == cache_namespace(
+        base.format("wbu_ann_1", "rotated")
+    )
+    assert cache_namespace(base.format("wbu_ann_1", "a")) != cache_namespace(
+        base.format("wbu_bob_2", "a")
+    )
 
 
 def test_cache_entries_expire(cached: Workbench) -> None:

@@ -30,8 +30,10 @@ __all__ = [
     "describe",
     "open_backend",
     "read_table",
+    "release_connections",
     "sql",
     "tables",
+    "warm_up",
     "write",
 ]
 
@@ -53,6 +55,32 @@ def open_backend(workbench: Database, *, writing: bool = False) -> Backend:
     from workbench.data.backends.postgres import PostgresBackend
 
     return PostgresBackend.open(url, workbench.settings)
+
+
+def warm_up(workbench: Database) -> None:
+    """Import what a first call on ``workbench``'s database would (pandas, Arrow, the backend
+    and its driver), so a process that will query soon, like a pre-heated dashboard kernel
+    waiting for its viewer, pays it before it is asked."""
+    import pandas  # noqa: F401
+
+    from workbench.data import arrow  # noqa: F401
+    from workbench.data.backends import base  # noqa: F401
+
+    if workbench.database_url.startswith("sqlite"):
+        from workbench.data.backends import sqlite  # noqa: F401
+    else:
+        from workbench.data.backends import postgres  # noqa: F401
+
+
+def release_connections(workbench: Database) -> None:
+    """Close the idle pooled connections the data API keeps for ``workbench``'s login, for a
+    handle that is done, such as a dashboard viewer's. (On SQLite the data API uses the
+    engine's own connections, which closing the workbench closes.)"""
+    if workbench.database_url.startswith("sqlite"):
+        return
+    from workbench.data.backends.postgres import PostgresBackend
+
+    PostgresBackend.release(workbench.database_url, workbench.settings)
 
 
 def sql(

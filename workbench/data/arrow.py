@@ -28,6 +28,7 @@ from workbench.data.errors import DataError
 __all__ = [
     "Dialect",
     "Spec",
+    "decimals_as_floats",
     "decode_type",
     "dtype_label",
     "frame_to_arrow",
@@ -326,6 +327,24 @@ def to_frame(table: pa.Table, specs: dict[str, Spec] | None = None) -> pd.DataFr
             rebuilt[name] = _restore(raw[position], spec)
     for name, series in rebuilt.items():
         frame[name] = series
+    return frame
+
+
+def decimals_as_floats(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with each column of :class:`~decimal.Decimal` values (PostgreSQL ``numeric``,
+    such as ``avg`` of integers) as ``float64``, as :func:`pandas.read_sql_query` gives them:
+    for code that computes and charts with floats rather than exact decimals."""
+    positions = [
+        i
+        for i, dtype in enumerate(frame.dtypes)
+        if dtype == np.dtype(object)
+        and pd.api.types.infer_dtype(frame.iloc[:, i], skipna=True) == "decimal"
+    ]
+    if not positions:
+        return frame
+    frame = frame.copy(deep=False)
+    for i in positions:
+        frame.isetitem(i, frame.iloc[:, i].astype("float64"))
     return frame
 
 

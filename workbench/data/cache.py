@@ -40,6 +40,7 @@ __all__ = [
     "RedisCache",
     "Stamps",
     "cache_for",
+    "cache_namespace",
     "last_writes",
     "tables_named",
     "warm_up",
@@ -249,18 +250,25 @@ _caches: weakref.WeakKeyDictionary[Database, QueryCache] = weakref.WeakKeyDictio
 _caches_lock = threading.Lock()
 
 
+def cache_namespace(database_url: str) -> str:
+    """The part of every cache key that names the database and its login (the URL without
+    its password), so two logins, and so two users, never share an entry."""
+    return hashlib.sha256(mask_url(database_url).encode("utf-8")).hexdigest()[:16]
+
+
 def cache_for(workbench: Database, freshness: Engine | None = None) -> QueryCache:
     """The workbench's cache: Redis if ``WORKBENCH_REDIS_URL`` is set, else in-process.
 
-    Entries are per database login (its URL names the user), so viewers never share results.
-    ``freshness`` reads the tables' last writes (default: the workbench's own engine); a
-    dashboard passes the service's engine, which sees every table's ``datasets`` row.
+    Entries are per database login (:func:`cache_namespace`), so users never share results.
+    ``freshness`` reads the tables' last writes (default: the workbench's own engine). A login
+    that row-level security keeps from some ``datasets`` rows, like a dashboard viewer's,
+    passes an engine that sees them all (the service's); once given, it is kept for every
+    later call on this workbench, ``wb.sql``'s included.
     """
     with _caches_lock:
         cache = _caches.get(workbench)
         if cache is None:
-            database = mask_url(workbench.database_url)
-            namespace = hashlib.sha256(database.encode("utf-8")).hexdigest()[:16]
+            namespace = cache_namespace(workbench.database_url)
             redis_url = workbench.settings.effective_redis_url()
             stamps = last_writes(freshness if freshness is not None else workbench.engine)
             cache = (
@@ -269,4 +277,6 @@ def cache_for(workbench: Database, freshness: Engine | None = None) -> QueryCach
                 else MemoryCache(namespace, stamps)
             )
             _caches[workbench] = cache
+        elif freshness is not None:
+            cache.stamps = last_writes(freshness)
         return cache

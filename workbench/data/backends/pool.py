@@ -22,7 +22,7 @@ from sqlalchemy.pool import QueuePool
 
 from workbench.data.backends.base import AdbcError
 
-__all__ = ["checkout", "dispose_all"]
+__all__ = ["checkout", "dispose", "dispose_all"]
 
 #: Idle connections kept per login; a burst beyond it opens (and then closes) extra ones.
 POOL_SIZE = 2
@@ -81,6 +81,15 @@ def checkout(uri: str, connect: Callable[[], Any], recycle: int = 1800) -> Any:
     """A pooled connection for ``uri`` (opened with ``connect`` when none is idle), in a
     transaction; call ``.close()`` on it to give it back."""
     return _pool(uri, connect, recycle).connect()
+
+
+def dispose(uri: str) -> None:
+    """Close the idle pooled connections of one login (``uri`` as given to :func:`checkout`),
+    for a handle that is done with it; the pool opens new ones if that login comes back."""
+    with _lock:
+        pool = _pools.get(uri) if os.getpid() == _owner_pid else None
+    if pool is not None:
+        pool.dispose()
 
 
 def dispose_all() -> None:

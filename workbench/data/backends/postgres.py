@@ -72,6 +72,11 @@ class PostgresBackend(Backend):
             ) from None
         return cls(connection)
 
+    @staticmethod
+    def release(url: str, settings: Settings) -> None:
+        """Close the idle pooled connections :meth:`open` keeps for ``url``'s login."""
+        io_pool.dispose(libpq_uri(url, settings))
+
     def columns(self, table: str) -> dict[str, pa.DataType] | None:
         exists = self.scalar(
             "SELECT count(*) FROM pg_catalog.pg_tables "
