@@ -3,9 +3,10 @@
 The server signs a short-lived viewer token for each page request and Voila copies it into
 the kernel's environment (a pre-heated kernel receives it when its page is requested, which
 :func:`connect` waits for). :func:`connect` verifies the token and returns a :class:`Viewer`
-whose queries log in as the viewer's own PostgreSQL role (:func:`user_engine`), so
-row-level security shows that viewer's rows only. The embedded SQLite database is
-single-user: every viewer sees all of it.
+holding a :class:`~workbench.app.Workbench` that logs in as the viewer's own PostgreSQL role
+(:func:`user_database_url`): the page's queries are the data API's (``wb.sql``: its pooled
+ADBC connections of that login, its query cache), and row-level security shows that viewer's
+rows only. The embedded SQLite database is single-user: every viewer sees all of it.
 
 Everything that does not depend on the viewer (imports, the service's connection pool) is
 done before waiting, so a pre-heated kernel has it ready when the page is requested.
@@ -23,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from tornado.websocket import websocket_connect
 
@@ -32,10 +32,12 @@ from workbench.app import Workbench
 from workbench.core.config import Settings, load_settings
 from workbench.dashboards.errors import InvalidViewerError
 from workbench.dashboards.tokens import VIEWER_ENV, verify_viewer
+from workbench.data.api import release_connections
+from workbench.data.api import warm_up as warm_up_data
+from workbench.data.arrow import decimals_as_floats
 from workbench.data.cache import cache_for
 from workbench.data.cache import warm_up as warm_up_cache
-from workbench.data.errors import DataError
-from workbench.db.identity_connect import user_database_url, user_engine
+from workbench.db.identity_connect import user_database_url
 from workbench.db.models import Role, User
 from workbench.runs.results import RecordedRun, latest_scheduled_results
 from workbench.runs.results import warm_up as warm_up_results
@@ -45,37 +47,27 @@ __all__ = ["Viewer", "connect"]
 
 @dataclass
 class Viewer:
-    """The signed-in viewer of a dashboard, with a connection pool of their own."""
+    """The signed-in viewer of a dashboard, with a workbench that logs in as them."""
 
     username: str
     role: Role
     teams: tuple[str, ...]
     workbench: Workbench = field(repr=False)
-    """A workbench logging in as the viewer (for the data API and the query cache)."""
-    engine: Engine = field(repr=False)
+    """A workbench logging in as the viewer: the page's queries and the runs it reads."""
     service: Workbench = field(repr=False)
-    """The service's own workbench: reads the tables' last writes for the query cache and
-    the runs' recorded results (never data rows for the page)."""
+    """The service's own workbench: reads the tables' last writes for the query cache
+    (never data rows for the page)."""
 
     def sql(self, query: str, cache: float | None = None, **params: Any) -> pd.DataFrame:
-        """Like ``wb.sql`` (``:name`` parameters, ``cache=seconds``), as this viewer.
+        """``wb.sql`` as this viewer (``:name`` parameters, ``cache=seconds``).
 
-        Runs on the viewer's pooled connection: a page's queries share one login.
+        The data API on the viewer's workbench: pooled connections of the viewer's login (a
+        page's queries share one), and the query cache, whose entries are that login's alone
+        and are dropped by a write to a table the query reads. Numbers come back as floats
+        (``numeric`` too, as :func:`pandas.read_sql_query` gives them), which pages compute
+        and chart with.
         """
-        store = cache_for(self.workbench, self.service.engine) if cache is not None else None
-        if store is not None:
-            hit = store.get(query, params)
-            if hit is not None:
-                return hit
-        try:
-            with self.engine.connect() as connection:
-                frame = pd.read_sql_query(text(query), connection, params=params)
-        except SQLAlchemyError as exc:
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            raise DataError(f"The query failed: {reason}") from None
-        if store is not None and cache is not None:
-            store.put(query, params, frame, cache)
-        return frame
+        return decimals_as_floats(self.workbench.sql(query, cache, **params))
 
     def recorded(
         self, notebook_name: str, names: Sequence[str], **params: Any
@@ -88,7 +80,7 @@ class Viewer:
         admin (an admin's or a multi-team viewer's live rows span teams, which no single
         team's run computed). The embedded SQLite database has one user: any run is theirs.
         """
-        single_user = self.engine.dialect.name != "postgresql"
+        single_user = self.workbench.engine.dialect.name != "postgresql"
         if not single_user and (self.role == Role.ADMIN or len(self.teams) != 1):
             return None
         try:
@@ -99,7 +91,7 @@ class Viewer:
             return None  # results are a shortcut: the live queries still answer
 
     def close(self) -> None:
-        self.engine.dispose()
+        release_connections(self.workbench)
         self.workbench.close()
         self.service.close()
 
@@ -146,12 +138,15 @@ def _identity(owner: Workbench, user_id: str, username: str) -> Viewer:
         if user is None or not user.is_active or user.username != username:
             raise InvalidViewerError("This account can no longer open dashboards.")
         if owner.engine.dialect.name != "postgresql":
-            return Viewer(user.username, user.role, (), owner, owner.engine, owner)
+            return Viewer(user.username, user.role, (), owner, owner)
         url = user_database_url(owner.settings, user).render_as_string(hide_password=False)
-        engine = user_engine(owner.settings, user)
         teams = tuple(teams_of(session, user))
         own = Workbench(owner.settings, url)
-        return Viewer(user.username, user.role, teams, own, engine, owner)
+        # Row-level security can hide a table's datasets row from the viewer's login (another
+        # team's table whose rows they may read), so the cache reads the last writes through
+        # the service: any wb.write to a table a query reads refreshes the page.
+        cache_for(own, owner.engine)
+        return Viewer(user.username, user.role, teams, own, owner)
 
 
 def connect(settings: Settings | None = None) -> Viewer:
@@ -160,8 +155,9 @@ def connect(settings: Settings | None = None) -> Viewer:
     owner = Workbench(settings)
     with owner.engine.connect():
         pass  # warm the service's pool before the request arrives
-    # The first cached query and the first recorded frame would otherwise import their
-    # readers (and the Redis client) after the request: a fifth of a second on this path.
+    # The first query, cached query and recorded frame would otherwise import their readers
+    # (the ADBC driver, the Redis client) after the request: a fifth of a second or more.
+    warm_up_data(owner)
     warm_up_cache(settings.effective_redis_url())
     warm_up_results()
     _wait_for_page_request()
