@@ -385,15 +385,9 @@ def _retry_base_seconds(wb: Workbench, run: Run) -> float:
 def _notify(wb: Workbench, run: Run) -> None:
     """Tell the plugins (and, for finished runs, the notifiers); never fails the run."""
     from workbench.notify import notify_run
-    from workbench.plugins.events import RunEvent
 
-    event = RunEvent(
-        run_id=run.id, notebook=run.notebook, status=run.status.value, attempt=run.attempt,
-        triggered_by=run.triggered_by, parameters=dict(run.parameters),
-        queued_at=run.queued_at, started_at=run.started_at, finished_at=run.finished_at,
-        error_name=run.error_name, error_message=run.error_message, output_uri=run.output_uri,
-    )  # fmt: skip
     try:
+        event = records.run_event(run, job_name=records.job_name_of(wb, run))
         notify_run(wb.plugins, wb.settings, event)
     except Exception:  # a plugin's failure is logged by the plugin manager, not fatal here
         log.exception("notifying about run %s failed", run.id)

@@ -8,22 +8,29 @@ overwrites newer state.
 
 Writes that belong to a caller's transaction (the scheduler tick's slots, a job trigger, the
 reaper, the dispatcher) take that session or connection; the others open their own.
+
+Every run that becomes ``queued`` (a new run, a job's run, a schedule slot, a retry) is
+announced to the plugins' ``run_queued`` hook once its transaction has committed; a run
+queued inside a caller's session is announced when that session commits, never on rollback.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import event, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from workbench.db.models import Job, RunStatus
 from workbench.db.models import Run as RunRow
 from workbench.db.types import utcnow
+from workbench.plugins.events import RunEvent
 from workbench.runs.errors import RunNotFoundError, RunStateError
 
 if TYPE_CHECKING:
@@ -35,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FINISHED",
     "Run",
+    "announce_queued",
     "cancel_run",
     "claim_run",
     "create_run",
@@ -42,6 +50,7 @@ __all__ = [
     "finish_run",
     "get_run",
     "heartbeat",
+    "job_name_of",
     "job_run_values",
     "list_runs",
     "mark_dispatched",
@@ -50,7 +59,10 @@ __all__ = [
     "queue_slot_once",
     "requeue_for_retry",
     "retry_delay",
+    "run_event",
 ]
+
+log = logging.getLogger(__name__)
 
 FINISHED = frozenset(
     {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TIMED_OUT}
@@ -135,6 +147,73 @@ def list_runs(
         return [Run.from_row(r) for r in session.scalars(query)]
 
 
+def job_name_of(wb: Workbench, run: Run) -> str | None:
+    """The name of the job ``run`` belongs to; None for a run of no (or a deleted) job."""
+    if run.job_id is None:
+        return None
+    with wb.session() as session:
+        return session.scalar(select(Job.name).where(Job.id == run.job_id))
+
+
+def run_event(run: Run, *, job_name: str | None = None) -> RunEvent:
+    """What the lifecycle hooks and notifiers are told about ``run``."""
+    return RunEvent(
+        run_id=run.id, notebook=run.notebook, status=run.status.value, attempt=run.attempt,
+        job_name=job_name, triggered_by=run.triggered_by, parameters=dict(run.parameters),
+        queued_at=run.queued_at, started_at=run.started_at, finished_at=run.finished_at,
+        error_name=run.error_name, error_message=run.error_message, output_uri=run.output_uri,
+    )  # fmt: skip
+
+
+# -- announcing queued runs -------------------------------------------------------------------
+
+_PENDING = "workbench.runs.records.queued"
+
+
+def announce_queued(wb: Workbench, run_ids: Iterable[uuid.UUID]) -> None:
+    """Call ``run_queued`` for each of ``run_ids`` (oldest first); never fails the caller.
+
+    Call it only once the runs' transaction committed: a plugin must not hear of a run that a
+    rollback then removes. The writers below do so themselves.
+    """
+    ids = list(run_ids)
+    if not ids:
+        return
+    try:
+        with wb.session() as session:
+            rows = session.execute(
+                select(RunRow, Job.name)
+                .outerjoin(Job, Job.id == RunRow.job_id)
+                .where(RunRow.id.in_(ids))
+                .order_by(RunRow.queued_at, RunRow.scheduled_for)
+            ).all()
+            events = [run_event(Run.from_row(row), job_name=name) for row, name in rows]
+        for queued in events:
+            wb.plugins.call("run_queued", event=queued)
+    except Exception:  # a plugin's failure is logged by the plugin manager, not fatal here
+        log.exception("announcing queued runs %s failed", ", ".join(map(str, ids)))
+
+
+def _announce_on_commit(wb: Workbench, session: Session, run_id: uuid.UUID) -> None:
+    """Announce ``run_id`` once ``session``'s transaction commits; forget it on rollback."""
+    pending: list[uuid.UUID] | None = session.info.get(_PENDING)
+    if pending is None:
+        pending = session.info[_PENDING] = []
+        queued = pending
+
+        def committed(_session: Session) -> None:
+            ids = list(queued)
+            queued.clear()
+            announce_queued(wb, ids)
+
+        def rolled_back(_session: Session) -> None:
+            queued.clear()
+
+        event.listen(session, "after_commit", committed)
+        event.listen(session, "after_rollback", rolled_back)
+    pending.append(run_id)
+
+
 # -- queuing ----------------------------------------------------------------------------------
 
 
@@ -166,6 +245,7 @@ def create_run(
     }
     with wb.session() as session, session.begin():
         session.execute(insert(RunRow).values(**values))
+    announce_queued(wb, [run_id])
     return run_id
 
 
@@ -195,6 +275,7 @@ def queue_job_run(
     """Insert a queued run of ``job`` outside its schedule, in ``session``'s transaction."""
     values = job_run_values(job, scheduled_for=None, triggered_by=triggered_by, now=now)
     session.execute(insert(RunRow).values(**values))
+    _announce_on_commit(wb, session, values["id"])
     run_id: uuid.UUID = values["id"]
     return run_id
 
@@ -216,6 +297,8 @@ def queue_slot_once(
         .returning(RunRow.id)
     )
     run_id: uuid.UUID | None = session.execute(statement).scalar_one_or_none()
+    if run_id is not None:
+        _announce_on_commit(wb, session, run_id)
     return run_id
 
 
@@ -343,6 +426,8 @@ def requeue_for_retry(
                 **values,
             )
         ).rowcount
+    if done:
+        announce_queued(wb, [run_id])
     return bool(done)
 
 
@@ -359,7 +444,7 @@ def expire_lease(
     """End ``attempt``, whose lease expired before ``now``, as ``WorkerLost``; False if fenced.
 
     With ``retry_at`` the run is queued again until then, otherwise it fails. The write is
-    part of ``session``'s transaction.
+    part of ``session``'s transaction; a re-queued run is announced when it commits.
     """
     fenced = _fenced(run_id, attempt).where(RunRow.lease_expires_at < now)
     lost = {"lease_expires_at": None, "error_name": "WorkerLost", "error_message": error_message}
@@ -367,7 +452,10 @@ def expire_lease(
         values = {"status": RunStatus.QUEUED, "not_before": retry_at, "worker": None, **lost}
     else:
         values = {"status": RunStatus.FAILED, "finished_at": now, **lost}
-    return bool(session.connection().execute(fenced.values(**values)).rowcount)
+    done = bool(session.connection().execute(fenced.values(**values)).rowcount)
+    if done and retry_at is not None:
+        _announce_on_commit(wb, session, run_id)
+    return done
 
 
 def cancel_run(wb: Workbench, run_id: str | uuid.UUID) -> Run:
