@@ -156,4 +156,5 @@ def test_the_layer_contracts_hold_and_catch_an_upward_import(package_copy: Path)
     )
     broken = _lint(package_copy)
     assert broken.returncode != 0
-    assert "workbench.db.engine is not allowed to import workbench.data.api" in broken.stdout
+    assert "workbench.db is not allowed to import workbench.data" in broken.stdout
+    assert "workbench.db.engine -> workbench.data.api" in broken.stdout
