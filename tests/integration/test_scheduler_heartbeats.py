@@ -23,7 +23,7 @@ from workbench.core.config import load_settings
 from workbench.db.identity_connect import user_database_url
 from workbench.db.models import ServiceKind
 from workbench.ops.health import check_schedulers, run_checks
-from workbench.scheduler.heartbeats import ServiceBeat, service_statuses, stale_after
+from workbench.ops.heartbeats import ServiceBeat, service_statuses, stale_after
 
 POLL = 0.3
 STALE = stale_after(POLL)

@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from workbench.core.config import Settings, mask_url
 from workbench.db import migrate
 from workbench.db.models import ServiceKind
-from workbench.scheduler.heartbeats import service_statuses, stale_after
+from workbench.ops.heartbeats import service_statuses, stale_after
 
 __all__ = [
     "Check",

@@ -1,4 +1,4 @@
-"""Service heartbeats: each scheduler process keeps one row fresh while it lives.
+"""Service heartbeats: each service process (today a scheduler) keeps one row fresh while alive.
 
 A process registers a row when it starts, refreshes ``heartbeat_at`` every poll and deletes the
 row when it stops cleanly. A row whose heartbeat is older than the stale bound therefore means a
