@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from workbench.db.models import ServiceKind
+from workbench.ops.heartbeats import ServiceBeat
 from workbench.scheduler.dispatch import dispatch_runs
 from workbench.scheduler.errors import SchedulerAlreadyRunningError
-from workbench.scheduler.heartbeats import ServiceBeat
 from workbench.scheduler.reaper import reap_expired
 from workbench.scheduler.tick import schedule_due
 
