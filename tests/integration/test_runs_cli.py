@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from tests.cli import run_cli
 from workbench.app import Workbench
 from workbench.core.home import ensure_home, ensure_secret_key
-from workbench.runs.api import queue_run
+from workbench.runs.api import notebook_params, queue_run, show
 from workbench.runs.storage import HTML_NAME, NOTEBOOK_NAME
 
 NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
@@ -145,7 +146,89 @@ def test_run_hands_over_to_a_warm_worker(env, settings) -> None:
         assert f":{server.pid}:" in shown.stdout  # executed by the warm worker's process
         bad = run_cli("run", str(NOTEBOOKS / "trivial.ipynb"), "-p", "x", "two", env=env)
         assert bad.code == 2 and "'x' expects int" in bad.stderr
+        # A name in a notebook folder is found before the request goes to the warm worker.
+        folder = Path("notebooks")
+        folder.mkdir()
+        shutil.copy(NOTEBOOKS / "trivial.ipynb", folder / "warm_by_name.ipynb")
+        by_name = run_cli("run", "warm_by_name", "-p", "x", "3", env=env)
+        assert by_name.code == 0, by_name.output
+        with Workbench(settings, env["WORKBENCH_DATABASE_URL"]) as wb:
+            run = show(_run_id(by_name.stdout), workbench=wb)
+        assert run.notebook == str((folder / "warm_by_name.ipynb").resolve())
+        assert f":{server.pid}:" in (run.worker or "")
     finally:
         server.send_signal(signal.SIGINT)
         server.communicate(timeout=30)
     assert not sock.exists()
+
+
+def _notebook_folder(cwd: Path) -> Path:
+    """``./notebooks`` (a built-in notebook folder) with two notebooks."""
+    folder = cwd / "notebooks"
+    folder.mkdir()
+    shutil.copy(NOTEBOOKS / "non_ascii_params.ipynb", folder / "city_report.ipynb")
+    shutil.copy(NOTEBOOKS / "typed_params.ipynb", folder)
+    return folder.resolve()
+
+
+def test_a_notebook_is_run_by_its_name_in_a_notebook_folder(env, settings, tmp_path) -> None:
+    folder = _notebook_folder(tmp_path)
+    done = run_cli("run", "city_report", "-p", "city", "Köln", env=env)
+    assert done.code == 0, done.output
+    with Workbench(settings, env["WORKBENCH_DATABASE_URL"]) as wb:
+        assert show(_run_id(done.stdout), workbench=wb).notebook == str(
+            folder / "city_report.ipynb"
+        )
+    assert "Köln" in run_cli("runs", "logs", _run_id(done.stdout), env=env).stdout
+
+    missing = run_cli("run", "no_such_report", env=env)
+    assert missing.code == 2, missing.output
+    assert "'no_such_report' does not exist" in missing.stderr
+    assert str(folder) in missing.stderr  # where it looked
+    assert "workbench notebooks list" in missing.stderr
+    assert "Traceback" not in missing.output
+
+
+def test_an_existing_path_wins_over_the_notebook_folders(settings, db_url, tmp_path) -> None:
+    from workbench.scheduler.jobs import checked_parameters
+
+    folder = _notebook_folder(tmp_path)
+    shutil.copy(NOTEBOOKS / "trivial.ipynb", tmp_path / "city_report.ipynb")
+    with Workbench(settings, db_url) as wb:
+        here = queue_run("city_report.ipynb", workbench=wb)
+        assert show(here, workbench=wb).notebook == str((tmp_path / "city_report.ipynb").resolve())
+        by_name = queue_run("typed_params", {"carrier": "DL"}, workbench=wb)
+        assert show(by_name, workbench=wb).notebook == str(folder / "typed_params.ipynb")
+    # Jobs take notebooks the same way and store the found notebook's absolute path.
+    path, values = checked_parameters("typed_params.ipynb", {"min_delay": "5"}, from_cli=True)
+    assert (path, values["min_delay"]) == (str(folder / "typed_params.ipynb"), 5)
+
+
+def test_notebooks_list_shows_the_notebook_folders(settings, tmp_path) -> None:
+    empty = run_cli("notebooks", "list")
+    assert empty.code == 0, empty.output
+    assert "No notebooks in the notebook folders" in empty.stdout
+    assert json.loads(run_cli("notebooks", "list", "--json").stdout) == []
+
+    folder = _notebook_folder(tmp_path)
+    (folder / "broken.ipynb").write_text("not a notebook")
+    home_folder = settings.home_path / "notebooks"
+    home_folder.mkdir(parents=True)
+    shutil.copy(NOTEBOOKS / "trivial.ipynb", home_folder)
+    listed = run_cli("notebooks", "list", "--json")
+    assert listed.code == 0, listed.output
+    typed = len(notebook_params(NOTEBOOKS / "typed_params.ipynb").parameters)
+    assert json.loads(listed.stdout) == [
+        {"folder": str(home_folder.resolve()), "name": "trivial.ipynb", "parameters": 1},
+        {"folder": str(folder), "name": "broken.ipynb", "parameters": None},
+        {"folder": str(folder), "name": "city_report.ipynb", "parameters": 1},
+        {"folder": str(folder), "name": "typed_params.ipynb", "parameters": typed},
+    ]
+    table = run_cli("notebooks", "list")
+    assert table.code == 0, table.output
+    for text in ("city_report.ipynb", "typed_params.ipynb", "unreadable", str(home_folder)):
+        assert text in table.stdout
+    # The names it lists are what `notebooks params` (and `run`) take.
+    params = run_cli("notebooks", "params", "typed_params", "--json")
+    assert params.code == 0, params.output
+    assert "carrier" in json.loads(params.stdout)["properties"]

@@ -1,4 +1,4 @@
-"""`workbench run`, `workbench runs ...`, `workbench notebooks params`, `workbench secrets ...`.
+"""`workbench run`, `workbench runs ...`, `workbench notebooks ...`, `workbench secrets ...`.
 
 `run` starts its kernel before anything else, so the kernel boots while the database and
 the notebook are read; papermill is never imported.
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["notebooks_app", "run_command", "runs_app", "secrets_app"]
 
 runs_app = typer.Typer(help="List, inspect and cancel notebook runs.", no_args_is_help=True)
-notebooks_app = typer.Typer(help="Inspect parameterised notebooks.", no_args_is_help=True)
+notebooks_app = typer.Typer(help="List and inspect parameterised notebooks.", no_args_is_help=True)
 secrets_app = typer.Typer(help="Secrets notebooks use as `secret:NAME`.", no_args_is_help=True)
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -63,7 +63,12 @@ def _pairs(args: list[str]) -> dict[str, str]:
 
 def run_command(
     ctx: typer.Context,
-    notebook: Annotated[Path, typer.Argument(help="The notebook to run.", dir_okay=False)],
+    notebook: Annotated[
+        Path,
+        typer.Argument(
+            help="The notebook: a path, or a name in a notebook folder.", dir_okay=False
+        ),
+    ],
     timeout: Annotated[
         int | None, typer.Option(help="Stop the run after this many seconds (timed out).")
     ] = None,
@@ -107,10 +112,11 @@ def _run_on_warm_worker(
     cell_timeout: int | None,
     storage: str | None,
 ) -> dict[str, Any] | None:
+    from workbench.runs.notebook import locate_notebook
     from workbench.runs.serve import request_run
 
     request = {
-        "notebook": str(notebook.expanduser().resolve()), "parameters": parameters,
+        "notebook": locate_notebook(notebook, settings), "parameters": parameters,
         "timeout": timeout, "cell_timeout": cell_timeout, "storage": storage,
     }  # fmt: skip
     with _progress_bar(notebook) as advance:
@@ -329,13 +335,19 @@ def runs_cancel(
 
 @notebooks_app.command("params")
 def notebooks_params(
-    notebook: Annotated[Path, typer.Argument(help="The notebook.", dir_okay=False)],
+    notebook: Annotated[
+        Path,
+        typer.Argument(
+            help="The notebook: a path, or a name in a notebook folder.", dir_okay=False
+        ),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the schema as JSON.")] = False,
 ) -> None:
     """The typed parameters NOTEBOOK declares in its cell tagged `parameters`."""
     from workbench.runs.api import notebook_params
+    from workbench.runs.notebook import locate_notebook
 
-    schema = notebook_params(notebook)
+    schema = notebook_params(locate_notebook(notebook))
     if as_json:
         console.print_json(json.dumps(schema.to_dict(), ensure_ascii=False))
         return
@@ -350,6 +362,36 @@ def notebooks_params(
     console.print(table)
 
 
+@notebooks_app.command("list")
+def notebooks_list(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
+) -> None:
+    """The notebooks of the notebook folders, which `workbench run NAME` finds by name."""
+    from workbench.runs.notebook import list_notebooks
+
+    found = list_notebooks(_settings(ctx))
+    if as_json:
+        rows = [
+            {"folder": str(n.folder), "name": n.name, "parameters": n.parameters} for n in found
+        ]
+        console.print_json(json.dumps(rows, ensure_ascii=False))
+        return
+    if not found:
+        console.print(
+            "No notebooks in the notebook folders (./notebooks, $WORKBENCH_HOME/notebooks and "
+            "those plugins register)."
+        )
+        return
+    table = Table(title="Notebooks")
+    for column in ("folder", "name", "parameters"):
+        table.add_column(column)
+    for n in found:
+        count = "unreadable" if n.parameters is None else str(n.parameters)
+        table.add_row(escape(str(n.folder)), escape(n.name), count)
+    console.print(table)
+
+
 @secrets_app.command("set")
 def secrets_set(
     ctx: typer.Context,
@@ -361,10 +403,10 @@ def secrets_set(
     ] = None,
 ) -> None:  # fmt: skip
     """Store a secret (the value is never printed)."""
-    from workbench.runs.params import _SECRET_NAME
+    from workbench.runs.params import SECRET_NAME
     from workbench.runs.secrets import set_secret
 
-    if not _SECRET_NAME.match(name):
+    if not SECRET_NAME.match(name):
         raise UsageError("A secret name is letters, digits, '_', '.' or '-' (at most 200).")
     if value_file is not None:
         value = value_file.read_text(encoding="utf-8").strip()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from workbench.app import resolve
 from workbench.runs.errors import ParameterError, SecretNotFoundError
-from workbench.runs.notebook import load_notebook, notebook_schema
+from workbench.runs.notebook import load_notebook, locate_notebook, notebook_schema
 from workbench.runs.params import SECRET_PREFIX, ParameterSchema, is_secret_reference
 from workbench.runs.records import Run, cancel_run, create_run, get_run, list_runs
 from workbench.runs.results import latest_result, record, results
@@ -63,7 +63,7 @@ def queue_run(
     from workbench.runs.storage import default_base
 
     wb = resolve(workbench)
-    path = str(Path(notebook).expanduser().resolve())
+    path = locate_notebook(notebook, wb.settings)
     values = notebook_params(path).validate(dict(parameters or {}), from_cli=from_cli)
     for name, value in values.items():
         refs = value if isinstance(value, list) else [value]

@@ -1,4 +1,8 @@
-"""Reading notebooks and injecting parameters so that no name or value can run code.
+"""Finding and reading notebooks, and injecting parameters so that no name or value can run code.
+
+A notebook is named by its path or, failing that, relative to one of the notebook folders
+(the ``register_notebook_dirs`` hook: ``$WORKBENCH_HOME/notebooks``, ``./notebooks`` and
+plugins'), so ``workbench run flights_kpis`` finds ``./notebooks/flights_kpis.ipynb``.
 
 Values are written only as Python literals (``repr`` of validated ``str``/``int``/``float``/
 ``bool``/``None`` and lists of them), dates through ``fromisoformat`` of such a literal, and
@@ -10,11 +14,13 @@ from __future__ import annotations
 
 import ast
 import json
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from workbench.runs.errors import NotebookError
+from workbench.plugins.hookspecs import hookimpl
+from workbench.runs.errors import NotebookError, ParameterError
 from workbench.runs.params import (
     SECRET_PREFIX,
     ParameterSchema,
@@ -22,13 +28,22 @@ from workbench.runs.params import (
     parse_parameters_source,
 )
 
+if TYPE_CHECKING:
+    from workbench.core.config import Settings
+
 __all__ = [
     "INJECTED_TAG",
+    "NOTEBOOK_SUFFIX",
     "PARAMETERS_TAG",
+    "FolderNotebook",
     "inject_parameters",
+    "list_notebooks",
     "load_notebook",
+    "locate_notebook",
+    "notebook_folders",
     "notebook_schema",
     "read_notebook",
+    "register_notebook_dirs",
     "render_injection",
 ]
 
@@ -37,6 +52,85 @@ INJECTED_TAG = "injected-parameters"
 _DT = "_wb_datetime"
 _SECRET = "_wb_secret"  # noqa: S105 (a helper name, not a secret)
 _HELPERS = {f"{_DT}.date.fromisoformat", f"{_DT}.datetime.fromisoformat", _SECRET}
+
+
+NOTEBOOK_SUFFIX = ".ipynb"
+
+
+@hookimpl
+def register_notebook_dirs(settings: Settings) -> list[Path]:
+    """`$WORKBENCH_HOME/notebooks` and `./notebooks`, where they exist."""
+    candidates = (settings.home_path / "notebooks", Path.cwd() / "notebooks")
+    return [folder for folder in candidates if folder.is_dir()]
+
+
+def notebook_folders(settings: Settings | None = None) -> list[Path]:
+    """The registered notebook folders that exist, resolved, each once, in hook order.
+
+    Without ``settings``, those the process-wide plugins were loaded with.
+    """
+    from workbench.plugins.manager import get_plugins
+
+    plugins = get_plugins(settings)
+    found: list[Path] = []
+    for folder in plugins.collect("register_notebook_dirs", settings=settings or plugins.settings):
+        path = Path(folder).expanduser().resolve()
+        if path.is_dir() and path not in found:
+            found.append(path)
+    return found
+
+
+def locate_notebook(name: str | Path, settings: Settings | None = None) -> str:
+    """The absolute path of the notebook ``name``, which may leave out ``.ipynb``.
+
+    An existing path wins; a relative name is then looked for in the notebook folders, the
+    first holding it winning. A name found nowhere is a :class:`NotebookError` saying where
+    it was looked for.
+    """
+    path = Path(name).expanduser()
+    if path.exists():  # even one that is not a notebook: reading it says what is wrong
+        return str(path.resolve())
+    names = [path]
+    if path.suffix != NOTEBOOK_SUFFIX:
+        names.append(path.with_name(path.name + NOTEBOOK_SUFFIX))
+    folders = [] if path.is_absolute() else notebook_folders(settings)
+    for folder in [Path.cwd(), *folders]:
+        for candidate in names:
+            if (folder / candidate).is_file():
+                return str((folder / candidate).resolve())
+    if path.is_absolute():
+        raise NotebookError(f"Notebook {str(path)!r} does not exist.")
+    looked = ", ".join(str(p) for p in [Path.cwd(), *folders])
+    raise NotebookError(
+        f"Notebook {str(name)!r} does not exist; looked in {looked}. "
+        "`workbench notebooks list` shows the notebooks of the notebook folders."
+    )
+
+
+@dataclass(frozen=True)
+class FolderNotebook:
+    """A notebook in one of the notebook folders, as `workbench notebooks list` shows it."""
+
+    folder: Path
+    name: str
+    """The file name, which runs and jobs can use instead of a path."""
+    parameters: int | None
+    """How many parameters it declares; ``None`` when it cannot be read."""
+
+
+def list_notebooks(settings: Settings | None = None) -> list[FolderNotebook]:
+    """Every notebook directly in the notebook folders, folder by folder, by name."""
+    found: list[FolderNotebook] = []
+    for folder in notebook_folders(settings):
+        for path in sorted(folder.glob("*" + NOTEBOOK_SUFFIX)):
+            if path.name.startswith(".") or not path.is_file():
+                continue
+            try:
+                count: int | None = len(notebook_schema(read_notebook(path)).parameters)
+            except (NotebookError, ParameterError):
+                count = None
+            found.append(FolderNotebook(folder, path.name, count))
+    return found
 
 
 def read_notebook(path: str | Path) -> dict[str, Any]:
