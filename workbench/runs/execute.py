@@ -33,15 +33,15 @@ from workbench.runs.kernels import KernelPool, WarmKernel, bind_code, kernel_env
 from workbench.runs.notebook import INJECTED_TAG, inject_parameters, load_notebook, notebook_schema
 from workbench.runs.params import ParameterSchema
 from workbench.runs.records import Run
+from workbench.runs.results import RUN_ID_ENV
 
 if TYPE_CHECKING:
     from nbformat import NotebookNode
 
     from workbench.app import Workbench
 
-__all__ = ["MAX_CELL_OUTPUT_CHARS", "RUN_ID_ENV", "execute_run", "prepare_notebook"]
+__all__ = ["MAX_CELL_OUTPUT_CHARS", "execute_run", "prepare_notebook"]
 
-RUN_ID_ENV = "WORKBENCH_RUN_ID"
 log = logging.getLogger(__name__)
 TICK_SECONDS = 0.25
 MAX_CELL_OUTPUT_CHARS = 1_000_000

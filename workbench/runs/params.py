@@ -24,6 +24,7 @@ from typing import Any
 from workbench.runs.errors import NotebookError, ParameterError
 
 __all__ = [
+    "SECRET_NAME",
     "SECRET_PREFIX",
     "Parameter",
     "ParameterSchema",
@@ -33,7 +34,8 @@ __all__ = [
 ]
 
 SECRET_PREFIX = "secret:"  # noqa: S105 (a prefix, not a secret)
-_SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,199}$")
+#: What a secret may be called; `workbench secrets set` and `secret:NAME` run parameters check it.
+SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,199}$")
 _SCALARS = {
     "str": "string",
     "int": "integer",
@@ -208,7 +210,7 @@ def _coerce_spec(param: Parameter, spec: TypeSpec, value: Any, *, from_cli: bool
     if is_secret_reference(value):
         if spec.kind not in {"string", "any"}:
             raise _refuse(param, value, spec)
-        if not _SECRET_NAME.match(value[len(SECRET_PREFIX) :]):
+        if not SECRET_NAME.match(value[len(SECRET_PREFIX) :]):
             raise ParameterError(
                 f"Parameter {param.name!r}: a secret reference is `secret:NAME` with NAME made "
                 "of letters, digits, '_', '.' or '-'."

@@ -39,6 +39,7 @@ __all__ = [
     "warm_up",
 ]
 
+#: Tells a run's kernel which run it is (set by runs.execute), so wb.record files results there.
 RUN_ID_ENV = "WORKBENCH_RUN_ID"
 PARQUET = "application/vnd.apache.parquet"
 PNG = "image/png"

@@ -20,7 +20,15 @@ from workbench.runs.errors import SecretNotFoundError
 if TYPE_CHECKING:
     from workbench.app import Workbench
 
-__all__ = ["PURPOSE", "delete_secret", "list_secrets", "resolve", "secret_exists", "set_secret"]
+__all__ = [
+    "PURPOSE",
+    "delete_secret",
+    "list_secrets",
+    "read_secret",
+    "resolve",
+    "secret_exists",
+    "set_secret",
+]
 
 PURPOSE = "notebook-secrets"
 
@@ -56,7 +64,8 @@ def secret_exists(wb: Workbench, name: str) -> bool:
         return session.scalar(select(Secret.id).where(Secret.name == name)) is not None
 
 
-def _read(wb: Workbench, name: str) -> str:
+def read_secret(wb: Workbench, name: str) -> str:
+    """The value of secret ``name`` in ``wb``'s store; an unknown name says how to add it."""
     with wb.session() as session:
         token = session.scalar(select(Secret.value_encrypted).where(Secret.name == name))
     if token is None:
@@ -73,4 +82,4 @@ def resolve(name: str) -> str:
     """
     from workbench.app import default
 
-    return _read(default(), name)
+    return read_secret(default(), name)

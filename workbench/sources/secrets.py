@@ -12,14 +12,13 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
+from workbench.runs.params import SECRET_PREFIX, is_secret_reference
 from workbench.sources.errors import SourceOptionError
 
 if TYPE_CHECKING:
     from workbench.app import Workbench
 
-__all__ = ["SECRET_PREFIX", "is_reference", "resolve_reference", "using_workbench"]
-
-SECRET_PREFIX = "secret:"  # noqa: S105 - the reference prefix, not a secret
+__all__ = ["is_reference", "resolve_reference", "using_workbench"]
 
 _current: ContextVar[Workbench | None] = ContextVar("workbench_ingesting", default=None)
 
@@ -35,7 +34,8 @@ def using_workbench(wb: Workbench) -> Iterator[None]:
 
 
 def is_reference(value: str) -> bool:
-    return value.startswith(SECRET_PREFIX)
+    """True for a ``secret:NAME`` option value (the same references run parameters take)."""
+    return is_secret_reference(value)
 
 
 def resolve_reference(value: str, option: str) -> str:
@@ -50,11 +50,11 @@ def resolve_reference(value: str, option: str) -> str:
         raise SourceOptionError(
             f"Option {option!r}: `secret:` needs a name, e.g. secret:API_TOKEN."
         )
-    from workbench.runs.secrets import _read
+    from workbench.runs.secrets import read_secret
 
     wb = _current.get()
     if wb is None:
         from workbench.app import default
 
         wb = default()
-    return _read(wb, name)
+    return read_secret(wb, name)
