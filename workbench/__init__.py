@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from workbench.core.errors import WorkbenchError
     from workbench.data.errors import DataError, TableNotFoundError
     from workbench.db.errors import IdentifierError
+    from workbench.plugins.hookspecs import hookimpl
     from workbench.runs.api import (
         Run,
         Worker,
@@ -53,6 +54,7 @@ __all__ = [
     "default",
     "describe",
     "disable_user",
+    "hookimpl",
     "ingest",
     "init",
     "jobs",
@@ -93,6 +95,7 @@ _LAZY = {
     "TableNotFoundError": "workbench.data.errors",
     "IdentifierError": "workbench.db.errors",
     "WorkbenchError": "workbench.core.errors",
+    "hookimpl": "workbench.plugins.hookspecs",
     "AuthenticationError": "workbench.accounts.errors",
     "ingest": "workbench.sources.ingest",
     "search_documents": "workbench.sources.search",

@@ -18,8 +18,9 @@ from pathlib import Path
 from workbench.core.config import Settings
 from workbench.dashboards.errors import NoDashboardsError
 from workbench.db.models import Role
+from workbench.plugins.hookspecs import hookimpl
 
-__all__ = ["Dashboard", "dashboard_folders", "find", "list_dashboards"]
+__all__ = ["Dashboard", "dashboard_folders", "find", "list_dashboards", "register_dashboard_dirs"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,13 @@ class Dashboard:
 
     def allows(self, role: Role) -> bool:
         return self.roles is None or role in self.roles
+
+
+@hookimpl
+def register_dashboard_dirs(settings: Settings) -> list[Path]:
+    """`$WORKBENCH_HOME/dashboards` and `./dashboards`, where they exist."""
+    candidates = (settings.home_path / "dashboards", Path.cwd() / "dashboards")
+    return [folder for folder in candidates if folder.is_dir()]
 
 
 def dashboard_folders(settings: Settings, extra: list[Path] | None = None) -> list[Path]:

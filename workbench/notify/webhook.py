@@ -1,4 +1,8 @@
-"""The built-in webhook notifier: POSTs a run event as JSON, with retries and a timeout."""
+"""The built-in webhook notifier: POSTs a run event as JSON, with retries and a timeout.
+
+It is registered through the ``register_notifiers`` hook, like any plugin's notifier, when
+``WORKBENCH_WEBHOOK_URL`` is configured.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,16 @@ import dataclasses
 import json
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from workbench.plugins.events import RunEvent
+from workbench.plugins.hookspecs import hookimpl
 
-__all__ = ["WebhookNotifier", "event_payload"]
+if TYPE_CHECKING:
+    from workbench.core.config import Settings
+
+__all__ = ["WebhookNotifier", "event_payload", "register_notifiers"]
 
 log = logging.getLogger(__name__)
 
@@ -65,3 +73,10 @@ class WebhookNotifier:
             f"webhook {self.safe_target} did not accept run {event.run_id} after "
             f"{self.attempts} attempts ({last_error})"
         )
+
+
+@hookimpl
+def register_notifiers(settings: Settings) -> list[WebhookNotifier]:
+    """The webhook at ``WORKBENCH_WEBHOOK_URL``, when one is configured."""
+    url = settings.effective_webhook_url()
+    return [WebhookNotifier(url, timeout=settings.webhook_timeout)] if url else []

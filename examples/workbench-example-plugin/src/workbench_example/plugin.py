@@ -10,9 +10,9 @@ from typing import Any
 
 import typer
 
+from workbench import hookimpl
 from workbench.core.config import Settings
 from workbench.plugins.events import RunEvent
-from workbench.plugins.hookspecs import hookimpl
 
 EARTH_RADIUS_KM = 6371.0088
 

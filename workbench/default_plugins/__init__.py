@@ -1,1 +1,0 @@
-"""Workbench's own features, registered through the same hooks as third-party plugins."""
