@@ -38,7 +38,7 @@ from workbench.api import init  # noqa: E402
 from workbench.app import Workbench  # noqa: E402
 from workbench.core.config import load_settings  # noqa: E402
 from workbench.db.models import Run, RunStatus  # noqa: E402
-from workbench.scheduler import jobs  # noqa: E402
+from workbench.scheduler import api as jobs  # noqa: E402
 from workbench.scheduler.executors import CeleryExecutor, Executor, LocalExecutor  # noqa: E402
 from workbench.scheduler.service import run_scheduler  # noqa: E402
 
@@ -79,9 +79,9 @@ def _bench(kind: str, runs: int, workers: int, poll: float) -> dict[str, float]:
         )
         init()
         wb = Workbench(load_settings())
-        jobs.register(wb, "trivial", TRIVIAL, max_concurrency=workers * 2)
+        jobs.register("trivial", TRIVIAL, max_concurrency=workers * 2, workbench=wb)
         for _ in range(runs):
-            jobs.trigger(wb, "trivial")
+            jobs.trigger("trivial", workbench=wb)
         worker = None
         executor: Executor
         if kind == "celery":

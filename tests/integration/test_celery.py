@@ -19,7 +19,7 @@ from workbench.app import Workbench
 from workbench.core.config import load_settings
 from workbench.core.errors import ConfigError
 from workbench.db.models import RunStatus
-from workbench.scheduler import jobs
+from workbench.scheduler import api as jobs
 from workbench.scheduler.celery_app import check_visibility_timeout
 from workbench.scheduler.executors import CeleryExecutor
 from workbench.scheduler.service import run_scheduler
@@ -92,8 +92,8 @@ def test_runs_execute_on_celery_workers(
     worker: subprocess.Popen[bytes], scheduler: Workbench
 ) -> None:
     wb = scheduler
-    jobs.register(wb, "quick", SLEEPS, parameters={"seconds": 0.1}, max_concurrency=3)
-    ids = [jobs.trigger(wb, "quick") for _ in range(3)]
+    jobs.register("quick", SLEEPS, parameters={"seconds": 0.1}, max_concurrency=3, workbench=wb)
+    ids = [jobs.trigger("quick", workbench=wb) for _ in range(3)]
     wait_for(lambda: all(run_row(wb, i).status is RunStatus.SUCCEEDED for i in ids), 120, "3 runs")
     workers = {(run_row(wb, i).worker or "").split(":")[1] for i in ids}
     assert str(worker.pid) not in workers  # executed by the worker's child processes
@@ -103,9 +103,11 @@ def test_kill_9_of_a_celery_worker_process_mid_run(
     worker: subprocess.Popen[bytes], scheduler: Workbench
 ) -> None:
     wb = scheduler
-    jobs.register(wb, "retried", SLEEPS, parameters={"seconds": 4}, retries=1, retry_delay=0)
-    jobs.register(wb, "lost", SLEEPS, parameters={"seconds": 60}, retries=0)
-    retried, lost = jobs.trigger(wb, "retried"), jobs.trigger(wb, "lost")
+    jobs.register(
+        "retried", SLEEPS, parameters={"seconds": 4}, retries=1, retry_delay=0, workbench=wb
+    )
+    jobs.register("lost", SLEEPS, parameters={"seconds": 60}, retries=0, workbench=wb)
+    retried, lost = jobs.trigger("retried", workbench=wb), jobs.trigger("lost", workbench=wb)
     wait_for(
         lambda: (
             run_row(wb, retried).status is RunStatus.RUNNING
@@ -136,7 +138,7 @@ def test_worker_refuses_a_visibility_timeout_shorter_than_a_job(
 
     init()
     wb = Workbench(load_settings())
-    jobs.register(wb, "long", SLEEPS, timeout=7200)
+    jobs.register("long", SLEEPS, timeout=7200, workbench=wb)
     wb.close()
     monkeypatch.setenv("WORKBENCH_CELERY_VISIBILITY_TIMEOUT", "3600")
     with pytest.raises(ConfigError, match="at least 7260 s"):

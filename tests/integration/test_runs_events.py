@@ -24,7 +24,7 @@ from workbench.plugins.manager import Plugins
 from workbench.runs import records
 from workbench.runs.api import queue_run
 from workbench.runs.execute import execute_run
-from workbench.scheduler import jobs
+from workbench.scheduler import api as jobs
 from workbench.scheduler.reaper import reap_expired
 from workbench.scheduler.tick import schedule_due
 
@@ -87,8 +87,8 @@ def test_a_triggered_job_and_its_finished_run_carry_the_job_name(
     recorded: tuple[Workbench, Recorder],
 ) -> None:
     wb, recorder = recorded
-    jobs.register(wb, "nightly", TRIVIAL, parameters={"x": 3})
-    run_id = jobs.trigger(wb, "nightly")
+    jobs.register("nightly", TRIVIAL, parameters={"x": 3}, workbench=wb)
+    run_id = jobs.trigger("nightly", workbench=wb)
     (queued,) = recorder.queued()
     assert (queued.run_id, queued.job_name, queued.triggered_by) == (run_id, "nightly", "manual")
     assert queued.parameters == {"x": 3}
@@ -104,7 +104,7 @@ def test_a_triggered_job_and_its_finished_run_carry_the_job_name(
 
 def test_each_new_schedule_slot_is_announced_once(recorded: tuple[Workbench, Recorder]) -> None:
     wb, recorder = recorded
-    jobs.register(wb, "hourly", TRIVIAL, schedule="0 * * * *", catchup="all", now=T0)
+    jobs.register("hourly", TRIVIAL, schedule="0 * * * *", catchup="all", now=T0, workbench=wb)
     result = schedule_due(wb, T0 + timedelta(hours=2, minutes=1))
     assert len(result.created) == 2
     queued = recorder.queued()
@@ -116,7 +116,7 @@ def test_each_new_schedule_slot_is_announced_once(recorded: tuple[Workbench, Rec
 
 def test_a_rolled_back_queue_is_not_announced(recorded: tuple[Workbench, Recorder]) -> None:
     wb, recorder = recorded
-    jobs.register(wb, "undone", TRIVIAL)
+    jobs.register("undone", TRIVIAL, workbench=wb)
     with (
         wb.session() as session,
         pytest.raises(RuntimeError, match="changed my mind"),
@@ -132,8 +132,8 @@ def test_a_rolled_back_queue_is_not_announced(recorded: tuple[Workbench, Recorde
 
 def test_a_retry_is_announced_when_requeued(recorded: tuple[Workbench, Recorder]) -> None:
     wb, recorder = recorded
-    jobs.register(wb, "flaky", FAILING, retries=2, retry_delay=0)
-    run_id = jobs.trigger(wb, "flaky")
+    jobs.register("flaky", FAILING, retries=2, retry_delay=0, workbench=wb)
+    run_id = jobs.trigger("flaky", workbench=wb)
 
     # A failed attempt is put back in the queue by its runner...
     assert execute_run(run_id, workbench=wb).status.value == "queued"

@@ -19,7 +19,7 @@ from workbench.app import Workbench
 from workbench.core.config import load_settings
 from workbench.db.models import Run, RunStatus
 from workbench.runs import records
-from workbench.scheduler import jobs
+from workbench.scheduler import api as jobs
 from workbench.scheduler.dispatch import dispatch_runs
 from workbench.scheduler.errors import SchedulerAlreadyRunningError
 from workbench.scheduler.executors import LocalExecutor
@@ -42,9 +42,9 @@ def _running(wb: Workbench, run_id: uuid.UUID, attempt: int, lease_left: timedel
 
 
 def test_reaper_retries_then_fails_and_fences(workbench: Workbench) -> None:
-    jobs.register(workbench, "j", SLEEPS, retries=1, retry_delay=30)
-    run_id = jobs.trigger(workbench, "j")
-    live = jobs.trigger(workbench, "j")
+    jobs.register("j", SLEEPS, retries=1, retry_delay=30, workbench=workbench)
+    run_id = jobs.trigger("j", workbench=workbench)
+    live = jobs.trigger("j", workbench=workbench)
     _running(workbench, run_id, attempt=1, lease_left=timedelta(seconds=-1))
     _running(workbench, live, attempt=1, lease_left=timedelta(seconds=30))
 
@@ -77,11 +77,11 @@ def test_backoff_doubles_and_is_capped() -> None:
 
 
 def test_dispatch_respects_per_job_and_global_limits(workbench: Workbench) -> None:
-    jobs.register(workbench, "one-at-a-time", SLEEPS, max_concurrency=1)
-    jobs.register(workbench, "two-at-a-time", SLEEPS, max_concurrency=2)
+    jobs.register("one-at-a-time", SLEEPS, max_concurrency=1, workbench=workbench)
+    jobs.register("two-at-a-time", SLEEPS, max_concurrency=2, workbench=workbench)
     for _ in range(3):
-        jobs.trigger(workbench, "one-at-a-time")
-        jobs.trigger(workbench, "two-at-a-time")
+        jobs.trigger("one-at-a-time", workbench=workbench)
+        jobs.trigger("two-at-a-time", workbench=workbench)
     sent: list[uuid.UUID] = []
     first = dispatch_runs(workbench, sent.append, executor="test", capacity=10, max_running=10)
     assert sent == first
@@ -97,8 +97,8 @@ def test_dispatch_respects_per_job_and_global_limits(workbench: Workbench) -> No
 
 
 def test_dispatch_global_limit_and_not_before(workbench: Workbench) -> None:
-    jobs.register(workbench, "wide", SLEEPS, max_concurrency=10)
-    ids = [jobs.trigger(workbench, "wide") for _ in range(5)]
+    jobs.register("wide", SLEEPS, max_concurrency=10, workbench=workbench)
+    ids = [jobs.trigger("wide", workbench=workbench) for _ in range(5)]
     with workbench.engine.begin() as conn:
         conn.execute(
             update(Run)
@@ -190,8 +190,8 @@ def test_local_executor_runs_jobs_to_completion(
     monkeypatch: pytest.MonkeyPatch, db_url: str, scheduler_thread: Callable[..., None]
 ) -> None:
     wb = _local_workbench(monkeypatch, db_url, lease=10)
-    jobs.register(wb, "quick", SLEEPS, parameters={"seconds": 0.1}, max_concurrency=2)
-    ids = [jobs.trigger(wb, "quick") for _ in range(3)]
+    jobs.register("quick", SLEEPS, parameters={"seconds": 0.1}, max_concurrency=2, workbench=wb)
+    ids = [jobs.trigger("quick", workbench=wb) for _ in range(3)]
     scheduler_thread(wb, LocalExecutor(2))
     wait_for(lambda: all(run_row(wb, i).status is RunStatus.SUCCEEDED for i in ids), 90, "3 runs")
     rows = [run_row(wb, i) for i in ids]
@@ -204,8 +204,8 @@ def test_a_finished_run_frees_its_worker_at_once_not_at_the_next_poll(
 ) -> None:
     poll = 120.0  # the scheduler's full tick: only the executor's wake-up dispatches sooner
     wb = _local_workbench(monkeypatch, pg_url, lease=30)
-    jobs.register(wb, "quick", SLEEPS, parameters={"seconds": 0.1}, max_concurrency=2)
-    first, second = jobs.trigger(wb, "quick"), jobs.trigger(wb, "quick")
+    jobs.register("quick", SLEEPS, parameters={"seconds": 0.1}, max_concurrency=2, workbench=wb)
+    first, second = jobs.trigger("quick", workbench=wb), jobs.trigger("quick", workbench=wb)
     scheduler_thread(wb, LocalExecutor(1), poll)
     wait_for(lambda: run_row(wb, second).status is RunStatus.SUCCEEDED, poll - 10, "the second run")
     done, started = run_row(wb, first).finished_at, run_row(wb, second).started_at
@@ -218,9 +218,11 @@ def test_kill_9_of_a_local_worker_mid_run(
 ) -> None:
     lease = 3.0
     wb = _local_workbench(monkeypatch, pg_url, lease=lease)
-    jobs.register(wb, "retried", SLEEPS, parameters={"seconds": 4}, retries=1, retry_delay=0)
-    jobs.register(wb, "lost", SLEEPS, parameters={"seconds": 30}, retries=0)
-    retried, lost = jobs.trigger(wb, "retried"), jobs.trigger(wb, "lost")
+    jobs.register(
+        "retried", SLEEPS, parameters={"seconds": 4}, retries=1, retry_delay=0, workbench=wb
+    )
+    jobs.register("lost", SLEEPS, parameters={"seconds": 30}, retries=0, workbench=wb)
+    retried, lost = jobs.trigger("retried", workbench=wb), jobs.trigger("lost", workbench=wb)
     executor = LocalExecutor(2)
     scheduler_thread(wb, executor)
     wait_for(
@@ -270,8 +272,8 @@ def test_failed_attempts_are_retried_with_backoff_then_fail_once(db_url: str) ->
     plugins._register(Recorder(), "recorder", "1", builtin=False)
     wb = Workbench(settings, db_url, plugins=plugins)
     failing = str(NOTEBOOKS / "fails_in_cell_2.ipynb")
-    jobs.register(wb, "flaky", failing, retries=2, retry_delay=10)
-    run_id = jobs.trigger(wb, "flaky")
+    jobs.register("flaky", failing, retries=2, retry_delay=10, workbench=wb)
+    run_id = jobs.trigger("flaky", workbench=wb)
 
     first = execute_run(run_id, workbench=wb)
     assert first.status is RunStatus.QUEUED

@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 from workbench.app import Workbench
 from workbench.core.config import Settings
 from workbench.db.models import Job, Run, RunStatus
-from workbench.scheduler import jobs
+from workbench.scheduler import api as jobs
+from workbench.scheduler.errors import JobError, JobNotFoundError
 from workbench.scheduler.tick import schedule_due
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -29,12 +30,12 @@ def _runs(wb: Workbench, name: str) -> list[Run]:
 
 def test_dst_job_ticked_every_15_minutes(workbench: Workbench) -> None:
     jobs.register(
-        workbench,
         "berlin",
         NB,
         schedule="30 2 * * *",
         timezone="Europe/Berlin",
         now=datetime(2026, 3, 27, 12, tzinfo=UTC),
+        workbench=workbench,
     )
     now = datetime(2026, 3, 27, 12, tzinfo=UTC)
     while now < datetime(2026, 3, 31, 12, tzinfo=UTC):
@@ -51,7 +52,6 @@ def test_dst_job_ticked_every_15_minutes(workbench: Workbench) -> None:
 
 def test_job_settings_travel_with_the_run(workbench: Workbench) -> None:
     jobs.register(
-        workbench,
         "kpis",
         KPIS,
         schedule="0 * * * *",
@@ -59,6 +59,7 @@ def test_job_settings_travel_with_the_run(workbench: Workbench) -> None:
         retries=2,
         timeout=600,
         now=T0,
+        workbench=workbench,
     )
     result = schedule_due(workbench, T0 + timedelta(hours=1))
     assert len(result.created) == 1
@@ -68,7 +69,7 @@ def test_job_settings_travel_with_the_run(workbench: Workbench) -> None:
     assert run.max_attempts == 3
     assert run.timeout_seconds == 600
     assert run.triggered_by == "schedule"
-    assert jobs.get(workbench, "kpis").next_run_at == T0 + timedelta(hours=2)
+    assert jobs.get("kpis", workbench=workbench).next_run_at == T0 + timedelta(hours=2)
 
 
 @pytest.mark.parametrize(
@@ -79,13 +80,13 @@ def test_catch_up_after_downtime(
     workbench: Workbench, policy: str, limit: int, expected_hours: list[int]
 ) -> None:
     jobs.register(
-        workbench,
         "hourly",
         NB,
         schedule="0 * * * *",
         catchup=policy,
         catchup_limit=limit,
         now=T0,
+        workbench=workbench,
     )
     # The scheduler was down for five slots and comes back 30 minutes after the last one.
     back = T0 + timedelta(hours=5, minutes=30)
@@ -99,57 +100,57 @@ def test_catch_up_after_downtime(
 
 
 def test_catchup_none_still_runs_a_slot_that_is_on_time(workbench: Workbench) -> None:
-    jobs.register(workbench, "j", NB, schedule="0 * * * *", catchup="none", now=T0)
+    jobs.register("j", NB, schedule="0 * * * *", catchup="none", now=T0, workbench=workbench)
     schedule_due(workbench, T0 + timedelta(hours=1, seconds=20))
     assert [r.scheduled_for for r in _runs(workbench, "j")] == [T0 + timedelta(hours=1)]
 
 
 def test_paused_jobs_are_not_scheduled_and_resume_skips_the_pause(workbench: Workbench) -> None:
-    jobs.register(workbench, "p", NB, schedule="0 * * * *", catchup="all", now=T0)
-    jobs.pause(workbench, "p")
+    jobs.register("p", NB, schedule="0 * * * *", catchup="all", now=T0, workbench=workbench)
+    jobs.pause("p", workbench=workbench)
     schedule_due(workbench, T0 + timedelta(hours=3))
     assert _runs(workbench, "p") == []
-    jobs.resume(workbench, "p", now=T0 + timedelta(hours=3, minutes=10))
+    jobs.resume("p", now=T0 + timedelta(hours=3, minutes=10), workbench=workbench)
     schedule_due(workbench, T0 + timedelta(hours=4))
     assert [r.scheduled_for for r in _runs(workbench, "p")] == [T0 + timedelta(hours=4)]
 
 
 def test_trigger_queues_an_unscheduled_run(workbench: Workbench) -> None:
-    jobs.register(workbench, "t", NB, parameters={"x": 1})
-    first = jobs.trigger(workbench, "t")
-    second = jobs.trigger(workbench, "t")
+    jobs.register("t", NB, parameters={"x": 1}, workbench=workbench)
+    first = jobs.trigger("t", workbench=workbench)
+    second = jobs.trigger("t", workbench=workbench)
     runs = _runs(workbench, "t")
     assert {r.id for r in runs} == {first, second}
     assert all(r.scheduled_for is None and r.triggered_by == "manual" for r in runs)
 
 
 def test_unknown_job_and_bad_definitions(workbench: Workbench) -> None:
-    with pytest.raises(jobs.JobNotFoundError, match="jobs list"):
-        jobs.trigger(workbench, "nope")
-    with pytest.raises(jobs.JobError, match="catchup must be one of"):
-        jobs.register(workbench, "x", NB, schedule="0 * * * *", catchup="sometimes")
-    with pytest.raises(jobs.JobError, match="catchup_limit"):
-        jobs.register(workbench, "x", NB, schedule="0 * * * *", catchup_limit=0)
-    with pytest.raises(jobs.JobError, match="max_concurrency"):
-        jobs.register(workbench, "x", NB, max_concurrency=0)
-    assert jobs.list_jobs(workbench) == []
+    with pytest.raises(JobNotFoundError, match="jobs list"):
+        jobs.trigger("nope", workbench=workbench)
+    with pytest.raises(JobError, match="catchup must be one of"):
+        jobs.register("x", NB, schedule="0 * * * *", catchup="sometimes", workbench=workbench)
+    with pytest.raises(JobError, match="catchup_limit"):
+        jobs.register("x", NB, schedule="0 * * * *", catchup_limit=0, workbench=workbench)
+    with pytest.raises(JobError, match="max_concurrency"):
+        jobs.register("x", NB, max_concurrency=0, workbench=workbench)
+    assert jobs.list_jobs(workbench=workbench) == []
 
 
 def test_parameters_are_validated_at_registration(workbench: Workbench) -> None:
     from workbench.runs.errors import NotebookError, ParameterError
 
     with pytest.raises(ParameterError, match="Parameter 'x' expects int, got a value of type str"):
-        jobs.register(workbench, "typed", NB, parameters={"x": "one"})
+        jobs.register("typed", NB, parameters={"x": "one"}, workbench=workbench)
     with pytest.raises(ParameterError, match="Unknown parameter 'y'; this notebook declares: x"):
-        jobs.register(workbench, "typed", NB, parameters={"y": 1})
+        jobs.register("typed", NB, parameters={"y": 1}, workbench=workbench)
     with pytest.raises(NotebookError, match="does not exist"):
-        jobs.register(workbench, "typed", "missing.ipynb")
-    assert jobs.list_jobs(workbench) == []
-    job = jobs.register(workbench, "typed", KPIS, parameters={"start": date(2013, 2, 1)})
+        jobs.register("typed", "missing.ipynb", workbench=workbench)
+    assert jobs.list_jobs(workbench=workbench) == []
+    job = jobs.register("typed", KPIS, parameters={"start": date(2013, 2, 1)}, workbench=workbench)
     assert job.parameters == {"start": "2013-02-01"}  # typed, stored as JSON
     assert job.notebook == KPIS
     cli = jobs.register(
-        workbench, "typed", KPIS, parameters={"on_time_minutes": "5"}, from_cli=True
+        "typed", KPIS, parameters={"on_time_minutes": "5"}, from_cli=True, workbench=workbench
     )
     assert cli.parameters == {"on_time_minutes": 5}
 
@@ -160,7 +161,9 @@ def test_two_schedulers_over_1000_ticks_create_one_run_per_slot(
     """Two schedulers with their own pools tick the same instants concurrently."""
     setup = Workbench(settings, pg_url)
     for i in range(3):
-        jobs.register(setup, f"minutely-{i}", NB, schedule="* * * * *", catchup="all", now=T0)
+        jobs.register(
+            f"minutely-{i}", NB, schedule="* * * * *", catchup="all", now=T0, workbench=setup
+        )
     ticks = [T0 + timedelta(seconds=30 * (i + 1)) for i in range(1000)]
     barrier = threading.Barrier(2)
     errors: list[BaseException] = []

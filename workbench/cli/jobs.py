@@ -56,11 +56,10 @@ def add(
     catchup_limit: Annotated[int, typer.Option(help="Most missed runs 'all' creates.")] = 100,
 ) -> None:
     """Register a job, or update the job with that name."""
-    from workbench.scheduler import jobs
+    from workbench.scheduler import api as jobs
 
     with workbench_of(ctx) as wb:
         job = jobs.register(
-            wb,
             name,
             notebook,
             schedule=schedule,
@@ -73,6 +72,7 @@ def add(
             catchup=catchup,
             catchup_limit=catchup_limit,
             from_cli=True,
+            workbench=wb,
         )
     when = job.next_run_at.isoformat() if job.next_run_at else "on demand"
     console.print(f"job {escape(name)} saved; next run: {when}")
@@ -81,10 +81,10 @@ def add(
 @app.command("list")
 def list_(ctx: typer.Context) -> None:
     """List jobs with their schedule, state and next run."""
-    from workbench.scheduler import jobs
+    from workbench.scheduler import api as jobs
 
     with workbench_of(ctx) as wb:
-        rows = jobs.list_jobs(wb)
+        rows = jobs.list_jobs(workbench=wb)
     table = Table(title="Jobs")
     for column in ("name", "notebook", "schedule", "time zone", "state", "next run (UTC)"):
         table.add_column(column)
@@ -103,10 +103,10 @@ def list_(ctx: typer.Context) -> None:
 @app.command("show")
 def show(ctx: typer.Context, name: str) -> None:
     """Show one job's full definition."""
-    from workbench.scheduler import jobs
+    from workbench.scheduler import api as jobs
 
     with workbench_of(ctx) as wb:
-        job = jobs.get(wb, name)
+        job = jobs.get(name, workbench=wb)
     fields = {
         "name": job.name,
         "notebook": job.notebook,
@@ -133,38 +133,38 @@ def show(ctx: typer.Context, name: str) -> None:
 @app.command("pause")
 def pause(ctx: typer.Context, name: str) -> None:
     """Stop scheduling the job (runs already queued still run)."""
-    from workbench.scheduler import jobs
+    from workbench.scheduler import api as jobs
 
     with workbench_of(ctx) as wb:
-        jobs.pause(wb, name)
+        jobs.pause(name, workbench=wb)
     console.print(f"job {escape(name)} paused")
 
 
 @app.command("resume")
 def resume(ctx: typer.Context, name: str) -> None:
     """Schedule the job again from now on (slots missed while paused are not caught up)."""
-    from workbench.scheduler import jobs
+    from workbench.scheduler import api as jobs
 
     with workbench_of(ctx) as wb:
-        job = jobs.resume(wb, name)
+        job = jobs.resume(name, workbench=wb)
     console.print(f"job {escape(name)} resumed; next run: {job.next_run_at}")
 
 
 @app.command("trigger")
 def trigger(ctx: typer.Context, name: str) -> None:
     """Queue a run of the job now."""
-    from workbench.scheduler import jobs
+    from workbench.scheduler import api as jobs
 
     with workbench_of(ctx) as wb:
-        run_id = jobs.trigger(wb, name)
+        run_id = jobs.trigger(name, workbench=wb)
     console.print(f"queued run {run_id}")
 
 
 @app.command("delete")
 def delete(ctx: typer.Context, name: str) -> None:
     """Delete the job; its past runs are kept."""
-    from workbench.scheduler import jobs
+    from workbench.scheduler import api as jobs
 
     with workbench_of(ctx) as wb:
-        jobs.delete(wb, name)
+        jobs.delete(name, workbench=wb)
     console.print(f"job {escape(name)} deleted")
