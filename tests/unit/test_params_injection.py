@@ -8,7 +8,12 @@ from datetime import UTC, date, datetime
 import pytest
 
 from workbench.runs.errors import NotebookError, ParameterError
-from workbench.runs.notebook import INJECTED_TAG, _check, inject_parameters, render_injection
+from workbench.runs.notebook import (
+    INJECTED_TAG,
+    check_injection,
+    inject_parameters,
+    render_injection,
+)
 from workbench.runs.params import parse_parameters_source
 
 HOSTILE = [
@@ -67,7 +72,7 @@ def test_secrets_are_injected_as_a_reference_by_name_only() -> None:
 )
 def test_the_final_check_refuses_anything_but_literals(source: str) -> None:
     with pytest.raises(NotebookError):
-        _check(source, {"x"})
+        check_injection(source, {"x"})
 
 
 def test_names_that_are_not_identifiers_never_reach_rendering() -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "NOTEBOOK_SUFFIX",
     "PARAMETERS_TAG",
     "FolderNotebook",
+    "check_injection",
     "inject_parameters",
     "list_notebooks",
     "load_notebook",
@@ -208,7 +209,7 @@ def render_injection(values: dict[str, Any]) -> str:
             "del " + ", ".join(n for n, f in ((_DT, needs_dt), (_SECRET, needs_secret)) if f)
         )
     source = "\n".join(lines) + "\n"
-    _check(source, set(values))
+    check_injection(source, set(values))
     return source
 
 
@@ -224,7 +225,7 @@ def _secretish(value: Any) -> bool:
     return is_secret_reference(value)
 
 
-def _check(source: str, names: set[str]) -> None:
+def check_injection(source: str, names: set[str]) -> None:
     """Refuse any injected source that is not plain assignments of literals to ``names``."""
     for node in ast.parse(source).body:
         if isinstance(node, ast.Import | ast.ImportFrom | ast.Delete):
