@@ -1,38 +1,407 @@
 """Prometheus metrics: every Workbench metric is defined once here, and ``exposition()`` renders
 them for a `/metrics` endpoint.
 
-Counters and histograms are updated in memory on the code paths that cause them (cheap: no
-database call). Gauges about the queue are read from the database only when scraped, by a
-collector registered with ``register_database_collector``. A process that forks workers (the
-Celery worker) sets ``PROMETHEUS_MULTIPROC_DIR`` before forking, and ``exposition()`` then
-merges the values every process wrote there.
+Counters, histograms and gauges of work done are updated in memory by the code path that does
+the work, through the small functions below (cheap: never a database call). The state of the
+queue (queued and running runs, the oldest queued run, schedule lag) is read from the database
+only when scraped, by the collector :func:`watch_database` installs for a service's lifetime.
+
+A service that runs work in child processes (`workbench scheduler`'s local pool, the Celery
+prefork pool of `workbench worker`) sets ``PROMETHEUS_MULTIPROC_DIR`` to a private folder
+before the first import of this module; every process then writes its values there and
+``exposition()`` merges them. Labels take a few known values only, never a user name, a
+notebook path or a run id (``tests/unit/test_metrics_names.py`` holds them to the rules).
 """
 
 from __future__ import annotations
 
+import glob
+import logging
 import os
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
+    CONTENT_TYPE_PLAIN_0_0_4,
     REGISTRY,
     CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
-__all__ = ["MULTIPROC_ENV", "exposition"]
+from workbench.core.version import __version__
+from workbench.db.models import Job, Run, RunStatus
+from workbench.db.types import utcnow
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from workbench.app import Workbench
+
+__all__ = [
+    "ALLOWED_LABELS",
+    "METRICS",
+    "MULTIPROC_ENV",
+    "SCRAPED",
+    "TRIGGERS",
+    "dashboard_request",
+    "executor_slots",
+    "exposition",
+    "kernel_started",
+    "lease_expired",
+    "mark_process_dead",
+    "notification",
+    "record_backup",
+    "run_claimed",
+    "run_finished",
+    "sign_in",
+    "tick_finished",
+    "trigger_label",
+    "warm_kernels",
+    "watch_database",
+]
+
+log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: Every label any Workbench metric may carry; each takes a small, known set of values.
+ALLOWED_LABELS = frozenset(
+    {"status", "trigger", "outcome", "result", "handler", "executor", "state", "mode", "version"}
+)
+#: What started a run, as a label; any other ``triggered_by`` counts as "other".
+TRIGGERS = frozenset({"api", "cli", "manual", "schedule"})
+
+_RUN_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
+_WAIT_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+_FAST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_KERNEL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
+
+# -- runs -------------------------------------------------------------------------------------
+
+RUNS = Counter(
+    "workbench_runs_total",
+    "Runs that reached a final status, counted by the process that wrote it.",
+    ["status", "trigger"],
+)
+RUN_DURATION = Histogram(
+    "workbench_run_duration_seconds",
+    "Seconds from a run's claim to its final status, for runs a worker finished.",
+    ["status"],
+    buckets=_RUN_BUCKETS,
+)
+QUEUE_WAIT = Histogram(
+    "workbench_run_queue_wait_seconds",
+    "Seconds a run waited in the queue (since it became due) before a worker claimed it.",
+    ["trigger"],
+    buckets=_WAIT_BUCKETS,
+)
+LEASE_EXPIRIES = Counter(
+    "workbench_lease_expiries_total",
+    "Runs whose worker stopped heartbeating, by what the reaper did: requeued or failed.",
+    ["outcome"],
+)
+
+# -- scheduler, executors, kernels -------------------------------------------------------------
+
+TICK_DURATION = Histogram(
+    "workbench_scheduler_tick_duration_seconds",
+    "Seconds one scheduler tick took (queue due slots, reap expired leases, dispatch).",
+    buckets=_FAST_BUCKETS,
+)
+EXECUTOR_SLOTS = Gauge(
+    "workbench_executor_slots",
+    "An executor's run slots, busy or free.",
+    ["executor", "state"],
+    multiprocess_mode="livesum",
+)
+KERNEL_START = Histogram(
+    "workbench_kernel_start_duration_seconds",
+    "Seconds to start a run's kernel until it answers, forked from the template or spawned.",
+    ["mode"],
+    buckets=_KERNEL_BUCKETS,
+)
+WARM_KERNELS = Gauge(
+    "workbench_warm_kernels",
+    "Started kernels waiting in the warm pools for a run.",
+    multiprocess_mode="livesum",
+)
+
+# -- dashboards, sign-in, notifications ---------------------------------------------------------
+
+DASHBOARD_REQUESTS = Histogram(
+    "workbench_dashboard_request_duration_seconds",
+    "Seconds the dashboards server took to answer a request, by handler class and status.",
+    ["handler", "status"],
+    buckets=_FAST_BUCKETS,
+)
+SIGN_INS = Counter(
+    "workbench_sign_in_attempts_total",
+    "Dashboard sign-in attempts, by result: success or failure.",
+    ["result"],
+)
+NOTIFICATIONS = Counter(
+    "workbench_notifications_total",
+    "Notifications delivered about finished runs, by result: sent or failed.",
+    ["result"],
+)
+
+# -- backups ----------------------------------------------------------------------------------
+
+BACKUP_SUCCESS = Gauge(
+    "workbench_backup_last_success_timestamp_seconds",
+    "Unix time of the last backup that completed.",
+    multiprocess_mode="max",
+)
+BACKUP_VERIFIED = Gauge(
+    "workbench_backup_last_verified_timestamp_seconds",
+    "Unix time of the last backup whose restore was verified.",
+    multiprocess_mode="max",
+)
+
+#: Every metric kept in this process (the scrape-time ones are :data:`SCRAPED`).
+METRICS: tuple[MetricWrapperBase, ...] = (
+    RUNS, RUN_DURATION, QUEUE_WAIT, LEASE_EXPIRIES, TICK_DURATION, EXECUTOR_SLOTS,
+    KERNEL_START, WARM_KERNELS, DASHBOARD_REQUESTS, SIGN_INS, NOTIFICATIONS,
+    BACKUP_SUCCESS, BACKUP_VERIFIED,
+)  # fmt: skip
+
+#: The metrics computed when scraped: name -> (type, help, labels).
+SCRAPED: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "workbench_build_info": ("gauge", "The running Workbench version (always 1).", ("version",)),
+    "workbench_database_up": (
+        "gauge",
+        "1 if the queue metrics below could be read from the database when scraped, else 0.",
+        (),
+    ),
+    "workbench_runs_queued": ("gauge", "Runs waiting in the queue (retries included).", ()),
+    "workbench_runs_running": ("gauge", "Runs a worker has claimed and not finished.", ()),
+    "workbench_oldest_queued_run_age_seconds": (
+        "gauge",
+        "Seconds the oldest due queued run has waited since it became due (0 when none).",
+        (),
+    ),
+    "workbench_schedule_lag_seconds": (
+        "gauge",
+        "Seconds the most overdue scheduled job is past its next run time (0 when on time).",
+        (),
+    ),
+}
+
+
+# -- recording (each call is a few in-memory operations) ---------------------------------------
+
+
+def trigger_label(triggered_by: str) -> str:
+    """``triggered_by`` as a label value: one of :data:`TRIGGERS`, else ``"other"``."""
+    return triggered_by if triggered_by in TRIGGERS else "other"
+
+
+def run_finished(status: str, triggered_by: str, seconds: float | None = None) -> None:
+    """A run reached final ``status``; ``seconds`` from claim to finish when a worker ran it."""
+    RUNS.labels(status=status, trigger=trigger_label(triggered_by)).inc()
+    if seconds is not None:
+        RUN_DURATION.labels(status=status).observe(max(seconds, 0.0))
+
+
+def run_claimed(triggered_by: str, waited_seconds: float) -> None:
+    """A worker claimed a run that had waited ``waited_seconds`` since it became due."""
+    QUEUE_WAIT.labels(trigger=trigger_label(triggered_by)).observe(max(waited_seconds, 0.0))
+
+
+def lease_expired(outcome: str) -> None:
+    """The reaper ended an attempt whose lease expired: ``requeued`` or ``failed``."""
+    LEASE_EXPIRIES.labels(outcome=outcome).inc()
+
+
+def tick_finished(seconds: float) -> None:
+    TICK_DURATION.observe(seconds)
+
+
+def executor_slots(executor: str, *, busy: int, free: int) -> None:
+    """How many of ``executor``'s slots in this process are busy and free now."""
+    EXECUTOR_SLOTS.labels(executor=executor, state="busy").set(busy)
+    EXECUTOR_SLOTS.labels(executor=executor, state="free").set(free)
+
+
+def kernel_started(forked: bool, seconds: float) -> None:
+    KERNEL_START.labels(mode="forked" if forked else "spawned").observe(seconds)
+
+
+def warm_kernels(change: int) -> None:
+    """A warm pool gained (+1) or handed out or discarded (-1) a ready kernel."""
+    WARM_KERNELS.inc(change)
+
+
+def dashboard_request(handler: str, status: int, seconds: float) -> None:
+    """A dashboards request answered by handler class ``handler`` with HTTP ``status``."""
+    DASHBOARD_REQUESTS.labels(handler=handler, status=str(status)).observe(seconds)
+
+
+def sign_in(success: bool) -> None:
+    SIGN_INS.labels(result="success" if success else "failure").inc()
+
+
+def notification(sent: bool) -> None:
+    NOTIFICATIONS.labels(result="sent" if sent else "failed").inc()
+
+
+def record_backup(
+    *, created: bool = False, verified: bool = False, when: datetime | None = None
+) -> None:
+    """A backup completed (``created``) and/or its restore was verified (``verified``) at
+    ``when`` (default now); the alerts fire when either grows stale."""
+    stamp = (when or utcnow()).timestamp()
+    if created:
+        BACKUP_SUCCESS.set(stamp)
+    if verified:
+        BACKUP_VERIFIED.set(stamp)
+
+
+# -- the scrape-time collector ----------------------------------------------------------------
+
+
+class _DatabaseCollector(Collector):
+    """Build info, and the queue's state read from the workbench's database at scrape time."""
+
+    def __init__(self, workbench: Workbench | None) -> None:
+        self.workbench = workbench
+
+    def _family(self, name: str, value: float, **labels: str) -> GaugeMetricFamily:
+        _, help_text, label_names = SCRAPED[name]
+        family = GaugeMetricFamily(name, help_text, labels=list(label_names))
+        family.add_metric([labels[n] for n in label_names], value)
+        return family
+
+    def collect(self) -> Iterator[Metric]:
+        yield self._family("workbench_build_info", 1, version=__version__)
+        if self.workbench is None:
+            return
+        try:
+            values = self._read(self.workbench)
+        except SQLAlchemyError as exc:
+            log.warning("metrics: the queue could not be read from the database: %s", exc)
+            yield self._family("workbench_database_up", 0)
+            return
+        yield self._family("workbench_database_up", 1)
+        for name, value in values.items():
+            yield self._family(name, value)
+
+    @staticmethod
+    def _read(wb: Workbench) -> dict[str, float]:
+        now = utcnow()
+        due = func.coalesce(Run.not_before, Run.queued_at)
+        with wb.engine.connect() as conn:
+            counts = dict(
+                conn.execute(
+                    select(Run.status, func.count())
+                    .where(Run.status.in_([RunStatus.QUEUED, RunStatus.RUNNING]))
+                    .group_by(Run.status)
+                ).all()
+            )
+            oldest = conn.scalar(
+                select(func.min(due)).where(Run.status == RunStatus.QUEUED, due <= now)
+            )
+            next_run = conn.scalar(
+                select(func.min(Job.next_run_at)).where(
+                    Job.paused.is_(False), Job.schedule.is_not(None)
+                )
+            )
+        return {
+            "workbench_runs_queued": float(counts.get(RunStatus.QUEUED, 0)),
+            "workbench_runs_running": float(counts.get(RunStatus.RUNNING, 0)),
+            "workbench_oldest_queued_run_age_seconds": _age(oldest, now),
+            "workbench_schedule_lag_seconds": _age(next_run, now),
+        }
+
+
+def _age(then: datetime | None, now: datetime) -> float:
+    return max((now - then).total_seconds(), 0.0) if then is not None else 0.0
+
+
+_watched: list[_DatabaseCollector] = []
+_watched_lock = threading.Lock()
+
+
+def watch_database(workbench: Workbench) -> Callable[[], None]:
+    """Report ``workbench``'s queue in this process's metrics until the returned function is
+    called. A service calls it once for its life; the latest one watched is reported."""
+    collector = _DatabaseCollector(workbench)
+    with _watched_lock:
+        _watched.append(collector)
+
+    def unwatch() -> None:
+        with _watched_lock:
+            if collector in _watched:
+                _watched.remove(collector)
+
+    return unwatch
+
+
+def _scrape_time() -> _DatabaseCollector:
+    with _watched_lock:
+        return _watched[-1] if _watched else _DatabaseCollector(None)
+
+
+# -- exposition -------------------------------------------------------------------------------
+
+_LIVE_FILE = re.compile(r"gauge_live\w*?_(\d+)\.db$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_process_dead(pid: int) -> None:
+    """Forget the live gauges (warm kernels, busy slots) of child process ``pid``, which
+    exited; its counters stay, as counters never go back."""
+    folder = os.environ.get(MULTIPROC_ENV)
+    if folder:
+        multiprocess.mark_process_dead(pid, folder)  # type: ignore[no-untyped-call]
+
+
+def _forget_dead(folder: str) -> None:
+    """Children killed without notice (``kill -9``) leave live gauges behind: drop them."""
+    pids = {int(m.group(1)) for f in glob.glob(os.path.join(folder, "gauge_live*_*.db"))
+            if (m := _LIVE_FILE.search(f))}  # fmt: skip
+    for pid in pids:
+        if not _pid_alive(pid):
+            multiprocess.mark_process_dead(pid, folder)  # type: ignore[no-untyped-call]
+
+
+def _process_metrics() -> Iterable[bytes]:
+    folder = os.environ.get(MULTIPROC_ENV)
+    if not folder:
+        yield generate_latest(REGISTRY)
+        return
+    _forget_dead(folder)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=folder)  # type: ignore[no-untyped-call]
+    yield generate_latest(registry)
 
 
 def exposition() -> tuple[bytes, str]:
-    """The metrics in Prometheus' text format and its content type, ready to serve.
+    """The metrics in Prometheus' text format (0.0.4, which every Prometheus reads) and its
+    content type, ready to serve.
 
     With ``PROMETHEUS_MULTIPROC_DIR`` set, the values come from every process that wrote to
-    that folder (a forking worker and its children); otherwise from this process alone.
+    that folder (a forking worker and its children); otherwise from this process alone. The
+    scrape-time metrics (build info, the watched database's queue) are added either way.
     """
-    if os.environ.get(MULTIPROC_ENV):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    body = b"".join(_process_metrics()) + generate_latest(_scrape_time())
+    return body, CONTENT_TYPE_PLAIN_0_0_4
