@@ -200,7 +200,7 @@ def test_an_existing_path_wins_over_the_notebook_folders(settings, db_url, tmp_p
         by_name = queue_run("typed_params", {"carrier": "DL"}, workbench=wb)
         assert show(by_name, workbench=wb).notebook == str(folder / "typed_params.ipynb")
     # Jobs take notebooks the same way and store the found notebook's absolute path.
-    path, values = checked_parameters("typed_params.ipynb", {"min_delay": "5"}, from_cli=True)
+    path, values = checked_parameters("typed_params.ipynb", {"min_delay": 5})
     assert (path, values["min_delay"]) == (str(folder / "typed_params.ipynb"), 5)
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from workbench.app import Workbench
 from workbench.core.config import Settings
 from workbench.db.models import Job, Run, RunStatus
+from workbench.runs.api import notebook_params
 from workbench.scheduler import api as jobs
 from workbench.scheduler.errors import JobError, JobNotFoundError
 from workbench.scheduler.tick import schedule_due
@@ -149,9 +150,8 @@ def test_parameters_are_validated_at_registration(workbench: Workbench) -> None:
     job = jobs.register("typed", KPIS, parameters={"start": date(2013, 2, 1)}, workbench=workbench)
     assert job.parameters == {"start": "2013-02-01"}  # typed, stored as JSON
     assert job.notebook == KPIS
-    cli = jobs.register(
-        "typed", KPIS, parameters={"on_time_minutes": "5"}, from_cli=True, workbench=workbench
-    )
+    typed = notebook_params(KPIS).parse_text({"on_time_minutes": "5"})  # as `jobs add` does
+    cli = jobs.register("typed", KPIS, parameters=typed, workbench=workbench)
     assert cli.parameters == {"on_time_minutes": 5}
 
 

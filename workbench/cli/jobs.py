@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -19,10 +19,10 @@ app = typer.Typer(
 )
 
 
-def _parameters(pairs: list[str]) -> dict[str, Any]:
+def _parameters(pairs: list[str]) -> dict[str, str]:
     """NAME=VALUE pairs as typed text; the notebook's schema converts each value by its type,
     exactly as for `workbench run -p NAME VALUE`."""
-    values: dict[str, Any] = {}
+    values: dict[str, str] = {}
     for pair in pairs:
         name, sep, raw = pair.partition("=")
         if not sep or not name:
@@ -56,22 +56,30 @@ def add(
     catchup_limit: Annotated[int, typer.Option(help="Most missed runs 'all' creates.")] = 100,
 ) -> None:
     """Register a job, or update the job with that name."""
+    from workbench.runs.api import notebook_params
+    from workbench.runs.notebook import locate_notebook
     from workbench.scheduler import api as jobs
 
+    typed = _parameters(parameter or [])
     with workbench_of(ctx) as wb:
+        # What was typed is converted by the notebook's types first, as for `workbench run`.
+        values = (
+            notebook_params(locate_notebook(notebook, wb.settings)).parse_text(typed)
+            if typed
+            else {}
+        )
         job = jobs.register(
             name,
             notebook,
             schedule=schedule,
             timezone=timezone,
-            parameters=_parameters(parameter or []),
+            parameters=values,
             retries=retries,
             retry_delay=retry_delay,
             timeout=timeout,
             max_concurrency=max_concurrency,
             catchup=catchup,
             catchup_limit=catchup_limit,
-            from_cli=True,
             workbench=wb,
         )
     when = job.next_run_at.isoformat() if job.next_run_at else "on demand"

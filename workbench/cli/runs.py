@@ -167,13 +167,16 @@ def _run_with_progress(
     cell_timeout: int | None,
     storage: str | None,
 ) -> Run:
-    from workbench.runs.api import queue_run
+    from workbench.runs.api import notebook_params, queue_run
     from workbench.runs.execute import execute_run
+    from workbench.runs.notebook import locate_notebook
 
+    # What was typed is converted by the notebook's types first, then queued like any values.
+    path = locate_notebook(notebook, wb.settings)
+    values = notebook_params(path).parse_text(parameters) if parameters else {}
     run_id = queue_run(
-        notebook, parameters, timeout=timeout, storage=storage, triggered_by="cli",
-        from_cli=True, workbench=wb,
-    )  # fmt: skip
+        path, values, timeout=timeout, storage=storage, triggered_by="cli", workbench=wb
+    )
     with _progress_bar(notebook) as advance:
         return execute_run(
             run_id, workbench=wb, kernels=kernels, cell_timeout=cell_timeout,

@@ -52,7 +52,6 @@ def queue_run(
     storage: str | None = None,
     triggered_by: str = "api",
     max_attempts: int = 1,
-    from_cli: bool = False,
     workbench: Workbench | None = None,
 ) -> uuid.UUID:
     """Validate ``parameters`` and record a queued run of ``notebook``; its id.
@@ -64,7 +63,7 @@ def queue_run(
 
     wb = resolve(workbench)
     path = locate_notebook(notebook, wb.settings)
-    values = notebook_params(path).validate(dict(parameters or {}), from_cli=from_cli)
+    values = notebook_params(path).validate(dict(parameters or {}))
     for name, value in values.items():
         refs = value if isinstance(value, list) else [value]
         for ref in refs:

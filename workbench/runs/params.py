@@ -2,8 +2,9 @@
 
 Each annotated assignment (``carrier: str = "UA"  # airline code``) becomes one
 :class:`Parameter`; the trailing comment is its description. One :class:`ParameterSchema`
-validates values from the CLI (strings, coerced by type), the Python API and the scheduler,
-and serialises to a JSON-schema-like dict for forms and widgets. Nothing is executed:
+validates values from the Python API and the scheduler, converts the strings a person types
+on the command line by type first (:meth:`ParameterSchema.parse_text`), and serialises to a
+JSON-schema-like dict for forms and widgets. Nothing is executed:
 the cell is read with :mod:`ast` and defaults must be literals.
 """
 
@@ -16,7 +17,7 @@ import keyword
 import math
 import re
 import tokenize
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -146,13 +147,33 @@ class ParameterSchema:
             "additionalProperties": False,
         }
 
-    def validate(self, values: Mapping[str, Any], *, from_cli: bool = False) -> dict[str, Any]:
-        """Typed values for ``values``; refuses unknown names and wrong types.
+    def validate(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Typed values for Python ``values``; refuses unknown names, wrong types, missing ones.
 
-        ``from_cli`` means every value is a string typed by a person, coerced by type.
         ``secret:NAME`` strings stay references (only for ``str`` parameters).
         """
-        out: dict[str, Any] = {}
+        out = {
+            name: _coerce_spec(param, param.type, value)
+            for name, param, value in self._declared(values)
+        }
+        missing = [p.name for p in self.parameters if not p.has_default and p.name not in out]
+        if missing:
+            raise ParameterError(f"Missing required parameter(s): {', '.join(missing)}.")
+        return out
+
+    def parse_text(self, values: Mapping[str, str]) -> dict[str, Any]:
+        """Typed values for strings a person typed (`workbench run -p`, `workbench jobs add`).
+
+        Each string is converted by its parameter's declared type (``-5``, ``1e-3``, ``yes``,
+        ISO dates, ``a,b`` or a JSON list, ``none`` for an optional one); the result is then
+        passed on like any Python caller's values, and :meth:`validate` reports missing ones.
+        """
+        return {
+            name: _parse(param, param.type, text) for name, param, text in self._declared(values)
+        }
+
+    def _declared(self, values: Mapping[str, Any]) -> Iterator[tuple[str, Parameter, Any]]:
+        """Each name of ``values`` with its declared parameter, refusing undeclared names."""
         for name, value in values.items():
             if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
                 raise ParameterError(
@@ -165,11 +186,7 @@ class ParameterSchema:
                 raise ParameterError(
                     f"Unknown parameter {name!r}; this notebook declares: {known}."
                 ) from None
-            out[name] = _coerce(param, value, from_cli=from_cli)
-        missing = [p.name for p in self.parameters if not p.has_default and p.name not in out]
-        if missing:
-            raise ParameterError(f"Missing required parameter(s): {', '.join(missing)}.")
-        return out
+            yield name, param, value
 
     @staticmethod
     def to_json(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -197,53 +214,84 @@ def _refuse(param: Parameter, value: object, spec: TypeSpec | None = None) -> Pa
     )
 
 
-def _coerce(param: Parameter, value: Any, *, from_cli: bool) -> Any:
-    return _coerce_spec(param, param.type, value, from_cli=from_cli)
+def _secret_reference(param: Parameter, spec: TypeSpec, value: str) -> str:
+    """A ``secret:NAME`` value, allowed for ``str`` (and untyped) parameters only."""
+    if spec.kind not in {"string", "any"}:
+        raise _refuse(param, value, spec)
+    if not SECRET_NAME.match(value[len(SECRET_PREFIX) :]):
+        raise ParameterError(
+            f"Parameter {param.name!r}: a secret reference is `secret:NAME` with NAME made "
+            "of letters, digits, '_', '.' or '-'."
+        )
+    return value
 
 
-def _coerce_spec(param: Parameter, spec: TypeSpec, value: Any, *, from_cli: bool) -> Any:
-    if value is None or (from_cli and isinstance(value, str) and value.lower() in _NULL):
+def _not_a_choice(param: Parameter, spec: TypeSpec) -> ParameterError:
+    return ParameterError(
+        f"Parameter {param.name!r} must be {spec.describe()}; the value given is not one "
+        "of these choices."
+    )
+
+
+def _coerce_spec(param: Parameter, spec: TypeSpec, value: Any) -> Any:
+    """A Python value checked against ``spec`` (ISO strings are accepted for dates)."""
+    if value is None:
         if spec.nullable or spec.kind == "any":
             return None
-        if value is None:
-            raise _refuse(param, value, spec)
+        raise _refuse(param, value, spec)
     if is_secret_reference(value):
-        if spec.kind not in {"string", "any"}:
-            raise _refuse(param, value, spec)
-        if not SECRET_NAME.match(value[len(SECRET_PREFIX) :]):
-            raise ParameterError(
-                f"Parameter {param.name!r}: a secret reference is `secret:NAME` with NAME made "
-                "of letters, digits, '_', '.' or '-'."
-            )
-        return value
+        return _secret_reference(param, spec, value)
     try:
-        return _convert(param, spec, value, from_cli=from_cli)
+        return _convert(param, spec, value)
     except (ValueError, TypeError, OverflowError):
         raise _refuse(param, value, spec) from None
 
 
-def _convert(param: Parameter, spec: TypeSpec, value: Any, *, from_cli: bool) -> Any:
+def _convert(param: Parameter, spec: TypeSpec, value: Any) -> Any:
     kind = spec.kind
     if kind == "literal":
         for choice in spec.choices:
-            if (type(value) is type(choice) and value == choice) or (
-                from_cli and isinstance(value, str) and str(choice) == value
-            ):
+            if type(value) is type(choice) and value == choice:
                 return choice
-        raise ParameterError(
-            f"Parameter {param.name!r} must be {spec.describe()}; the value given is not one "
-            "of these choices."
-        )
+        raise _not_a_choice(param, spec)
     if kind == "list":
-        if from_cli and isinstance(value, str):
-            value = json.loads(value) if value.startswith("[") else value.split(",")
         if not isinstance(value, list | tuple):
             raise TypeError
         item = spec.items or TypeSpec("any")
-        return [_coerce_spec(param, item, v, from_cli=from_cli) for v in value]
-    if from_cli and isinstance(value, str):
-        return _from_string(kind, value)
+        return [_coerce_spec(param, item, v) for v in value]
     return _from_python(kind, value)
+
+
+def _parse(param: Parameter, spec: TypeSpec, value: Any) -> Any:
+    """Text converted by ``spec``; a non-string (an item of a JSON list) is checked as Python."""
+    if not isinstance(value, str):
+        if spec.kind == "list" and isinstance(value, list):
+            item = spec.items or TypeSpec("any")
+            return [_parse(param, item, v) for v in value]
+        return _coerce_spec(param, spec, value)
+    if value.lower() in _NULL and (spec.nullable or spec.kind == "any"):
+        return None
+    if is_secret_reference(value):
+        return _secret_reference(param, spec, value)
+    try:
+        return _from_text(param, spec, value)
+    except (ValueError, TypeError, OverflowError):
+        raise _refuse(param, value, spec) from None
+
+
+def _from_text(param: Parameter, spec: TypeSpec, text: str) -> Any:
+    if spec.kind == "literal":
+        for choice in spec.choices:
+            if str(choice) == text:
+                return choice
+        raise _not_a_choice(param, spec)
+    if spec.kind == "list":
+        items = json.loads(text) if text.startswith("[") else text.split(",")
+        if not isinstance(items, list):
+            raise TypeError
+        item = spec.items or TypeSpec("any")
+        return [_parse(param, item, v) for v in items]
+    return _from_string(spec.kind, text)
 
 
 def _from_string(kind: str, text: str) -> Any:

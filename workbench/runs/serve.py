@@ -71,14 +71,17 @@ def request_run(
 
 def _handle(worker: Any, request: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
     from workbench.core.errors import WorkbenchError
-    from workbench.runs.api import queue_run
+    from workbench.runs.api import notebook_params, queue_run
     from workbench.runs.execute import execute_run
 
     try:
+        # The request carries the text typed on the command line: converted by type first.
+        typed: dict[str, str] = request.get("parameters") or {}
+        values = notebook_params(request["notebook"]).parse_text(typed) if typed else {}
         run_id = queue_run(
-            request["notebook"], request.get("parameters") or {},
+            request["notebook"], values,
             timeout=request.get("timeout"), storage=request.get("storage"),
-            triggered_by="cli", from_cli=True, workbench=worker.workbench,
+            triggered_by="cli", workbench=worker.workbench,
         )  # fmt: skip
         run = execute_run(
             run_id, workbench=worker.workbench, kernels=worker.kernels,

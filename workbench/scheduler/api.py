@@ -43,16 +43,14 @@ def register(
     catchup: CatchUp | str = CatchUp.LATEST,
     catchup_limit: int = 100,
     now: datetime | None = None,
-    from_cli: bool = False,
     workbench: Workbench | None = None,
 ) -> Job:
     """Create or update the job ``name``; its next run is computed from ``now``.
 
     ``parameters`` are checked against the notebook's typed parameter schema now, with the
     errors `workbench run` gives, so a job cannot be registered to fail at every run; the job
-    stores the notebook's absolute path and the typed values. ``from_cli`` means the values are
-    strings typed by a person, converted by type as `workbench run -p` does. Each option is
-    described by `workbench jobs add --help`.
+    stores the notebook's absolute path and the typed values. Each option is described by
+    `workbench jobs add --help`.
     """
     spec = JobSpec(
         name=name,
@@ -68,7 +66,7 @@ def register(
         catchup_limit=catchup_limit,
     )
     spec.validate()
-    notebook, values = checked_parameters(spec.notebook, spec.parameters or {}, from_cli=from_cli)
+    notebook, values = checked_parameters(spec.notebook, spec.parameters or {})
     spec = replace(spec, notebook=notebook, parameters=values)
     now = now or utcnow()
     with resolve(workbench).session() as session, session.begin():

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from workbench.db.models import CatchUp
@@ -63,19 +62,17 @@ def coerce_catchup(value: CatchUp | str) -> CatchUp:
         raise JobError(f"catchup must be one of {choices}, not {value!r}.") from None
 
 
-def checked_parameters(
-    notebook: str, parameters: dict[str, Any], *, from_cli: bool = False
-) -> tuple[str, dict[str, Any]]:
+def checked_parameters(notebook: str, parameters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The notebook's absolute path and ``parameters`` validated against its schema, as JSON.
 
     Raises the errors `workbench run` raises: NotebookError (missing or unreadable notebook)
     and ParameterError (unknown name, wrong type, missing required parameter).
     """
-    from workbench.runs.notebook import load_notebook, notebook_schema
+    from workbench.runs.notebook import load_notebook, locate_notebook, notebook_schema
     from workbench.runs.params import ParameterSchema
 
-    path = str(Path(notebook).expanduser().resolve())
-    values = notebook_schema(load_notebook(path)).validate(parameters, from_cli=from_cli)
+    path = locate_notebook(notebook)
+    values = notebook_schema(load_notebook(path)).validate(parameters)
     return path, ParameterSchema.to_json(values)
 
 
