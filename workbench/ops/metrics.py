@@ -10,7 +10,7 @@ A service that runs work in child processes (`workbench scheduler`'s local pool,
 prefork pool of `workbench worker`) sets ``PROMETHEUS_MULTIPROC_DIR`` to a private folder
 before the first import of this module; every process then writes its values there and
 ``exposition()`` merges them. Labels take a few known values only, never a user name, a
-notebook path or a run id (``tests/unit/test_metrics_names.py`` holds them to the rules).
+notebook path or a run id (``tests/unit/test_metrics.py`` holds them to the rules).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -31,6 +33,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
     multiprocess,
 )
@@ -44,16 +47,14 @@ from workbench.db.models import Job, Run, RunStatus
 from workbench.db.types import utcnow
 
 if TYPE_CHECKING:
-    from prometheus_client.metrics import MetricWrapperBase
-
     from workbench.app import Workbench
 
 __all__ = [
     "ALLOWED_LABELS",
-    "METRICS",
+    "DEFINITIONS",
     "MULTIPROC_ENV",
-    "SCRAPED",
     "TRIGGERS",
+    "Definition",
     "dashboard_request",
     "executor_slots",
     "exposition",
@@ -65,6 +66,7 @@ __all__ = [
     "run_claimed",
     "run_finished",
     "sign_in",
+    "slot_in_use",
     "tick_finished",
     "trigger_label",
     "warm_kernels",
@@ -81,121 +83,154 @@ ALLOWED_LABELS = frozenset(
 #: What started a run, as a label; any other ``triggered_by`` counts as "other".
 TRIGGERS = frozenset({"api", "cli", "manual", "schedule"})
 
+# No ``*_created`` series beside every counter and histogram: they double what is stored and
+# no query here needs them (restarts show as counter resets).
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
 _RUN_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
 _WAIT_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 _FAST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _KERNEL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 
+
+@dataclass(frozen=True)
+class Definition:
+    """A metric as exposed: its name, type, help text and label names."""
+
+    name: str
+    kind: str
+    help: str
+    labels: tuple[str, ...] = ()
+    scraped: bool = False
+    """Computed when scraped (from the database) rather than kept in memory."""
+
+
+#: Every Workbench metric by exposed name; the naming test reads this.
+DEFINITIONS: dict[str, Definition] = {}
+
+
+def _define(kind: str, name: str, help: str, labels: tuple[str, ...] = ()) -> None:
+    if name in DEFINITIONS:
+        raise ValueError(f"metric {name} is defined twice")
+    DEFINITIONS[name] = Definition(name, kind, help, labels, scraped=kind == "scraped gauge")
+
+
+def _counter(name: str, help: str, labels: tuple[str, ...] = ()) -> Counter:
+    _define("counter", name, help, labels)
+    return Counter(name, help, labels)
+
+
+def _histogram(
+    name: str, help: str, labels: tuple[str, ...] = (), *, buckets: tuple[float, ...]
+) -> Histogram:
+    _define("histogram", name, help, labels)
+    return Histogram(name, help, labels, buckets=buckets)
+
+
+def _gauge(name: str, help: str, labels: tuple[str, ...] = (), *, mode: str) -> Gauge:
+    """``mode``: how the values of several processes combine (``livesum``, ``max``)."""
+    _define("gauge", name, help, labels)
+    return Gauge(name, help, labels, multiprocess_mode=mode)  # type: ignore[arg-type]
+
+
+def _scraped(name: str, help: str, labels: tuple[str, ...] = ()) -> None:
+    _define("scraped gauge", name, help, labels)
+
+
 # -- runs -------------------------------------------------------------------------------------
 
-RUNS = Counter(
+RUNS = _counter(
     "workbench_runs_total",
     "Runs that reached a final status, counted by the process that wrote it.",
-    ["status", "trigger"],
+    ("status", "trigger"),
 )
-RUN_DURATION = Histogram(
+RUN_DURATION = _histogram(
     "workbench_run_duration_seconds",
     "Seconds from a run's claim to its final status, for runs a worker finished.",
-    ["status"],
+    ("status",),
     buckets=_RUN_BUCKETS,
 )
-QUEUE_WAIT = Histogram(
+QUEUE_WAIT = _histogram(
     "workbench_run_queue_wait_seconds",
     "Seconds a run waited in the queue (since it became due) before a worker claimed it.",
-    ["trigger"],
+    ("trigger",),
     buckets=_WAIT_BUCKETS,
 )
-LEASE_EXPIRIES = Counter(
+LEASE_EXPIRIES = _counter(
     "workbench_lease_expiries_total",
     "Runs whose worker stopped heartbeating, by what the reaper did: requeued or failed.",
-    ["outcome"],
+    ("outcome",),
+)
+_scraped("workbench_runs_queued", "Runs waiting in the queue (retries included).")
+_scraped("workbench_runs_running", "Runs a worker has claimed and not finished.")
+_scraped(
+    "workbench_oldest_queued_run_age_seconds",
+    "Seconds the oldest due queued run has waited since it became due (0 when none).",
+)
+_scraped(
+    "workbench_schedule_lag_seconds",
+    "Seconds the most overdue scheduled job is past its next run time (0 when on time).",
 )
 
 # -- scheduler, executors, kernels -------------------------------------------------------------
 
-TICK_DURATION = Histogram(
+TICK_DURATION = _histogram(
     "workbench_scheduler_tick_duration_seconds",
     "Seconds one scheduler tick took (queue due slots, reap expired leases, dispatch).",
     buckets=_FAST_BUCKETS,
 )
-EXECUTOR_SLOTS = Gauge(
+EXECUTOR_SLOTS = _gauge(
     "workbench_executor_slots",
     "An executor's run slots, busy or free.",
-    ["executor", "state"],
-    multiprocess_mode="livesum",
+    ("executor", "state"),
+    mode="livesum",
 )
-KERNEL_START = Histogram(
+KERNEL_START = _histogram(
     "workbench_kernel_start_duration_seconds",
     "Seconds to start a run's kernel until it answers, forked from the template or spawned.",
-    ["mode"],
+    ("mode",),
     buckets=_KERNEL_BUCKETS,
 )
-WARM_KERNELS = Gauge(
-    "workbench_warm_kernels",
-    "Started kernels waiting in the warm pools for a run.",
-    multiprocess_mode="livesum",
+WARM_KERNELS = _gauge(
+    "workbench_warm_kernels", "Started kernels waiting in the warm pools for a run.", mode="livesum"
 )
 
 # -- dashboards, sign-in, notifications ---------------------------------------------------------
 
-DASHBOARD_REQUESTS = Histogram(
+DASHBOARD_REQUESTS = _histogram(
     "workbench_dashboard_request_duration_seconds",
     "Seconds the dashboards server took to answer a request, by handler class and status.",
-    ["handler", "status"],
+    ("handler", "status"),
     buckets=_FAST_BUCKETS,
 )
-SIGN_INS = Counter(
+SIGN_INS = _counter(
     "workbench_sign_in_attempts_total",
     "Dashboard sign-in attempts, by result: success or failure.",
-    ["result"],
+    ("result",),
 )
-NOTIFICATIONS = Counter(
+NOTIFICATIONS = _counter(
     "workbench_notifications_total",
     "Notifications delivered about finished runs, by result: sent or failed.",
-    ["result"],
+    ("result",),
 )
 
-# -- backups ----------------------------------------------------------------------------------
+# -- backups, the service itself --------------------------------------------------------------
 
-BACKUP_SUCCESS = Gauge(
+BACKUP_SUCCESS = _gauge(
     "workbench_backup_last_success_timestamp_seconds",
     "Unix time of the last backup that completed.",
-    multiprocess_mode="max",
+    mode="max",
 )
-BACKUP_VERIFIED = Gauge(
+BACKUP_VERIFIED = _gauge(
     "workbench_backup_last_verified_timestamp_seconds",
     "Unix time of the last backup whose restore was verified.",
-    multiprocess_mode="max",
+    mode="max",
 )
-
-#: Every metric kept in this process (the scrape-time ones are :data:`SCRAPED`).
-METRICS: tuple[MetricWrapperBase, ...] = (
-    RUNS, RUN_DURATION, QUEUE_WAIT, LEASE_EXPIRIES, TICK_DURATION, EXECUTOR_SLOTS,
-    KERNEL_START, WARM_KERNELS, DASHBOARD_REQUESTS, SIGN_INS, NOTIFICATIONS,
-    BACKUP_SUCCESS, BACKUP_VERIFIED,
-)  # fmt: skip
-
-#: The metrics computed when scraped: name -> (type, help, labels).
-SCRAPED: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "workbench_build_info": ("gauge", "The running Workbench version (always 1).", ("version",)),
-    "workbench_database_up": (
-        "gauge",
-        "1 if the queue metrics below could be read from the database when scraped, else 0.",
-        (),
-    ),
-    "workbench_runs_queued": ("gauge", "Runs waiting in the queue (retries included).", ()),
-    "workbench_runs_running": ("gauge", "Runs a worker has claimed and not finished.", ()),
-    "workbench_oldest_queued_run_age_seconds": (
-        "gauge",
-        "Seconds the oldest due queued run has waited since it became due (0 when none).",
-        (),
-    ),
-    "workbench_schedule_lag_seconds": (
-        "gauge",
-        "Seconds the most overdue scheduled job is past its next run time (0 when on time).",
-        (),
-    ),
-}
+_scraped("workbench_build_info", "The running Workbench version (always 1).", ("version",))
+_scraped(
+    "workbench_database_up",
+    "1 if the queue metrics could be read from the database when scraped, else 0.",
+)
 
 
 # -- recording (each call is a few in-memory operations) ---------------------------------------
@@ -218,9 +253,10 @@ def run_claimed(triggered_by: str, waited_seconds: float) -> None:
     QUEUE_WAIT.labels(trigger=trigger_label(triggered_by)).observe(max(waited_seconds, 0.0))
 
 
-def lease_expired(outcome: str) -> None:
-    """The reaper ended an attempt whose lease expired: ``requeued`` or ``failed``."""
-    LEASE_EXPIRIES.labels(outcome=outcome).inc()
+def lease_expired(outcome: str, count: int = 1) -> None:
+    """The reaper ended ``count`` attempts whose lease expired: ``requeued`` or ``failed``."""
+    if count:
+        LEASE_EXPIRIES.labels(outcome=outcome).inc(count)
 
 
 def tick_finished(seconds: float) -> None:
@@ -231,6 +267,20 @@ def executor_slots(executor: str, *, busy: int, free: int) -> None:
     """How many of ``executor``'s slots in this process are busy and free now."""
     EXECUTOR_SLOTS.labels(executor=executor, state="busy").set(busy)
     EXECUTOR_SLOTS.labels(executor=executor, state="free").set(free)
+
+
+@contextmanager
+def slot_in_use(executor: str) -> Iterator[None]:
+    """One of ``executor``'s slots is busy for the block (a worker process runs a run)."""
+    busy = EXECUTOR_SLOTS.labels(executor=executor, state="busy")
+    free = EXECUTOR_SLOTS.labels(executor=executor, state="free")
+    busy.inc()
+    free.dec()
+    try:
+        yield
+    finally:
+        busy.dec()
+        free.inc()
 
 
 def kernel_started(forked: bool, seconds: float) -> None:
@@ -277,9 +327,9 @@ class _DatabaseCollector(Collector):
         self.workbench = workbench
 
     def _family(self, name: str, value: float, **labels: str) -> GaugeMetricFamily:
-        _, help_text, label_names = SCRAPED[name]
-        family = GaugeMetricFamily(name, help_text, labels=list(label_names))
-        family.add_metric([labels[n] for n in label_names], value)
+        definition = DEFINITIONS[name]
+        family = GaugeMetricFamily(name, definition.help, labels=list(definition.labels))
+        family.add_metric([labels[n] for n in definition.labels], value)
         return family
 
     def collect(self) -> Iterator[Metric]:
