@@ -27,6 +27,7 @@ from workbench.accounts.users import authenticate
 from workbench.dashboards import pages
 from workbench.dashboards.tokens import SESSION_COOKIE, VIEWER_HEADER, Claim, sign_viewer
 from workbench.db.models import Role, User
+from workbench.ops import metrics
 
 if TYPE_CHECKING:
     from workbench.app import Workbench
@@ -212,9 +213,11 @@ class LoginHandler(_PlainErrors):
         try:
             user = await asyncio.to_thread(check)
         except AuthenticationError:
+            metrics.sign_in(success=False)
             self.set_status(401)
             self.finish(self._page("Wrong user name or password.", username))
             return
+        metrics.sign_in(success=True)
         provider.start_session(self, user)
         self.redirect(_safe_next(self, self.get_argument("next", None)))
 

@@ -23,12 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.services.kernels.kernelmanager import (
     AsyncMappingKernelManager,
     ServerKernelManager,
 )
 from jupyter_server.utils import url_path_join
+from tornado import web
 from tornado.ioloop import IOLoop
+from tornado.log import access_log
 from traitlets.config import Config
 from voila.app import Voila
 from voila.request_info_handler import RequestInfoSocketHandler
@@ -45,6 +48,8 @@ from workbench.app import Workbench
 from workbench.dashboards import catalog, lockdown, outputs, spare
 from workbench.dashboards.auth import WorkbenchIdentityProvider
 from workbench.dashboards.tokens import VIEWER_HEADER, derive_key
+from workbench.db.models import Role
+from workbench.ops import metrics
 
 __all__ = ["ServeOptions", "SpareKernelManager", "WorkbenchVoila", "build_app", "serve"]
 
@@ -170,6 +175,43 @@ class OrderlyKernelManager(AsyncMappingKernelManager):
         await super().shutdown_all(*args, **kwargs)
 
 
+class MetricsHandler(lockdown.FriendlyErrors):
+    """``GET /metrics``: this server's Prometheus metrics, for a signed-in admin only; anyone
+    else gets the 404 of an address that does not exist."""
+
+    @allow_unauthenticated
+    async def get(self) -> None:
+        provider = self.identity_provider
+        account = None
+        if isinstance(provider, WorkbenchIdentityProvider):
+            account = provider.account(self)
+        if account is None or account.role != Role.ADMIN:
+            raise web.HTTPError(404)
+        body, content_type = await asyncio.to_thread(metrics.exposition)  # reads the database
+        self.set_header("Content-Type", content_type)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(body)
+
+
+def _log_request(handler: web.RequestHandler) -> None:
+    """Tornado's access-log line for a request, and its latency in the metrics (labelled by
+    the handler's class, never by its address)."""
+    status = handler.get_status()
+    seconds = handler.request.request_time()
+    metrics.dashboard_request(type(handler).__name__, status, seconds)
+    if status < 400:
+        write = access_log.info
+    elif status < 500:
+        write = access_log.warning
+    else:
+        write = access_log.error
+    request = handler.request
+    write(
+        "%d %s %s (%s) %.2fms",
+        status, request.method, request.uri, request.remote_ip, 1000.0 * seconds,
+    )  # fmt: skip
+
+
 _REPLACED: dict[type, type] = {
     TornadoVoilaHandler: lockdown.DashboardHandler,
     TornadoVoilaTreeHandler: lockdown.TreeRedirectHandler,
@@ -190,11 +232,13 @@ class WorkbenchVoila(Voila):  # type: ignore[misc]
         lockdown.check_execution_refused(self.kernel_manager)
         settings["workbench_dashboards_root"] = self.root_dir
         settings["default_handler_class"] = lockdown.NotFoundHandler
+        settings["log_function"] = _log_request
         return settings
 
     def init_handlers(self) -> list[Any]:
         handlers: list[Any] = [
-            (url_path_join(self.server_url, outputs.OUTPUT_PATH), outputs.RunOutputHandler)
+            (url_path_join(self.server_url, outputs.OUTPUT_PATH), outputs.RunOutputHandler),
+            (url_path_join(self.server_url, "metrics"), MetricsHandler),
         ]
         for spec in super().init_handlers():
             pattern, handler = spec[0], spec[1]
@@ -207,6 +251,7 @@ class WorkbenchVoila(Voila):  # type: ignore[misc]
         return handlers
 
     def listen(self) -> None:
+        self._unwatch = metrics.watch_database(self.workbench)  # queue gauges on /metrics
         loop = IOLoop.current()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: loop.add_callback_from_signal(loop.stop))
@@ -222,6 +267,7 @@ class WorkbenchVoila(Voila):  # type: ignore[misc]
             with contextlib.suppress(psutil.Error):
                 child.kill()
         shutil.rmtree(self.connection_dir, ignore_errors=True)
+        getattr(self, "_unwatch", lambda: None)()
         self.workbench.close()
         log.info("Dashboard server stopped.")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from workbench.ops import metrics
 from workbench.plugins.events import RunEvent
 
 if TYPE_CHECKING:
@@ -47,4 +48,7 @@ def notify_run(plugins: Plugins, settings: Settings, event: RunEvent) -> list[st
         except Exception as exc:  # one notifier must not silence the others
             log.warning("notifier %s failed for run %s: %s", name, event.run_id, exc)
             failed.append(name)
+            metrics.notification(sent=False)
+        else:
+            metrics.notification(sent=True)
     return failed

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Coroutine, Mapping
 from concurrent.futures import Future
@@ -29,6 +30,7 @@ from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 
 from workbench.db.types import utcnow
+from workbench.ops import metrics
 from workbench.runs.errors import KernelError
 
 if TYPE_CHECKING:
@@ -137,7 +139,12 @@ class KernelPool:
         self.fork = fork_supported() and (default if fork is None else fork)
         self._forkserver: ForkServer | None = None
         self._context: zmq.asyncio.Context | None = None
-        self._env = dict(os.environ if env is None else env)
+        # A kernel is no metrics process: it must not write to a worker's metrics folder.
+        self._env = {
+            k: v
+            for k, v in (os.environ if env is None else env).items()
+            if k != metrics.MULTIPROC_ENV
+        }
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="wb-kernels", daemon=True
@@ -168,6 +175,7 @@ class KernelPool:
             await kernel.discard()
         else:
             await self._ready.put(kernel)
+            metrics.warm_kernels(+1)
 
     def _template(self) -> ForkServer | None:
         """The fork server (started here, on the loop thread), or None to start from scratch."""
@@ -196,6 +204,7 @@ class KernelPool:
             ip=os.path.join(_ipc_dir(), uuid.uuid4().hex),
             context=self._context,
         )
+        began = time.monotonic()
         server = self._template() if self.fork else None
         if server is not None:
             from workbench.runs.forkserver import ForkProvisioner
@@ -221,6 +230,7 @@ class KernelPool:
         kernel = WarmKernel(manager, client, started)
         if self.warmup and server is None:  # a forked kernel has imported it already
             await kernel.run_silently(WARMUP)
+        metrics.kernel_started(server is not None, time.monotonic() - began)
         return kernel
 
     async def acquire(self) -> WarmKernel:
@@ -232,6 +242,7 @@ class KernelPool:
                 kernel = await self._start_kernel()
             else:
                 kernel = await self._ready.get()
+                metrics.warm_kernels(-1)
                 if self.replenish:
                     self._spawn()
             if await kernel.manager.is_alive():
@@ -259,6 +270,7 @@ class KernelPool:
             # Let kernels being started finish: they see _closed and discard themselves.
             await asyncio.gather(*self._starting, return_exceptions=True)
             while self._ready is not None and not self._ready.empty():
+                metrics.warm_kernels(-1)
                 await self._ready.get_nowait().discard()
             others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             await asyncio.gather(*others, return_exceptions=True)

@@ -30,6 +30,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from workbench.db.models import Job, RunStatus
 from workbench.db.models import Run as RunRow
 from workbench.db.types import utcnow
+from workbench.ops import metrics
 from workbench.plugins.events import RunEvent
 from workbench.runs.errors import RunNotFoundError, RunStateError
 
@@ -351,7 +352,13 @@ def claim_run(wb: Workbench, run_id: uuid.UUID, *, worker: str, lease_seconds: f
         ).rowcount
         if not claimed:
             return None
-        attempt = conn.scalar(select(RunRow.attempt).where(RunRow.id == run_id))
+        attempt, queued_at, not_before, triggered_by = conn.execute(
+            select(RunRow.attempt, RunRow.queued_at, RunRow.not_before, RunRow.triggered_by).where(
+                RunRow.id == run_id
+            )
+        ).one()
+    due = max(queued_at, not_before) if not_before is not None else queued_at
+    metrics.run_claimed(triggered_by, (now - due).total_seconds())
     return int(attempt or 0)
 
 
@@ -383,21 +390,27 @@ def finish_run(
     now = utcnow()
     with wb.engine.begin() as conn:
         done = conn.execute(
-            _fenced(run_id, attempt).values(
+            _fenced(run_id, attempt)
+            .values(
                 status=status, finished_at=now, heartbeat_at=now, lease_expires_at=None, **values
             )
-        ).rowcount
-        if done:
-            return True
-        keep = {k: v for k, v in values.items() if k in {"progress_cell", "progress_total"}}
-        conn.execute(
-            update(RunRow)
-            .where(RunRow.id == run_id)
-            .where(RunRow.attempt == attempt)
-            .where(RunRow.status == RunStatus.CANCELLED)
-            .values(lease_expires_at=None, **keep)
-        )
-    return False
+            .returning(RunRow.triggered_by, RunRow.started_at)
+        ).first()
+        if done is None:
+            keep = {k: v for k, v in values.items() if k in {"progress_cell", "progress_total"}}
+            conn.execute(
+                update(RunRow)
+                .where(RunRow.id == run_id)
+                .where(RunRow.attempt == attempt)
+                .where(RunRow.status == RunStatus.CANCELLED)
+                .values(lease_expires_at=None, **keep)
+            )
+    if done is None:
+        return False
+    triggered_by, started_at = done
+    took = (now - started_at).total_seconds() if started_at is not None else None
+    metrics.run_finished(status.value, triggered_by, took)
+    return True
 
 
 MAX_BACKOFF = timedelta(hours=1)
@@ -465,7 +478,7 @@ def cancel_run(wb: Workbench, run_id: str | uuid.UUID) -> Run:
         raise RunStateError(f"Run {run.id} already finished ({run.status.value}).")
     where_cell = f" while running cell {run.progress_cell}" if run.progress_cell else ""
     with wb.engine.begin() as conn:
-        conn.execute(
+        cancelled = conn.execute(
             update(RunRow)
             .where(RunRow.id == run.id)
             .where(RunRow.status.in_([RunStatus.QUEUED, RunStatus.RUNNING]))
@@ -475,5 +488,7 @@ def cancel_run(wb: Workbench, run_id: str | uuid.UUID) -> Run:
                 error_name="Cancelled",
                 error_message=f"Cancelled on request{where_cell}.",
             )
-        )
+        ).rowcount
+    if cancelled:
+        metrics.run_finished(RunStatus.CANCELLED.value, run.triggered_by)
     return get_run(wb, run.id)

@@ -11,14 +11,16 @@ worker.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_process_shutdown
 from sqlalchemy import func, select
 
 from workbench.core.config import Settings, load_settings
 from workbench.core.errors import ConfigError
+from workbench.ops import metrics
 
 __all__ = ["TASK_NAME", "check_visibility_timeout", "create_app"]
 
@@ -61,11 +63,12 @@ def create_app(settings: Settings | None = None) -> Celery:
     def execute_run_task(run_id: str) -> str:
         from workbench.runs.execute import execute_run
 
-        run = execute_run(
-            run_id,
-            workbench=_process_state.get("workbench"),
-            kernels=_process_state.get("kernels"),
-        )
+        with metrics.slot_in_use("celery"):
+            run = execute_run(
+                run_id,
+                workbench=_process_state.get("workbench"),
+                kernels=_process_state.get("kernels"),
+            )
         return run.status.value
 
     return app
@@ -82,6 +85,13 @@ def _warm_worker_process(**_: Any) -> None:
     _process_state["kernels"] = KernelPool(
         WARM_KERNELS, env=kernel_env(settings), fork=settings.fork_kernels
     )
+    metrics.executor_slots("celery", busy=0, free=1)  # each worker process is one slot
+
+
+@worker_process_shutdown.connect
+def _forget_worker_process(**_: Any) -> None:
+    """A worker process that exits takes its slot and warm kernels out of the metrics."""
+    metrics.mark_process_dead(os.getpid())
 
 
 def check_visibility_timeout(settings: Settings) -> None:

@@ -15,6 +15,8 @@ from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Protocol
 
+from workbench.ops import metrics
+
 if TYPE_CHECKING:
     from workbench.app import Workbench
     from workbench.core.config import Settings
@@ -104,7 +106,9 @@ class LocalExecutor:
 
     def capacity(self) -> int:
         self._collect()
-        return self.workers - len(self._futures)
+        busy = len(self._futures)
+        metrics.executor_slots(self.name, busy=busy, free=self.workers - busy)
+        return self.workers - busy
 
     def send(self, run_id: uuid.UUID) -> None:
         try:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from workbench.db.models import Job, Run, RunStatus
 from workbench.db.types import utcnow
+from workbench.ops import metrics
 from workbench.runs.records import expire_lease, retry_delay
 
 if TYPE_CHECKING:
@@ -36,14 +37,23 @@ def reap_expired(wb: Workbench, now: datetime | None = None) -> ReapResult:
     """Re-queue or fail every running run whose lease expired before ``now``."""
     now = now or utcnow()
     result = ReapResult()
+    triggers: dict[uuid.UUID, str] = {}
     engine = wb.engine.execution_options(sqlite_begin="IMMEDIATE")
     with Session(engine, expire_on_commit=False) as session, session.begin():
         expired = session.execute(
-            select(Run.id, Run.attempt, Run.max_attempts, Run.heartbeat_at, Job.retry_delay_seconds)
+            select(
+                Run.id,
+                Run.attempt,
+                Run.max_attempts,
+                Run.heartbeat_at,
+                Job.retry_delay_seconds,
+                Run.triggered_by,
+            )
             .outerjoin(Job, Job.id == Run.job_id)
             .where(Run.status == RunStatus.RUNNING, Run.lease_expires_at < now)
         ).all()
-        for run_id, attempt, max_attempts, heartbeat_at, delay in expired:
+        for run_id, attempt, max_attempts, heartbeat_at, delay, triggered_by in expired:
+            triggers[run_id] = triggered_by
             last = heartbeat_at.isoformat() if heartbeat_at else "never"
             message = (
                 f"The worker running attempt {attempt} stopped answering (last heartbeat: {last})."
@@ -56,4 +66,9 @@ def reap_expired(wb: Workbench, now: datetime | None = None) -> ReapResult:
             )  # fmt: skip
             if done:
                 (result.requeued if retry else result.failed).append(run_id)
+    # Counted once the transaction committed.
+    metrics.lease_expired("requeued", len(result.requeued))
+    metrics.lease_expired("failed", len(result.failed))
+    for run_id in result.failed:
+        metrics.run_finished(RunStatus.FAILED.value, triggers[run_id])
     return result

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from workbench.db.models import ServiceKind
+from workbench.ops import metrics
 from workbench.ops.heartbeats import ServiceBeat
 from workbench.scheduler.dispatch import dispatch_runs
 from workbench.scheduler.errors import SchedulerAlreadyRunningError
@@ -93,9 +94,11 @@ def run_scheduler(
             name,
             {"executor": executor.name, "poll_seconds": poll},
         )
+        unwatch = metrics.watch_database(wb)  # the queue's gauges, read when scraped
         try:
             _loop(wb, executor, beat, stop=stop, poll=poll, max_ticks=max_ticks, stats=stats)
         finally:
+            unwatch()
             try:
                 beat.close()
             except Exception:  # the database may be gone; the row then just goes stale
@@ -131,6 +134,7 @@ def _loop(
         except Exception as exc:  # keep scheduling; the next tick retries
             log.exception("scheduler tick failed")
             stats.errors.append(f"{type(exc).__name__}: {exc}")
+        metrics.tick_finished(time.monotonic() - started)
         stats.ticks += 1
         if max_ticks is not None and stats.ticks >= max_ticks:
             break
