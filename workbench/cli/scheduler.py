@@ -36,6 +36,27 @@ def use_private_metrics_folder() -> None:
     atexit.register(remove)
 
 
+MetricsPort = Annotated[
+    int | None,
+    typer.Option(
+        help="Serve /livez, /readyz and /metrics on this port (default: no health port).",
+        min=0,
+        max=65535,
+    ),
+]
+MetricsHost = Annotated[
+    str, typer.Option(help="Address the health port listens on (0.0.0.0 for Kubernetes).")
+]
+LivenessSeconds = Annotated[
+    float | None,
+    typer.Option(
+        help="/livez fails when the loop has not turned for this long "
+        "(default: three polls, at least 5 s).",
+        min=0.1,
+    ),
+]
+
+
 def scheduler(
     ctx: typer.Context,
     workers: Annotated[
@@ -44,10 +65,17 @@ def scheduler(
     executor: Annotated[
         str | None, typer.Option(help="local or celery (default: WORKBENCH_EXECUTOR).")
     ] = None,
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
+    liveness_seconds: LivenessSeconds = None,
 ) -> None:
     """Queue scheduled runs, hand them to the executor, and recover runs whose worker died."""
     use_private_metrics_folder()  # first: the local pool's processes count runs there
     from workbench.core.errors import ConfigError
+    from workbench.db.models import ServiceKind
+    from workbench.ops.heartbeats import prune_dead
+    from workbench.ops.http import HealthServer
+    from workbench.ops.probes import Liveness, liveness_after, service_readiness
     from workbench.scheduler.executors import CeleryExecutor, Executor, LocalExecutor
     from workbench.scheduler.service import run_scheduler
 
@@ -61,18 +89,33 @@ def scheduler(
     else:
         raise ConfigError(f"Unknown executor {kind!r}: use 'local' or 'celery'.")
     stop = threading.Event()
+    liveness = Liveness(liveness_seconds or liveness_after(settings.scheduler_poll_seconds))
+    health: HealthServer | None = None
+    if metrics_port is not None:
+        broker = settings.effective_celery_broker_url() if kind == "celery" else None
+        readiness = service_readiness(settings, broker_url=broker)
+        health = HealthServer(metrics_host, metrics_port, liveness=liveness, readiness=readiness)
 
     def _stop(*_: Any) -> None:
+        if health is not None:
+            health.readiness.drain()  # not ready from now on, while runs in flight finish
         stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    if health is not None:
+        health.start()
     console.print(f"scheduler started ({kind} executor); stop with Ctrl-C")
     try:
         with workbench_of(ctx) as wb:
-            stats = run_scheduler(wb, chosen, stop=stop)
+            try:
+                stats = run_scheduler(wb, chosen, stop=stop, liveness=liveness)
+            finally:
+                chosen.close()
+                prune_dead(wb.engine, ServiceKind.WORKER)  # pool processes it had to end
     finally:
-        chosen.close()
+        if health is not None:
+            health.close()
     console.print(
         f"scheduler stopped after {stats.ticks} ticks: {stats.queued} queued, "
         f"{stats.dispatched} dispatched, {stats.requeued} re-queued, {stats.failed} failed"
@@ -83,23 +126,38 @@ def worker(
     ctx: typer.Context,
     concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
+    liveness_seconds: LivenessSeconds = None,
 ) -> None:
     """Start a Celery worker that executes runs (late ack, redelivered if it dies, prefetch 1)."""
     use_private_metrics_folder()  # first, before Celery forks its worker processes
     from workbench.scheduler.celery_app import check_visibility_timeout, create_app
+    from workbench.scheduler.worker_health import WorkerHealth
 
     settings = settings_of(ctx)
     check_visibility_timeout(settings)
     app = create_app(settings)
-    app.worker_main(
-        [
-            "worker",
-            f"--concurrency={concurrency}",
-            "--pool=prefork",
-            f"--queues={settings.celery_queue}",
-            f"--loglevel={loglevel}",
-            "--without-gossip",
-            "--without-mingle",
-            "--prefetch-multiplier=1",
-        ]
+    health = WorkerHealth(
+        app,
+        settings,
+        concurrency=concurrency,
+        port=metrics_port,
+        host=metrics_host,
+        liveness_seconds=liveness_seconds,
     )
+    try:
+        app.worker_main(
+            [
+                "worker",
+                f"--concurrency={concurrency}",
+                "--pool=prefork",
+                f"--queues={settings.celery_queue}",
+                f"--loglevel={loglevel}",
+                "--without-gossip",
+                "--without-mingle",
+                "--prefetch-multiplier=1",
+            ]
+        )
+    finally:
+        health.close()

@@ -47,9 +47,11 @@ from voila.tornado.treehandler import TornadoVoilaTreeHandler
 from workbench.app import Workbench
 from workbench.dashboards import catalog, lockdown, outputs, spare
 from workbench.dashboards.auth import WorkbenchIdentityProvider
+from workbench.dashboards.health import READINESS_SETTING, probe_handlers
 from workbench.dashboards.tokens import VIEWER_HEADER, derive_key
 from workbench.db.models import Role
 from workbench.ops import metrics
+from workbench.ops.probes import Readiness, service_readiness
 
 __all__ = ["ServeOptions", "SpareKernelManager", "WorkbenchVoila", "build_app", "serve"]
 
@@ -226,9 +228,11 @@ class WorkbenchVoila(Voila):  # type: ignore[misc]
     """Voila with Workbench's sign-in, locked-down handlers and a clean shutdown."""
 
     workbench: Workbench
+    readiness: Readiness
 
     def init_settings(self) -> dict[str, Any]:
         settings: dict[str, Any] = super().init_settings()
+        settings[READINESS_SETTING] = self.readiness
         lockdown.check_execution_refused(self.kernel_manager)
         settings["workbench_dashboards_root"] = self.root_dir
         settings["default_handler_class"] = lockdown.NotFoundHandler
@@ -237,6 +241,7 @@ class WorkbenchVoila(Voila):  # type: ignore[misc]
 
     def init_handlers(self) -> list[Any]:
         handlers: list[Any] = [
+            *probe_handlers(self.server_url),
             (url_path_join(self.server_url, outputs.OUTPUT_PATH), outputs.RunOutputHandler),
             (url_path_join(self.server_url, "metrics"), MetricsHandler),
         ]
@@ -253,8 +258,14 @@ class WorkbenchVoila(Voila):  # type: ignore[misc]
     def listen(self) -> None:
         self._unwatch = metrics.watch_database(self.workbench)  # queue gauges on /metrics
         loop = IOLoop.current()
+
+        def _stop(*_: Any) -> None:
+            self.readiness.drain()  # /readyz is 503 from now on, while the kernels stop
+            loop.add_callback_from_signal(loop.stop)
+
+        self.readiness.prime()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: loop.add_callback_from_signal(loop.stop))
+            signal.signal(sig, _stop)
         super().listen()
 
     def stop(self) -> None:
@@ -267,6 +278,7 @@ class WorkbenchVoila(Voila):  # type: ignore[misc]
             with contextlib.suppress(psutil.Error):
                 child.kill()
         shutil.rmtree(self.connection_dir, ignore_errors=True)
+        self.readiness.close()
         getattr(self, "_unwatch", lambda: None)()
         self.workbench.close()
         log.info("Dashboard server stopped.")
@@ -315,6 +327,7 @@ def build_app(workbench: Workbench, options: ServeOptions) -> WorkbenchVoila:
     config.MappingKernelManager.cull_connected = False
     app = WorkbenchVoila(config=config)
     app.workbench = workbench
+    app.readiness = service_readiness(workbench.settings)
     app.initialize([])
     return app
 

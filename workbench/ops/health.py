@@ -19,16 +19,28 @@ __all__ = [
     "check_migrations",
     "check_redis",
     "check_schedulers",
+    "check_workers",
     "run_checks",
+    "wait_for_migrations",
 ]
 
 
 @dataclass(frozen=True)
 class Check:
+    """One health check's outcome; ``warning`` marks an ok check that still wants a look."""
+
     name: str
     ok: bool
     detail: str
     seconds: float = 0.0
+    warning: bool = False
+
+    @property
+    def status(self) -> str:
+        """``failed``, ``warning`` or ``ok``."""
+        if not self.ok:
+            return "failed"
+        return "warning" if self.warning else "ok"
 
 
 def _error_summary(exc: BaseException) -> str:
@@ -51,9 +63,13 @@ def check_database(engine: Engine) -> Check:
     return Check("database", True, detail, time.perf_counter() - start)
 
 
-def check_migrations(engine: Engine) -> Check:
+def check_migrations(engine: Engine, *, head: str | None = None) -> Check:
+    """At the newest migration or not; ``head`` saves reading the shipped migrations again."""
     try:
-        status = migrate.migration_status(engine)
+        if head is None:
+            status = migrate.migration_status(engine)
+        else:
+            status = migrate.MigrationStatus(current=migrate.current_revision(engine), head=head)
     except SQLAlchemyError as exc:
         return Check("migrations", False, f"unknown: {_error_summary(exc)}")
     if status.at_head:
@@ -67,7 +83,7 @@ def check_migrations(engine: Engine) -> Check:
     )
 
 
-def check_redis(url: str, timeout: float = 2.0) -> Check:
+def check_redis(url: str, timeout: float = 2.0, *, name: str = "redis") -> Check:
     import redis
 
     start = time.perf_counter()
@@ -75,11 +91,11 @@ def check_redis(url: str, timeout: float = 2.0) -> Check:
     try:
         info = client.info("server")
     except redis.RedisError as exc:
-        return Check("redis", False, f"unreachable: {_error_summary(exc)}")
+        return Check(name, False, f"unreachable: {_error_summary(exc)}")
     finally:
         client.close()
     return Check(
-        "redis",
+        name,
         True,
         f"Redis {info.get('redis_version', '?')} at {mask_url(url)}",
         time.perf_counter() - start,
@@ -113,15 +129,72 @@ def check_schedulers(engine: Engine, *, stale_seconds: float) -> Check:
     return Check("scheduler", True, f"{live} running, heartbeats fresh", elapsed)
 
 
+def check_workers(engine: Engine, *, stale_seconds: float, executor: str) -> Check:
+    """Fails when a worker's heartbeat is older than ``stale_seconds``; with the Celery
+    executor, no worker at all is a warning (runs would wait in the queue)."""
+    start = time.perf_counter()
+    try:
+        statuses = service_statuses(engine, ServiceKind.WORKER, stale_seconds=stale_seconds)
+    except SQLAlchemyError as exc:
+        return Check("workers", False, f"unknown: {_error_summary(exc)}")
+    elapsed = time.perf_counter() - start
+    stale = [s for s in statuses if s.stale]
+    live = len(statuses) - len(stale)
+    if stale:
+        names = "; ".join(s.describe() for s in stale)
+        return Check(
+            "workers",
+            False,
+            f"{len(stale)} stale (no heartbeat for over {stale_seconds:.0f}s): {names}; "
+            f"{live} live. Restart the worker or check its logs.",
+            elapsed,
+        )
+    if not statuses:
+        if executor == "celery":
+            return Check(
+                "workers",
+                True,
+                "no worker running: queued runs wait until `workbench worker` starts",
+                elapsed,
+                warning=True,
+            )
+        return Check("workers", True, "no worker running", elapsed)
+    return Check("workers", True, f"{live} running, heartbeats fresh", elapsed)
+
+
+def wait_for_migrations(settings: Settings, wait_seconds: float) -> Check:
+    """Check until the database answers and is at head, for up to ``wait_seconds``; the last
+    check (ok or not) is returned. For init containers that hold a service back until then."""
+    from workbench.db.engine import create_workbench_engine
+
+    deadline = time.monotonic() + max(0.0, wait_seconds)
+    head = migrate.head_revision()
+    while True:
+        left = deadline - time.monotonic()
+        timeout = int(min(settings.connect_timeout, max(2.0, left)))
+        engine = create_workbench_engine(settings.model_copy(update={"connect_timeout": timeout}))
+        try:
+            check = check_database(engine)
+            if check.ok:
+                check = check_migrations(engine, head=head)
+        finally:
+            engine.dispose()
+        left = deadline - time.monotonic()
+        if check.ok or left <= 0:
+            return check
+        time.sleep(min(1.0, left))  # the last try comes when the wait is over
+
+
 def run_checks(settings: Settings, engine: Engine) -> list[Check]:
-    """Database reachability, migration status, scheduler heartbeats, Redis when configured."""
+    """Database reachability, migration status, scheduler and worker heartbeats, Redis when
+    configured."""
     checks = [check_database(engine)]
     if checks[0].ok:
         checks.append(check_migrations(engine))
         if checks[-1].ok:
-            checks.append(
-                check_schedulers(engine, stale_seconds=stale_after(settings.scheduler_poll_seconds))
-            )
+            stale = stale_after(settings.scheduler_poll_seconds)
+            checks.append(check_schedulers(engine, stale_seconds=stale))
+            checks.append(check_workers(engine, stale_seconds=stale, executor=settings.executor))
     redis_url = settings.effective_redis_url()
     if redis_url:
         checks.append(check_redis(redis_url))

@@ -27,6 +27,7 @@ from workbench.scheduler.tick import schedule_due
 
 if TYPE_CHECKING:
     from workbench.app import Workbench
+    from workbench.ops.probes import Liveness
     from workbench.scheduler.executors import Executor
 
 __all__ = ["SchedulerStats", "run_scheduler", "single_scheduler"]
@@ -79,11 +80,13 @@ def run_scheduler(
     poll_seconds: float | None = None,
     max_ticks: int | None = None,
     name: str = "scheduler",
+    liveness: Liveness | None = None,
 ) -> SchedulerStats:
     """Run until ``stop`` is set (or ``max_ticks`` passes); errors are logged, not fatal.
 
     Every poll also refreshes this scheduler's row in ``service_heartbeats``, so health checks
-    can tell a live scheduler from one that died or hung.
+    can tell a live scheduler from one that died or hung, and every turn of the loop touches
+    ``liveness`` (what `/livez` answers from).
     """
     poll = poll_seconds or wb.settings.scheduler_poll_seconds
     stats = SchedulerStats()
@@ -96,7 +99,16 @@ def run_scheduler(
         )
         unwatch = metrics.watch_database(wb)  # the queue's gauges, read when scraped
         try:
-            _loop(wb, executor, beat, stop=stop, poll=poll, max_ticks=max_ticks, stats=stats)
+            _loop(
+                wb,
+                executor,
+                beat,
+                stop=stop,
+                poll=poll,
+                max_ticks=max_ticks,
+                stats=stats,
+                liveness=liveness,
+            )
         finally:
             unwatch()
             try:
@@ -115,13 +127,16 @@ def _loop(
     poll: float,
     max_ticks: int | None,
     stats: SchedulerStats,
+    liveness: Liveness | None = None,
 ) -> None:
     """A full tick every ``poll`` seconds; between ticks, dispatch only when the executor wakes
     us because it has room (so throughput does not depend on the poll interval)."""
     wakeup = executor.wakeup
     last_beat = time.monotonic()
+    touch = liveness.touch if liveness is not None else _untouched
     while not stop.is_set():
         started = time.monotonic()
+        touch()
         try:
             if started - last_beat >= min(poll, MAX_BEAT_SECONDS):
                 beat.beat({"ticks": stats.ticks, "dispatched": stats.dispatched})
@@ -140,6 +155,7 @@ def _loop(
             break
         next_tick = started + poll
         while not stop.is_set() and (left := next_tick - time.monotonic()) > 0:
+            touch()
             if wakeup is None:
                 stop.wait(left)
             elif wakeup.wait(min(left, WAKE_CHECK_SECONDS)):
@@ -149,6 +165,10 @@ def _loop(
                 except Exception as exc:
                     log.exception("dispatch failed")
                     stats.errors.append(f"{type(exc).__name__}: {exc}")
+
+
+def _untouched() -> None:
+    """No liveness to touch (the scheduler runs without health endpoints)."""
 
 
 def _dispatch(wb: Workbench, executor: Executor) -> int:
