@@ -62,6 +62,8 @@ app.add_typer(teams_commands.app, name="teams")
 
 # Commands that must run before the configuration is complete (they create it).
 _SETUP_COMMANDS = frozenset({"init", "version"})
+# Commands that make the production check themselves (doctor reports it as a failed check).
+_SELF_CHECKING_COMMANDS = frozenset({"doctor"})
 
 
 @app.callback()
@@ -70,7 +72,7 @@ def _root(ctx: typer.Context) -> None:
     from workbench.ops.logging import configure_logging
 
     settings = load_settings()
-    if ctx.invoked_subcommand not in _SETUP_COMMANDS:
+    if ctx.invoked_subcommand not in _SETUP_COMMANDS | _SELF_CHECKING_COMMANDS:
         ensure_production_safe(settings)
     configure_logging(settings)
     ctx.obj = settings
@@ -124,43 +126,92 @@ def init(
         )
 
 
+#: `workbench doctor`'s exit codes, for scripts: every check ok, a check failed, warnings only.
+DOCTOR_OK, DOCTOR_FAILED, DOCTOR_WARNING = 0, 1, 2
+_DOCTOR_STATUS = {"ok": "[green]ok[/]", "warning": "[yellow]warning[/]", "failed": "[red]failed[/]"}
+
+
 @app.command()
-def doctor(ctx: typer.Context) -> None:
-    """Show the effective configuration (secrets masked) and check every service."""
+def doctor(
+    ctx: typer.Context,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the settings and checks as one JSON object.")
+    ] = False,
+) -> None:
+    """Show the effective configuration (secrets masked) and check every service.
+
+    Exits 0 when every check is ok, 1 when one failed, 2 when some only warn.
+    """
+    import json
+
+    from workbench.core.errors import InsecureConfigurationError
     from workbench.db.engine import create_workbench_engine
-    from workbench.ops.health import run_checks
+    from workbench.ops.health import Check, run_checks
 
     settings = settings_of(ctx)
-    console.print(_settings_table(settings))
-    engine = create_workbench_engine(settings)
+    first: list[Check] = []
+    if as_json:  # a script gets its answer as JSON and 0/1/2, even for unusable settings
+        try:
+            ensure_production_safe(settings)
+        except InsecureConfigurationError as exc:
+            first.append(Check("production", False, "; ".join(exc.problems)))
+    else:
+        ensure_production_safe(settings)
+        console.print(_settings_table(settings))
     try:
-        checks = run_checks(settings, engine)
-    finally:
-        engine.dispose()
+        engine = create_workbench_engine(settings)
+    except WorkbenchError as exc:
+        if not as_json:
+            raise
+        checks = [Check("database", False, str(exc))]
+    else:
+        try:
+            checks = run_checks(settings, engine)
+        finally:
+            engine.dispose()
     key, source = settings.effective_secret_key()
-    checks_table = Table(title="Checks")
-    checks_table.add_column("check")
-    checks_table.add_column("status")
-    checks_table.add_column("detail")
     key_ok = key is not None
-    checks_table.add_row(
-        "secret key",
-        "[green]ok[/]" if key_ok else "[red]missing[/]",
-        escape(f"from {source}" if key_ok else "run `workbench init`"),
-    )
-    for check in checks:
+    key_check = Check("secret key", key_ok, f"from {source}" if key_ok else "run `workbench init`")
+    every = [*first, key_check, *checks]
+    if any(not c.ok for c in every):
+        code = DOCTOR_FAILED
+    else:
+        code = DOCTOR_WARNING if any(c.warning for c in every) else DOCTOR_OK
+    if as_json:
+        report = {
+            "status": {DOCTOR_OK: "ok", DOCTOR_FAILED: "failed", DOCTOR_WARNING: "warning"}[code],
+            "settings": _settings_values(settings),
+            "checks": [
+                {
+                    "name": c.name,
+                    "status": c.status,
+                    "detail": c.detail,
+                    "seconds": round(c.seconds, 4),
+                }
+                for c in every
+            ],
+        }
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        checks_table = Table(title="Checks")
+        checks_table.add_column("check")
+        checks_table.add_column("status")
+        checks_table.add_column("detail")
         checks_table.add_row(
-            check.name, "[green]ok[/]" if check.ok else "[red]failed[/]", escape(check.detail)
+            "secret key",
+            "[green]ok[/]" if key_ok else "[red]missing[/]",
+            escape(key_check.detail),
         )
-    console.print(checks_table)
-    if not key_ok or not all(c.ok for c in checks):
-        raise typer.Exit(1)
+        for check in checks:
+            checks_table.add_row(check.name, _DOCTOR_STATUS[check.status], escape(check.detail))
+        console.print(checks_table)
+    if code != DOCTOR_OK:
+        raise typer.Exit(code)
 
 
-def _settings_table(settings: Settings) -> Table:
-    table = Table(title="Settings")
-    table.add_column("setting")
-    table.add_column("value")
+def _settings_values(settings: Settings) -> dict[str, str]:
+    """Every setting by its environment name, as doctor shows it (secrets masked)."""
+    values: dict[str, str] = {}
     for name in Settings.model_fields:
         value = getattr(settings, name)
         if name == "database_url":
@@ -173,7 +224,16 @@ def _settings_table(settings: Settings) -> Table:
             shown = str(settings.home_path)
         else:
             shown = str(value)
-        table.add_row(ENV_PREFIX + name.upper(), escape(shown))
+        values[ENV_PREFIX + name.upper()] = shown
+    return values
+
+
+def _settings_table(settings: Settings) -> Table:
+    table = Table(title="Settings")
+    table.add_column("setting")
+    table.add_column("value")
+    for name, shown in _settings_values(settings).items():
+        table.add_row(name, escape(shown))
     return table
 
 
@@ -266,6 +326,29 @@ def db_check(ctx: typer.Context) -> None:
             f"{len(differences)} place(s): {differences[:5]!r}"
         )
     console.print(f"schema at {status.head} and matches the models")
+
+
+@db_app.command("check-migrations")
+def db_check_migrations(
+    ctx: typer.Context,
+    wait: Annotated[
+        float,
+        typer.Option(
+            help="Keep checking for up to this many seconds (for an init container).", min=0
+        ),
+    ] = 0.0,
+) -> None:
+    """Exit 0 once the database answers at the newest migration; else fail in one line."""
+    from workbench.ops.errors import DatabaseNotReadyError
+    from workbench.ops.health import wait_for_migrations
+
+    check = wait_for_migrations(settings_of(ctx), wait)
+    if not check.ok:
+        waited = f" after {wait:g}s" if wait else ""
+        raise DatabaseNotReadyError(
+            f"The database is not ready{waited}: {check.name} {check.detail}".replace("\n", " ")
+        )
+    console.print(f"database ready: schema {check.detail}")
 
 
 def _add_plugin_commands() -> None:

@@ -1,0 +1,11 @@
+"""Errors of operations."""
+
+from __future__ import annotations
+
+from workbench.core.errors import WorkbenchError
+
+__all__ = ["DatabaseNotReadyError"]
+
+
+class DatabaseNotReadyError(WorkbenchError):
+    """The database did not answer at the newest migration in time; check it, or wait longer."""
