@@ -6,13 +6,32 @@ import json
 import logging
 import re
 from datetime import UTC, datetime
+from urllib.parse import unquote, urlsplit
 
-from workbench.core.config import Settings
+from pydantic import SecretStr
 
-__all__ = ["JsonFormatter", "RedactingFilter", "configure_logging"]
+from workbench.core.config import SECRET_FIELDS, Settings
+
+__all__ = ["JsonFormatter", "RedactingFilter", "Redactor", "configure_logging", "secret_values"]
 
 # user:password@ in any URL
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.I)
+
+
+class Redactor:
+    """Replaces known secret values and URL passwords in text with ``***``.
+
+    The one redaction of Workbench: log records pass through it, and so do error-tracking
+    events (workbench.ops.tracking). Values shorter than 6 characters are not searched for.
+    """
+
+    def __init__(self, secrets: list[str]) -> None:
+        self._secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return _URL_PASSWORD.sub(r"\g<scheme>***@", text)
 
 
 class RedactingFilter(logging.Filter):
@@ -20,12 +39,10 @@ class RedactingFilter(logging.Filter):
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+        self._redactor = Redactor(secrets)
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return _URL_PASSWORD.sub(r"\g<scheme>***@", text)
+        return self._redactor.redact(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -50,6 +67,52 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+def secret_values(settings: Settings) -> list[str]:
+    """Every configured secret value, for :class:`Redactor`.
+
+    Each secret setting (set directly or by ``*_FILE``), the key file's key, the database URL
+    as used, the passwords inside the secret URLs and the token parts of the webhook URL, as
+    written and decoded.
+    """
+    values: list[str] = []
+    for name in SECRET_FIELDS:
+        value = getattr(settings, name, None)
+        if isinstance(value, SecretStr) and value.get_secret_value():
+            values.append(value.get_secret_value())
+    key, _ = settings.effective_secret_key()
+    if key:
+        values.append(key)
+    if settings.database_url is not None and settings.database_url.get_secret_value():
+        values.append(settings.effective_database_url())
+    for url in list(values):
+        values.extend(_url_secrets(url))
+    webhook = settings.effective_webhook_url()
+    if webhook:
+        values.extend(_webhook_tokens(webhook))
+    return list(dict.fromkeys(v for v in values if v))
+
+
+def _webhook_tokens(url: str) -> list[str]:
+    """The parts of a webhook URL that carry its token: path and query, last segment, values."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    tail = parts.path + (f"?{parts.query}" if parts.query else "")
+    found = [tail, parts.path.rstrip("/").rsplit("/", 1)[-1]]
+    found += [pair.partition("=")[2] for pair in parts.query.split("&")]
+    return [text for item in found if item.strip("/") for text in (item, unquote(item))]
+
+
+def _url_secrets(value: str) -> list[str]:
+    """The password inside ``value`` if it is a URL with one, as written and decoded."""
+    try:
+        password = urlsplit(value).password
+    except ValueError:
+        return []
+    return [password, unquote(password)] if password else []
+
+
 def configure_logging(settings: Settings) -> None:
     """Configure the ``workbench`` logger from the settings; safe to call repeatedly."""
     logger = logging.getLogger("workbench")
@@ -63,14 +126,6 @@ def configure_logging(settings: Settings) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    secrets = [
-        value.get_secret_value()
-        for value in (settings.secret_key, settings.database_url, settings.redis_url)
-        if value is not None
-    ]
-    key, _ = settings.effective_secret_key()
-    if key:
-        secrets.append(key)
-    handler.addFilter(RedactingFilter(secrets))
+    handler.addFilter(RedactingFilter(secret_values(settings)))
     logger.addHandler(handler)
     logger.propagate = False
