@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
+from workbench.cli import backup as backup_commands
 from workbench.cli import dashboards as dashboards_commands
 from workbench.cli import ingest as ingest_commands
 from workbench.cli import jobs as jobs_commands
@@ -58,23 +59,29 @@ app.command("scheduler")(scheduler_commands.scheduler)
 app.command("worker")(scheduler_commands.worker)
 app.add_typer(users_commands.app, name="users")
 app.add_typer(teams_commands.app, name="teams")
+app.add_typer(backup_commands.app, name="backup")
 
 
 # Commands that must run before the configuration is complete (they create it).
 _SETUP_COMMANDS = frozenset({"init", "version"})
 # Commands that make the production check themselves (doctor reports it as a failed check).
 _SELF_CHECKING_COMMANDS = frozenset({"doctor"})
+# The long-running services, as error tracking names them; every other command is "cli".
+_SERVICES = {"scheduler": "scheduler", "worker": "worker", "dashboards": "dashboards"}
 
 
 @app.callback()
 def _root(ctx: typer.Context) -> None:
-    """Load the settings once, and refuse unsafe production settings for every command."""
+    """Load the settings once, refuse unsafe production settings, start error tracking."""
     from workbench.ops.logging import configure_logging
+    from workbench.ops.tracking import init_tracking
 
     settings = load_settings()
     if ctx.invoked_subcommand not in _SETUP_COMMANDS | _SELF_CHECKING_COMMANDS:
         ensure_production_safe(settings)
     configure_logging(settings)
+    # Only with WORKBENCH_SENTRY_DSN (see ops/tracking); events name the service they come from.
+    init_tracking(settings, service=_SERVICES.get(ctx.invoked_subcommand or "", "cli"))
     ctx.obj = settings
 
 
@@ -376,6 +383,11 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err_console.print("Interrupted.")
         sys.exit(130)
+    except Exception as exc:  # a Workbench bug, not the user's mistake: report it, then fail
+        from workbench.ops.tracking import report_exception
+
+        report_exception(exc)
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

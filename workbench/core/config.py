@@ -26,7 +26,14 @@ __all__ = ["ENV_PREFIX", "SECRET_FIELDS", "Settings", "load_settings", "mask_url
 
 ENV_PREFIX = "WORKBENCH_"
 #: Settings that may be read from a file named by ``WORKBENCH_<NAME>_FILE``.
-SECRET_FIELDS = ("secret_key", "database_url", "redis_url", "webhook_url", "celery_broker_url")
+SECRET_FIELDS = (
+    "secret_key",
+    "database_url",
+    "redis_url",
+    "webhook_url",
+    "celery_broker_url",
+    "sentry_dsn",
+)
 SECRET_KEY_FILENAME = "secret_key"  # noqa: S105 (a file name, not a secret)
 DATABASE_FILENAME = "workbench.db"
 
@@ -144,6 +151,11 @@ class Settings(BaseSettings):
     )
     notify_on: Literal["failure", "always"] = Field(
         "failure", description="Notify on failed runs only, or on every finished run."
+    )
+    sentry_dsn: SecretStr | None = Field(
+        None,
+        description="Sentry DSN: report service errors and finally failed runs (needs "
+        "workbench[sentry]); optional.",
     )
 
     @classmethod

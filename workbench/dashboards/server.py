@@ -52,6 +52,7 @@ from workbench.dashboards.tokens import VIEWER_HEADER, derive_key
 from workbench.db.models import Role
 from workbench.ops import metrics
 from workbench.ops.probes import Readiness, service_readiness
+from workbench.ops.tracking import init_tracking, scrub_environment
 
 __all__ = ["ServeOptions", "SpareKernelManager", "WorkbenchVoila", "build_app", "serve"]
 
@@ -79,6 +80,8 @@ class SpareKernelManager(ServerKernelManager):
     and then the next spare, so every kernel finds its imports done when it starts."""
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+        if kw.get("env") is not None:  # the server's error tracking is none of a kernel's
+            kw["env"] = scrub_environment(kw["env"])
         waiting = spare.take(kernel_cmd)
         provisioner: Any = self.provisioner
         if waiting is None or not hasattr(provisioner, "process"):
@@ -334,5 +337,6 @@ def build_app(workbench: Workbench, options: ServeOptions) -> WorkbenchVoila:
 
 def serve(workbench: Workbench, options: ServeOptions) -> None:
     """Serve the dashboards until SIGINT or SIGTERM."""
+    init_tracking(workbench.settings, service="dashboards")  # with WORKBENCH_SENTRY_DSN only
     app = build_app(workbench, options)
     app.start()

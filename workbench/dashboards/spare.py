@@ -74,11 +74,16 @@ _spare: Spare | None = None
 
 def start() -> Spare:
     """Start the spare (its imports run while the caller goes on)."""
+    from workbench.ops.tracking import scrub_environment
+
     global _spare
     process = subprocess.Popen(
         [sys.executable, "-m", "workbench.dashboards.spare"],
         stdin=subprocess.PIPE,
         start_new_session=True,  # as jupyter_client starts kernels: no terminal signals
+        # It becomes a kernel: nothing of the server's error tracking, not even in the
+        # environment it was started with (which /proc/<pid>/environ keeps showing).
+        env=scrub_environment(os.environ),
     )
     _spare = Spare(process)
     return _spare

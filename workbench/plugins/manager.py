@@ -46,6 +46,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "workbench.dashboards.catalog",
     "workbench.notify.webhook",
     "workbench.sources.builtin",
+    "workbench.ops.tracking",
 )
 
 

@@ -31,6 +31,7 @@ from jupyter_client.manager import AsyncKernelManager
 
 from workbench.db.types import utcnow
 from workbench.ops import metrics
+from workbench.ops.tracking import scrub_environment
 from workbench.runs.errors import KernelError
 
 if TYPE_CHECKING:
@@ -63,8 +64,13 @@ def run_env(settings: Settings, database_url: str | None = None) -> dict[str, st
 
 
 def kernel_env(settings: Settings, database_url: str | None = None) -> dict[str, str]:
-    """The environment a kernel starts with: this process's, plus :func:`run_env`."""
+    """The environment a kernel starts with: this process's, plus :func:`run_env`.
+
+    Without the process's other ``WORKBENCH_*`` settings and without anything of error
+    tracking (``SENTRY_*``): a notebook sees only what its run needs.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
+    env = scrub_environment(env)
     env.update(run_env(settings, database_url))
     return env
 

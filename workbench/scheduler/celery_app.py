@@ -78,9 +78,11 @@ def create_app(settings: Settings | None = None) -> Celery:
 def _warm_worker_process(**_: Any) -> None:
     """Each worker child keeps its own database pool and warm (forked) kernels."""
     from workbench.app import Workbench
+    from workbench.ops.tracking import init_tracking
     from workbench.runs.kernels import KernelPool, kernel_env
 
     settings = load_settings()
+    init_tracking(settings, service="worker")  # a forked child: its own, with a DSN only
     _process_state["workbench"] = Workbench(settings)
     _process_state["kernels"] = KernelPool(
         WARM_KERNELS, env=kernel_env(settings), fork=settings.fork_kernels

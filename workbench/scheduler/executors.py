@@ -53,10 +53,12 @@ def _init_worker(warm_kernels: int) -> None:
     global _worker_bench, _worker_kernels
     from workbench.app import Workbench
     from workbench.core.config import load_settings
+    from workbench.ops.tracking import init_tracking
     from workbench.runs.kernels import KernelPool, kernel_env
     from workbench.scheduler.worker_health import start_local_worker_beat
 
     settings = load_settings()
+    init_tracking(settings, service="worker")  # a spawned process: its own, with a DSN only
     _worker_bench = Workbench(settings)
     start_local_worker_beat(_worker_bench)
     _worker_kernels = KernelPool(warm_kernels, env=kernel_env(settings), fork=settings.fork_kernels)
