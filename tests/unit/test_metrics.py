@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,7 @@ def test_every_metric_follows_the_naming_rules() -> None:
         if d.kind == "histogram" or any(w in d.name for w in TIME_WORDS):
             assert d.name.endswith("_seconds"), f"{d.name} measures time: end it in _seconds"
         if d.name.endswith("_info"):
-            assert d.kind == "scraped gauge" and d.labels
+            assert d.kind == "scraped" and d.labels
     # No label names a user, a notebook or a run.
     for forbidden in ("user", "username", "notebook", "path", "run_id", "job", "team"):
         assert forbidden not in metrics.ALLOWED_LABELS
@@ -89,7 +90,7 @@ def test_the_exposition_holds_exactly_the_defined_metrics() -> None:
     }
     assert set(families) == set(defined) - queue
     for name, family in families.items():
-        expected = "gauge" if defined[name].kind == "scraped gauge" else defined[name].kind
+        expected = "gauge" if defined[name].kind == "scraped" else defined[name].kind
         assert family.type == expected, name
         for sample in family.samples:
             assert set(sample.labels) - {"le"} <= set(defined[name].labels), sample
@@ -98,6 +99,16 @@ def test_the_exposition_holds_exactly_the_defined_metrics() -> None:
     assert "other" in triggers
     (info,) = families["workbench_build_info"].samples
     assert info.value == 1 and info.labels["version"]
+
+
+def test_importing_the_metrics_leaves_the_client_unimported() -> None:
+    """A service chooses its multiprocess folder after the plugins imported this module."""
+    code = (
+        "import sys, workbench.ops.metrics, workbench.runs.records, workbench.notify; "
+        "print('prometheus_client' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "False", done.stderr
 
 
 def test_no_other_module_defines_a_metric() -> None:

@@ -7,10 +7,12 @@ queue (queued and running runs, the oldest queued run, schedule lag) is read fro
 only when scraped, by the collector :func:`watch_database` installs for a service's lifetime.
 
 A service that runs work in child processes (`workbench scheduler`'s local pool, the Celery
-prefork pool of `workbench worker`) sets ``PROMETHEUS_MULTIPROC_DIR`` to a private folder
-before the first import of this module; every process then writes its values there and
-``exposition()`` merges them. Labels take a few known values only, never a user name, a
-notebook path or a run id (``tests/unit/test_metrics.py`` holds them to the rules).
+prefork pool of `workbench worker`) sets ``PROMETHEUS_MULTIPROC_DIR`` to a private folder at
+start; every process then writes its values there and ``exposition()`` adds them up. The
+Prometheus client is imported, and the metrics created, only when first used, so importing
+this module early (the plugins import the notifiers) cannot fix the mode before the service
+chose it. Labels take a few known values only, never a user name, a notebook path or a run id
+(``tests/unit/test_metrics.py`` holds them to the rules).
 """
 
 from __future__ import annotations
@@ -20,25 +22,12 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
-from prometheus_client import (
-    CONTENT_TYPE_PLAIN_0_0_4,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    disable_created_metrics,
-    generate_latest,
-    multiprocess,
-)
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -47,6 +36,10 @@ from workbench.db.models import Job, Run, RunStatus
 from workbench.db.types import utcnow
 
 if TYPE_CHECKING:
+    from prometheus_client import Counter, Gauge, Histogram
+    from prometheus_client.core import Metric
+    from prometheus_client.registry import Collector
+
     from workbench.app import Workbench
 
 __all__ = [
@@ -83,10 +76,6 @@ ALLOWED_LABELS = frozenset(
 #: What started a run, as a label; any other ``triggered_by`` counts as "other".
 TRIGGERS = frozenset({"api", "cli", "manual", "schedule"})
 
-# No ``*_created`` series beside every counter and histogram: they double what is stored and
-# no query here needs them (restarts show as counter resets).
-disable_created_metrics()  # type: ignore[no-untyped-call]
-
 _RUN_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
 _WAIT_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 _FAST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -95,142 +84,122 @@ _KERNEL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 
 @dataclass(frozen=True)
 class Definition:
-    """A metric as exposed: its name, type, help text and label names."""
+    """A metric as exposed: its name, type (counter, histogram, gauge, or a gauge computed
+    when scraped), help text and label names; ``buckets`` of a histogram, and ``mode``, how a
+    gauge's values from several processes combine (``livesum``, ``max``)."""
 
     name: str
     kind: str
     help: str
     labels: tuple[str, ...] = ()
-    scraped: bool = False
-    """Computed when scraped (from the database) rather than kept in memory."""
+    buckets: tuple[float, ...] = ()
+    mode: str = ""
 
+
+_ALL = (
+    # runs
+    Definition("workbench_runs_total", "counter",
+               "Runs that reached a final status, counted by the process that wrote it.",
+               ("status", "trigger")),
+    Definition("workbench_run_duration_seconds", "histogram",
+               "Seconds from a run's claim to its final status, for runs a worker finished.",
+               ("status",), buckets=_RUN_BUCKETS),
+    Definition("workbench_run_queue_wait_seconds", "histogram",
+               "Seconds a run waited in the queue (since it became due) before a worker "
+               "claimed it.", ("trigger",), buckets=_WAIT_BUCKETS),
+    Definition("workbench_lease_expiries_total", "counter",
+               "Runs whose worker stopped heartbeating, by what the reaper did: requeued or "
+               "failed.", ("outcome",)),
+    Definition("workbench_runs_queued", "scraped",
+               "Runs waiting in the queue (retries included)."),
+    Definition("workbench_runs_running", "scraped",
+               "Runs a worker has claimed and not finished."),
+    Definition("workbench_oldest_queued_run_age_seconds", "scraped",
+               "Seconds the oldest due queued run has waited since it became due (0 when none)."),
+    Definition("workbench_schedule_lag_seconds", "scraped",
+               "Seconds the most overdue scheduled job is past its next run time (0 when on "
+               "time)."),
+    # scheduler, executors, kernels
+    Definition("workbench_scheduler_tick_duration_seconds", "histogram",
+               "Seconds one scheduler tick took (queue due slots, reap expired leases, "
+               "dispatch).", buckets=_FAST_BUCKETS),
+    Definition("workbench_executor_slots", "gauge", "An executor's run slots, busy or free.",
+               ("executor", "state"), mode="livesum"),
+    Definition("workbench_kernel_start_duration_seconds", "histogram",
+               "Seconds to start a run's kernel until it answers, forked from the template or "
+               "spawned.", ("mode",), buckets=_KERNEL_BUCKETS),
+    Definition("workbench_warm_kernels", "gauge",
+               "Started kernels waiting in the warm pools for a run.", mode="livesum"),
+    # dashboards, sign-in, notifications
+    Definition("workbench_dashboard_request_duration_seconds", "histogram",
+               "Seconds the dashboards server took to answer a request, by handler class and "
+               "status.", ("handler", "status"), buckets=_FAST_BUCKETS),
+    Definition("workbench_sign_in_attempts_total", "counter",
+               "Dashboard sign-in attempts, by result: success or failure.", ("result",)),
+    Definition("workbench_notifications_total", "counter",
+               "Notifications delivered about finished runs, by result: sent or failed.",
+               ("result",)),
+    # backups, the service itself
+    Definition("workbench_backup_last_success_timestamp_seconds", "gauge",
+               "Unix time of the last backup that completed.", mode="max"),
+    Definition("workbench_backup_last_verified_timestamp_seconds", "gauge",
+               "Unix time of the last backup whose restore was verified.", mode="max"),
+    Definition("workbench_build_info", "scraped", "The running Workbench version (always 1).",
+               ("version",)),
+    Definition("workbench_database_up", "scraped",
+               "1 if the queue metrics could be read from the database when scraped, else 0."),
+)  # fmt: skip
 
 #: Every Workbench metric by exposed name; the naming test reads this.
-DEFINITIONS: dict[str, Definition] = {}
+DEFINITIONS: dict[str, Definition] = {d.name: d for d in _ALL}
 
 
-def _define(kind: str, name: str, help: str, labels: tuple[str, ...] = ()) -> None:
-    if name in DEFINITIONS:
-        raise ValueError(f"metric {name} is defined twice")
-    DEFINITIONS[name] = Definition(name, kind, help, labels, scraped=kind == "scraped gauge")
+class _Live:
+    """The metrics of this process, created on first use (see the module docstring)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics, values
+
+        if os.environ.get(MULTIPROC_ENV) and not getattr(values.ValueClass, "_multiprocess", 0):
+            # The client was imported before the service chose its folder: choose again.
+            values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+        # No ``*_created`` series beside every counter and histogram: they double what is
+        # stored and no query here needs them (restarts show as counter resets).
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.metrics: dict[str, Any] = {}
+        for d in _ALL:
+            if d.kind == "counter":
+                self.metrics[d.name] = Counter(d.name, d.help, d.labels)
+            elif d.kind == "histogram":
+                self.metrics[d.name] = Histogram(d.name, d.help, d.labels, buckets=d.buckets)
+            elif d.kind == "gauge":
+                mode: Any = d.mode
+                self.metrics[d.name] = Gauge(d.name, d.help, d.labels, multiprocess_mode=mode)
 
 
-def _counter(name: str, help: str, labels: tuple[str, ...] = ()) -> Counter:
-    _define("counter", name, help, labels)
-    return Counter(name, help, labels)
+_live: _Live | None = None
+_live_lock = threading.Lock()
 
 
-def _histogram(
-    name: str, help: str, labels: tuple[str, ...] = (), *, buckets: tuple[float, ...]
-) -> Histogram:
-    _define("histogram", name, help, labels)
-    return Histogram(name, help, labels, buckets=buckets)
+def _metric(name: str) -> Any:
+    global _live
+    if _live is None:
+        with _live_lock:
+            if _live is None:
+                _live = _Live()
+    return _live.metrics[name]
 
 
-def _gauge(name: str, help: str, labels: tuple[str, ...] = (), *, mode: str) -> Gauge:
-    """``mode``: how the values of several processes combine (``livesum``, ``max``)."""
-    _define("gauge", name, help, labels)
-    return Gauge(name, help, labels, multiprocess_mode=mode)  # type: ignore[arg-type]
+def _counter(name: str) -> Counter:
+    return cast("Counter", _metric(name))
 
 
-def _scraped(name: str, help: str, labels: tuple[str, ...] = ()) -> None:
-    _define("scraped gauge", name, help, labels)
+def _histogram(name: str) -> Histogram:
+    return cast("Histogram", _metric(name))
 
 
-# -- runs -------------------------------------------------------------------------------------
-
-RUNS = _counter(
-    "workbench_runs_total",
-    "Runs that reached a final status, counted by the process that wrote it.",
-    ("status", "trigger"),
-)
-RUN_DURATION = _histogram(
-    "workbench_run_duration_seconds",
-    "Seconds from a run's claim to its final status, for runs a worker finished.",
-    ("status",),
-    buckets=_RUN_BUCKETS,
-)
-QUEUE_WAIT = _histogram(
-    "workbench_run_queue_wait_seconds",
-    "Seconds a run waited in the queue (since it became due) before a worker claimed it.",
-    ("trigger",),
-    buckets=_WAIT_BUCKETS,
-)
-LEASE_EXPIRIES = _counter(
-    "workbench_lease_expiries_total",
-    "Runs whose worker stopped heartbeating, by what the reaper did: requeued or failed.",
-    ("outcome",),
-)
-_scraped("workbench_runs_queued", "Runs waiting in the queue (retries included).")
-_scraped("workbench_runs_running", "Runs a worker has claimed and not finished.")
-_scraped(
-    "workbench_oldest_queued_run_age_seconds",
-    "Seconds the oldest due queued run has waited since it became due (0 when none).",
-)
-_scraped(
-    "workbench_schedule_lag_seconds",
-    "Seconds the most overdue scheduled job is past its next run time (0 when on time).",
-)
-
-# -- scheduler, executors, kernels -------------------------------------------------------------
-
-TICK_DURATION = _histogram(
-    "workbench_scheduler_tick_duration_seconds",
-    "Seconds one scheduler tick took (queue due slots, reap expired leases, dispatch).",
-    buckets=_FAST_BUCKETS,
-)
-EXECUTOR_SLOTS = _gauge(
-    "workbench_executor_slots",
-    "An executor's run slots, busy or free.",
-    ("executor", "state"),
-    mode="livesum",
-)
-KERNEL_START = _histogram(
-    "workbench_kernel_start_duration_seconds",
-    "Seconds to start a run's kernel until it answers, forked from the template or spawned.",
-    ("mode",),
-    buckets=_KERNEL_BUCKETS,
-)
-WARM_KERNELS = _gauge(
-    "workbench_warm_kernels", "Started kernels waiting in the warm pools for a run.", mode="livesum"
-)
-
-# -- dashboards, sign-in, notifications ---------------------------------------------------------
-
-DASHBOARD_REQUESTS = _histogram(
-    "workbench_dashboard_request_duration_seconds",
-    "Seconds the dashboards server took to answer a request, by handler class and status.",
-    ("handler", "status"),
-    buckets=_FAST_BUCKETS,
-)
-SIGN_INS = _counter(
-    "workbench_sign_in_attempts_total",
-    "Dashboard sign-in attempts, by result: success or failure.",
-    ("result",),
-)
-NOTIFICATIONS = _counter(
-    "workbench_notifications_total",
-    "Notifications delivered about finished runs, by result: sent or failed.",
-    ("result",),
-)
-
-# -- backups, the service itself --------------------------------------------------------------
-
-BACKUP_SUCCESS = _gauge(
-    "workbench_backup_last_success_timestamp_seconds",
-    "Unix time of the last backup that completed.",
-    mode="max",
-)
-BACKUP_VERIFIED = _gauge(
-    "workbench_backup_last_verified_timestamp_seconds",
-    "Unix time of the last backup whose restore was verified.",
-    mode="max",
-)
-_scraped("workbench_build_info", "The running Workbench version (always 1).", ("version",))
-_scraped(
-    "workbench_database_up",
-    "1 if the queue metrics could be read from the database when scraped, else 0.",
-)
+def _gauge(name: str) -> Gauge:
+    return cast("Gauge", _metric(name))
 
 
 # -- recording (each call is a few in-memory operations) ---------------------------------------
@@ -243,37 +212,43 @@ def trigger_label(triggered_by: str) -> str:
 
 def run_finished(status: str, triggered_by: str, seconds: float | None = None) -> None:
     """A run reached final ``status``; ``seconds`` from claim to finish when a worker ran it."""
-    RUNS.labels(status=status, trigger=trigger_label(triggered_by)).inc()
+    _counter("workbench_runs_total").labels(
+        status=status, trigger=trigger_label(triggered_by)
+    ).inc()
     if seconds is not None:
-        RUN_DURATION.labels(status=status).observe(max(seconds, 0.0))
+        _histogram("workbench_run_duration_seconds").labels(status=status).observe(
+            max(seconds, 0.0)
+        )
 
 
 def run_claimed(triggered_by: str, waited_seconds: float) -> None:
     """A worker claimed a run that had waited ``waited_seconds`` since it became due."""
-    QUEUE_WAIT.labels(trigger=trigger_label(triggered_by)).observe(max(waited_seconds, 0.0))
+    _histogram("workbench_run_queue_wait_seconds").labels(
+        trigger=trigger_label(triggered_by)
+    ).observe(max(waited_seconds, 0.0))
 
 
 def lease_expired(outcome: str, count: int = 1) -> None:
     """The reaper ended ``count`` attempts whose lease expired: ``requeued`` or ``failed``."""
     if count:
-        LEASE_EXPIRIES.labels(outcome=outcome).inc(count)
+        _counter("workbench_lease_expiries_total").labels(outcome=outcome).inc(count)
 
 
 def tick_finished(seconds: float) -> None:
-    TICK_DURATION.observe(seconds)
+    _histogram("workbench_scheduler_tick_duration_seconds").observe(seconds)
 
 
 def executor_slots(executor: str, *, busy: int, free: int) -> None:
     """How many of ``executor``'s slots in this process are busy and free now."""
-    EXECUTOR_SLOTS.labels(executor=executor, state="busy").set(busy)
-    EXECUTOR_SLOTS.labels(executor=executor, state="free").set(free)
+    _gauge("workbench_executor_slots").labels(executor=executor, state="busy").set(busy)
+    _gauge("workbench_executor_slots").labels(executor=executor, state="free").set(free)
 
 
 @contextmanager
 def slot_in_use(executor: str) -> Iterator[None]:
     """One of ``executor``'s slots is busy for the block (a worker process runs a run)."""
-    busy = EXECUTOR_SLOTS.labels(executor=executor, state="busy")
-    free = EXECUTOR_SLOTS.labels(executor=executor, state="free")
+    busy = _gauge("workbench_executor_slots").labels(executor=executor, state="busy")
+    free = _gauge("workbench_executor_slots").labels(executor=executor, state="free")
     busy.inc()
     free.dec()
     try:
@@ -284,25 +259,31 @@ def slot_in_use(executor: str) -> Iterator[None]:
 
 
 def kernel_started(forked: bool, seconds: float) -> None:
-    KERNEL_START.labels(mode="forked" if forked else "spawned").observe(seconds)
+    _histogram("workbench_kernel_start_duration_seconds").labels(
+        mode="forked" if forked else "spawned"
+    ).observe(seconds)
 
 
 def warm_kernels(change: int) -> None:
     """A warm pool gained (+1) or handed out or discarded (-1) a ready kernel."""
-    WARM_KERNELS.inc(change)
+    _gauge("workbench_warm_kernels").inc(change)
 
 
 def dashboard_request(handler: str, status: int, seconds: float) -> None:
     """A dashboards request answered by handler class ``handler`` with HTTP ``status``."""
-    DASHBOARD_REQUESTS.labels(handler=handler, status=str(status)).observe(seconds)
+    _histogram("workbench_dashboard_request_duration_seconds").labels(
+        handler=handler, status=str(status)
+    ).observe(seconds)
 
 
 def sign_in(success: bool) -> None:
-    SIGN_INS.labels(result="success" if success else "failure").inc()
+    _counter("workbench_sign_in_attempts_total").labels(
+        result="success" if success else "failure"
+    ).inc()
 
 
 def notification(sent: bool) -> None:
-    NOTIFICATIONS.labels(result="sent" if sent else "failed").inc()
+    _counter("workbench_notifications_total").labels(result="sent" if sent else "failed").inc()
 
 
 def record_backup(
@@ -312,21 +293,23 @@ def record_backup(
     ``when`` (default now); the alerts fire when either grows stale."""
     stamp = (when or utcnow()).timestamp()
     if created:
-        BACKUP_SUCCESS.set(stamp)
+        _gauge("workbench_backup_last_success_timestamp_seconds").set(stamp)
     if verified:
-        BACKUP_VERIFIED.set(stamp)
+        _gauge("workbench_backup_last_verified_timestamp_seconds").set(stamp)
 
 
 # -- the scrape-time collector ----------------------------------------------------------------
 
 
-class _DatabaseCollector(Collector):
+class _DatabaseCollector:
     """Build info, and the queue's state read from the workbench's database at scrape time."""
 
     def __init__(self, workbench: Workbench | None) -> None:
         self.workbench = workbench
 
-    def _family(self, name: str, value: float, **labels: str) -> GaugeMetricFamily:
+    def _family(self, name: str, value: float, **labels: str) -> Metric:
+        from prometheus_client.core import GaugeMetricFamily
+
         definition = DEFINITIONS[name]
         family = GaugeMetricFamily(name, definition.help, labels=list(definition.labels))
         family.add_metric([labels[n] for n in definition.labels], value)
@@ -420,6 +403,8 @@ def _pid_alive(pid: int) -> bool:
 def mark_process_dead(pid: int) -> None:
     """Forget the live gauges (warm kernels, busy slots) of child process ``pid``, which
     exited; its counters stay, as counters never go back."""
+    from prometheus_client import multiprocess
+
     folder = os.environ.get(MULTIPROC_ENV)
     if folder:
         multiprocess.mark_process_dead(pid, folder)  # type: ignore[no-untyped-call]
@@ -427,6 +412,8 @@ def mark_process_dead(pid: int) -> None:
 
 def _forget_dead(folder: str) -> None:
     """Children killed without notice (``kill -9``) leave live gauges behind: drop them."""
+    from prometheus_client import multiprocess
+
     pids = {int(m.group(1)) for f in glob.glob(os.path.join(folder, "gauge_live*_*.db"))
             if (m := _LIVE_FILE.search(f))}  # fmt: skip
     for pid in pids:
@@ -434,15 +421,17 @@ def _forget_dead(folder: str) -> None:
             multiprocess.mark_process_dead(pid, folder)  # type: ignore[no-untyped-call]
 
 
-def _process_metrics() -> Iterable[bytes]:
+def _process_metrics() -> bytes:
+    from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
+
+    _metric("workbench_runs_total")  # this process's metrics exist, at zero if nothing happened
     folder = os.environ.get(MULTIPROC_ENV)
     if not folder:
-        yield generate_latest(REGISTRY)
-        return
+        return generate_latest(REGISTRY)
     _forget_dead(folder)
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=folder)  # type: ignore[no-untyped-call]
-    yield generate_latest(registry)
+    return generate_latest(registry)
 
 
 def exposition() -> tuple[bytes, str]:
@@ -450,8 +439,10 @@ def exposition() -> tuple[bytes, str]:
     content type, ready to serve.
 
     With ``PROMETHEUS_MULTIPROC_DIR`` set, the values come from every process that wrote to
-    that folder (a forking worker and its children); otherwise from this process alone. The
+    that folder (a service and its worker processes); otherwise from this process alone. The
     scrape-time metrics (build info, the watched database's queue) are added either way.
     """
-    body = b"".join(_process_metrics()) + generate_latest(_scrape_time())
-    return body, CONTENT_TYPE_PLAIN_0_0_4
+    from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+
+    scraped = generate_latest(cast("Collector", _scrape_time()))
+    return _process_metrics() + scraped, CONTENT_TYPE_PLAIN_0_0_4
