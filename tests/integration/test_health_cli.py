@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 import time
 
 from tests.cli import run_cli
@@ -85,3 +86,18 @@ def test_check_migrations_waits_then_fails_in_one_line_on_a_closed_port() -> Non
     assert lines[0].startswith("Error: The database is not ready after 3s: database unreachable")
     assert 3 <= waited < 3 + 15  # the wait, plus the interpreter's start-up
     print(f"\ncheck-migrations --wait 3 gave up after {waited:.1f} s: {lines[0]}")
+
+
+def test_a_health_port_in_use_is_one_line_not_a_traceback(db_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(
+            "scheduler", "--metrics-port", str(port), env={"WORKBENCH_DATABASE_URL": db_url}
+        )
+    assert result.code == 1
+    assert result.stderr.strip().splitlines() == [
+        f"Error: The health endpoints cannot listen on 127.0.0.1:{port} (Address already in "
+        "use); choose another --metrics-port or --metrics-host."
+    ]

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from workbench.ops import metrics
+from workbench.ops.errors import HealthPortError
 from workbench.ops.probes import Liveness, ProbeAnswer, Readiness
 
 __all__ = ["DEFAULT_HOST", "HealthServer", "is_loopback", "wants_verbose"]
@@ -66,7 +67,14 @@ class HealthServer:
         self.liveness = liveness
         self.readiness = readiness
         self.exposition = exposition
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        try:
+            self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        except OSError as exc:
+            readiness.close()
+            raise HealthPortError(
+                f"The health endpoints cannot listen on {host}:{port} ({exc.strerror or exc}); "
+                "choose another --metrics-port or --metrics-host."
+            ) from None
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="health-http", daemon=True
