@@ -13,7 +13,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psutil
@@ -215,9 +215,31 @@ def _metrics_folder_of(pid: int) -> str | None:
         return None
 
 
+def backup_notebook(folder: Path) -> str:
+    """A notebook recording a backup as the built-in backup job does, at a known time."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "from datetime import UTC, datetime\n"
+            "from workbench.ops.metrics import record_backup\n"
+            "record_backup(created=True, verified=True, when=datetime(2026, 5, 1, tzinfo=UTC))"
+        )
+    ]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    path = folder / "records_a_backup.ipynb"
+    nbformat.write(nb, path)  # type: ignore[no-untyped-call]
+    return str(path)
+
+
 @pytest.mark.postgres
 def test_a_scheduler_scrape_counts_its_worker_processes_runs_and_reaps(
-    scheduler_process: tuple[subprocess.Popen[bytes], int], pg_url: str
+    scheduler_process: tuple[subprocess.Popen[bytes], int], pg_url: str, tmp_path: Path
 ) -> None:
     process, port = scheduler_process
     wb = Workbench(load_settings(), pg_url)
@@ -252,7 +274,8 @@ def test_a_scheduler_scrape_counts_its_worker_processes_runs_and_reaps(
         folder = _metrics_folder_of(worker_pid)
         assert folder and os.path.isdir(folder)  # a private folder the command made
         kernels = psutil.Process(worker_pid).children(recursive=True)
-        assert kernels and all(_metrics_folder_of(k.pid) is None for k in kernels)
+        # Its kernels may record into the folder too (the backup job does), not elsewhere.
+        assert kernels and all(_metrics_folder_of(k.pid) == folder for k in kernels)
         os.kill(worker_pid, signal.SIGKILL)
         wait_for(lambda: run_row(wb, lost).status is RunStatus.FAILED, 30, "the reaper")
         assert run_row(wb, lost).error_name == "WorkerLost"
@@ -267,6 +290,18 @@ def test_a_scheduler_scrape_counts_its_worker_processes_runs_and_reaps(
         assert value(last, "workbench_run_queue_wait_seconds_count", trigger="manual") == 3
         assert value(last, "workbench_runs_running") == 0
         assert value(last, "workbench_warm_kernels") >= 0
+
+        # What a run's notebook records counts in the service's metrics, after its kernel
+        # ended (the backup gauges keep the latest time of any process).
+        jobs.register("backup", backup_notebook(tmp_path), workbench=wb)
+        backup = jobs.trigger("backup", workbench=wb)
+        wait_for(lambda: run_row(wb, backup).finished_at is not None, 120, "the backup run")
+        assert run_row(wb, backup).status is RunStatus.SUCCEEDED
+        stamp = datetime(2026, 5, 1, tzinfo=UTC).timestamp()
+        seen = scrape(port)
+        assert value(seen, "workbench_backup_last_success_timestamp_seconds") == stamp
+        assert value(seen, "workbench_backup_last_verified_timestamp_seconds") == stamp
+        assert value(seen, "workbench_runs_total", status="succeeded", trigger="manual") == 2
         assert not [k for k in last if "pid" in dict(k[1])]  # processes are summed, not listed
     finally:
         wb.close()
@@ -281,14 +316,18 @@ def _version() -> str:
     return __version__
 
 
-def test_the_private_metrics_folder_is_kept_from_a_notebooks_kernel(tmp_path: Path) -> None:
+def test_a_kernel_that_records_nothing_writes_nothing_to_the_metrics_folder(
+    tmp_path: Path,
+) -> None:
     from workbench.runs.kernels import KernelPool
 
     env = {**os.environ, metrics.MULTIPROC_ENV: str(tmp_path)}
-    with KernelPool(0, env=env, warmup=False) as pool:
+    with KernelPool(0, env=env) as pool:  # the kernel imports workbench (its warm-up)
         kernel = pool.call(pool.acquire())
         try:
             pid = kernel.manager.provisioner.pid  # type: ignore[union-attr]
-            assert _metrics_folder_of(pid) is None
+            assert _metrics_folder_of(pid) == str(tmp_path)
+            pool.call(kernel.run_silently("import workbench.ops.metrics, workbench.notify"))
         finally:
             pool.call(kernel.discard())
+    assert list(tmp_path.iterdir()) == []

@@ -145,12 +145,10 @@ class KernelPool:
         self.fork = fork_supported() and (default if fork is None else fork)
         self._forkserver: ForkServer | None = None
         self._context: zmq.asyncio.Context | None = None
-        # A kernel is no metrics process: it must not write to a worker's metrics folder.
-        self._env = {
-            k: v
-            for k, v in (os.environ if env is None else env).items()
-            if k != metrics.MULTIPROC_ENV
-        }
+        # A worker's metrics folder is passed on: what a run records (the backup job's
+        # record_backup) counts in the worker's /metrics; a kernel that records nothing
+        # writes nothing there (workbench.ops.metrics).
+        self._env = dict(os.environ if env is None else env)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="wb-kernels", daemon=True
