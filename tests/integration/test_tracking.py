@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -149,6 +150,67 @@ def test_only_the_last_attempt_of_a_retried_run_is_reported(
     assert (event["tags"]["job"], event["tags"]["attempt"]) == ("flaky", "2")
     assert event["tags"]["error"] == "ValueError"
     assert event["tags"]["service"] == "worker"  # sent by the local pool's worker process
+
+
+def test_a_celery_worker_process_reports_the_failed_run(
+    sentry: LocalServer,
+    settings: Any,
+    pg_url: str,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`workbench worker`: the forked process that ran the run reports it, once."""
+    from workbench.scheduler import api as jobs
+    from workbench.scheduler.executors import CeleryExecutor
+
+    ensure_home(settings)
+    ensure_secret_key(settings)
+    env = {
+        "WORKBENCH_SENTRY_DSN": dsn(sentry),
+        "WORKBENCH_DATABASE_URL": pg_url,
+        "WORKBENCH_CELERY_BROKER_URL": redis_url,
+        "WORKBENCH_CELERY_QUEUE": f"wbtest-{secrets.token_hex(4)}",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "workbench",
+            "worker",
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "WARNING",
+        ],
+        env=dict(os.environ),
+        start_new_session=True,
+    )
+    try:
+        with Workbench(load_settings()) as wb:
+            jobs.register("nightly", FAILING, workbench=wb)
+            run_id = jobs.trigger("nightly", workbench=wb)
+            executor = CeleryExecutor(wb.settings)
+            try:
+                executor.send(run_id)
+            finally:
+                executor.close()
+            wait_for(
+                lambda: run_row(wb, run_id).status is RunStatus.FAILED and bool(events(sentry)),
+                120,
+                "the run to fail on the Celery worker and be reported",
+            )
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+    (event,) = events(sentry)
+    assert (event["tags"]["job"], event["tags"]["attempt"]) == ("nightly", "1")
+    assert (event["tags"]["error"], event["tags"]["service"]) == ("ValueError", "worker")
 
 
 CRASHER = '''\
