@@ -67,12 +67,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def secret_values(settings: Settings) -> list[str]:
+def secret_values(settings: Settings, *, fragments: bool = True) -> list[str]:
     """Every configured secret value, for :class:`Redactor`.
 
     Each secret setting (set directly or by ``*_FILE``), the key file's key, the database URL
     as used, the passwords inside the secret URLs and the token parts of the webhook URL, as
-    written and decoded.
+    written and decoded. ``fragments=False`` leaves out those webhook parts (its path, last
+    segment and query values), which are secret inside a text but may be as short as ``1``.
     """
     values: list[str] = []
     for name in SECRET_FIELDS:
@@ -87,7 +88,7 @@ def secret_values(settings: Settings) -> list[str]:
     for url in list(values):
         values.extend(_url_secrets(url))
     webhook = settings.effective_webhook_url()
-    if webhook:
+    if webhook and fragments:
         values.extend(_webhook_tokens(webhook))
     return list(dict.fromkeys(v for v in values if v))
 

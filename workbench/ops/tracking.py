@@ -71,9 +71,9 @@ class _Scrubber:
     """Makes an event or breadcrumb safe to send: redacted, without private fields."""
 
     def __init__(self, settings: Settings) -> None:
-        secrets = secret_values(settings)
-        self._redactor = Redactor(secrets)
-        self._exact = frozenset(secrets)
+        self._redactor = Redactor(secret_values(settings))
+        # A whole value equal to a secret is masked however short the secret is.
+        self._exact = frozenset(secret_values(settings, fragments=False))
 
     def breadcrumb(self, crumb: dict[str, Any]) -> dict[str, Any] | None:
         if str(crumb.get("category") or "").startswith(_REQUEST_LOGGERS):
