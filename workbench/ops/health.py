@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -14,7 +15,9 @@ from workbench.db.models import ServiceKind
 from workbench.ops.heartbeats import service_statuses, stale_after
 
 __all__ = [
+    "BACKUP_MAX_AGE_HOURS",
     "Check",
+    "check_backups",
     "check_database",
     "check_migrations",
     "check_redis",
@@ -185,9 +188,49 @@ def wait_for_migrations(settings: Settings, wait_seconds: float) -> Check:
         time.sleep(min(1.0, left))  # the last try comes when the wait is over
 
 
+#: In production `doctor` warns when the newest verified backup was made longer ago than this.
+BACKUP_MAX_AGE_HOURS = 26.0
+
+
+def check_backups(
+    engine: Engine, *, max_age_hours: float = BACKUP_MAX_AGE_HOURS, now: datetime | None = None
+) -> Check:
+    """Warns when the newest backup that passed `workbench backup verify` was made more than
+    ``max_age_hours`` ago, or there is none (read from the audit log, so every host agrees)."""
+    from workbench.db.types import utcnow
+    from workbench.ops.backup import newest_verified_backup
+
+    start = time.perf_counter()
+    try:
+        newest = newest_verified_backup(engine)
+    except SQLAlchemyError as exc:
+        return Check("backups", False, f"unknown: {_error_summary(exc)}")
+    elapsed = time.perf_counter() - start
+    if newest is None:
+        return Check(
+            "backups",
+            True,
+            "no verified backup yet: run `workbench backup schedule '0 2 * * *'` (or `backup "
+            "create` and `backup verify`)",
+            elapsed,
+            warning=True,
+        )
+    hours = ((now or utcnow()) - newest).total_seconds() / 3600
+    if hours > max_age_hours:
+        return Check(
+            "backups",
+            True,
+            f"the newest verified backup was made {hours:.0f} h ago (over {max_age_hours:.0f} h):"
+            " check the backup job's runs (`workbench runs list`)",
+            elapsed,
+            warning=True,
+        )
+    return Check("backups", True, f"newest verified backup made {hours:.1f} h ago", elapsed)
+
+
 def run_checks(settings: Settings, engine: Engine) -> list[Check]:
-    """Database reachability, migration status, scheduler and worker heartbeats, Redis when
-    configured."""
+    """Database reachability, migration status, scheduler and worker heartbeats, in production
+    the age of the newest verified backup, Redis when configured."""
     checks = [check_database(engine)]
     if checks[0].ok:
         checks.append(check_migrations(engine))
@@ -195,6 +238,8 @@ def run_checks(settings: Settings, engine: Engine) -> list[Check]:
             stale = stale_after(settings.scheduler_poll_seconds)
             checks.append(check_schedulers(engine, stale_seconds=stale))
             checks.append(check_workers(engine, stale_seconds=stale, executor=settings.executor))
+            if settings.is_production:
+                checks.append(check_backups(engine))
     redis_url = settings.effective_redis_url()
     if redis_url:
         checks.append(check_redis(redis_url))
