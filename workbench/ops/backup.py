@@ -32,7 +32,7 @@ from workbench.core.home import ensure_home
 from workbench.core.version import __version__
 from workbench.db.models import AuditEntry
 from workbench.db.types import utcnow
-from workbench.ops import backup_db, metrics
+from workbench.ops import backup_db, backup_roles, metrics
 from workbench.ops.backup_bundle import (
     DATABASE_FILES,
     KEY_FILE,
@@ -64,7 +64,6 @@ __all__ = [
     "audit",
     "create_backup",
     "default_store",
-    "error_summary",
     "key_check_token",
     "list_backups",
     "newest_verified_backup",
@@ -176,7 +175,7 @@ def create_backup(
     try:
         manifest, name = _create(bench, store, include_key, key)
     except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
-        raise BackupError(f"The backup was not made: {error_summary(exc)}") from None
+        raise BackupError(f"The backup was not made: {backup_db.error_summary(exc)}") from None
     metrics.record_backup(created=True)
     log.info(
         "backup %s written: %s database at revision %s, %d tables, %d files%s",
@@ -188,14 +187,6 @@ def create_backup(
         ", with the secret key" if include_key else "",
     )
     return Backup(store, name, manifest)
-
-
-def error_summary(exc: BaseException) -> str:
-    """The first line of a driver's or the system's message (never the URL we connected with)."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _create(
@@ -218,7 +209,7 @@ def _create(
                 backup_db.dump_postgresql(engine.url, snapshot_id, schema, database)
                 revision = backup_db.revision_of(connection)
                 tables = backup_db.postgresql_stats(connection)
-                roles = backup_db.capture_roles(connection)
+                roles = backup_roles.capture_roles(connection)
                 owner = str(connection.exec_driver_sql("SELECT current_user").scalar_one())
         else:
             revision, tables = _copy_sqlite(settings, engine, database)

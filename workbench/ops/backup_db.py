@@ -3,20 +3,19 @@
 PostgreSQL is dumped with ``pg_dump -Fc`` by the service role, inside a repeatable-read
 snapshot that the checksums are computed in as well, so the manifest describes exactly the
 dump. The service sees every row under forced row-level security through its ``wb_service``
-policy (``--enable-row-security``). The cluster-wide roles Workbench made are recorded by
-name and group (never a password); a restore re-creates them. SQLite is copied with the
-online backup API, which takes one consistent snapshot while writers carry on.
+policy (``--enable-row-security``); the roles it needs are :mod:`workbench.ops.backup_roles`.
+SQLite is copied with the online backup API, which takes one consistent snapshot while
+writers carry on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 import sqlite3
 import subprocess
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,27 +27,21 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
-from workbench.db.rls import ADMIN_GROUP, ANALYST_GROUP, VIEWER_GROUP
-from workbench.db.roles import ROLE_PREFIX, set_login_allowed, set_role_password
-from workbench.ops.backup_bundle import RoleDefinition, TableStats
+from workbench.ops.backup_bundle import TableStats
 from workbench.ops.errors import BackupError, BackupToolError, RestoreError
 
 __all__ = [
     "DATA_EXCLUDED",
-    "GROUPS",
-    "adopt_policies",
-    "capture_roles",
+    "autocommit",
     "clear_postgresql",
     "copy_sqlite",
     "create_database",
-    "create_roles",
     "drop_database",
     "dump_postgresql",
+    "error_summary",
     "is_empty",
     "libpq",
-    "owner_stand_in",
     "postgresql_stats",
-    "reset_logins",
     "restore_postgresql",
     "revision_of",
     "snapshot",
@@ -57,9 +50,6 @@ __all__ = [
 
 #: Live process state, not data: stored empty so a restored workbench has no ghost services.
 DATA_EXCLUDED = ("service_heartbeats",)
-#: The group roles, parents first (workbench_admin is a member of workbench_analyst).
-GROUPS = (VIEWER_GROUP, ANALYST_GROUP, ADMIN_GROUP)
-_LOGIN_ROLE = re.compile(rf"^{ROLE_PREFIX}[a-z0-9_]{{1,59}}$")
 #: Settings that make a row's text form the same in every session.
 _STABLE_TEXT = (
     "SET LOCAL TimeZone TO 'UTC'",
@@ -111,8 +101,8 @@ def postgresql_stats(connection: Connection) -> dict[str, TableStats]:
                 cursor.execute(query)
             except psycopg.Error as exc:
                 raise BackupError(
-                    f"Cannot read table {schema}.{table} as the service role ({_first_line(exc)})."
-                    " Every table of the database must be readable by the service."
+                    f"Cannot read table {schema}.{table} as the service role "
+                    f"({error_summary(exc)}). Every table must be readable by the service."
                 ) from None
             rows, checksum = cursor.fetchone()
             name = table if schema == current else f"{schema}.{table}"
@@ -120,7 +110,10 @@ def postgresql_stats(connection: Connection) -> dict[str, TableStats]:
     return stats
 
 
-def _first_line(exc: BaseException) -> str:
+def error_summary(exc: BaseException) -> str:
+    """The first line of a driver's or the system's message (never the URL connected with)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
     text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -226,176 +219,25 @@ def snapshot(engine: Engine) -> Iterator[tuple[Connection, str]]:
         yield connection, str(exported)
 
 
-def _role_exists(connection: Connection, name: str) -> bool:
-    found = connection.exec_driver_sql(
-        "SELECT 1 FROM pg_roles WHERE rolname = %(r)s", {"r": name}
-    ).first()
-    return found is not None
-
-
-def capture_roles(connection: Connection) -> tuple[RoleDefinition, ...]:
-    """The group roles and the users' login roles, with their Workbench groups."""
-    wanted = list(GROUPS)
-    if connection.exec_driver_sql("SELECT to_regclass('users') IS NOT NULL").scalar():
-        logins = connection.exec_driver_sql(
-            "SELECT db_role FROM users WHERE db_role IS NOT NULL ORDER BY db_role"
-        ).scalars()
-        wanted.extend(str(role) for role in logins)
-    rows = connection.exec_driver_sql(
-        "SELECT r.rolname, r.rolcanlogin, coalesce(array_agg(g.rolname ORDER BY g.rolname) "
-        "FILTER (WHERE g.rolname = ANY(%(groups)s)), '{}') "
-        "FROM pg_roles r LEFT JOIN pg_auth_members m ON m.member = r.oid "
-        "LEFT JOIN pg_roles g ON g.oid = m.roleid "
-        "WHERE r.rolname = ANY(%(names)s) GROUP BY r.rolname, r.rolcanlogin",
-        {"groups": list(GROUPS), "names": wanted},
-    ).all()
-    found = {
-        str(name): RoleDefinition(str(name), bool(login), tuple(groups))
-        for name, login, groups in rows
-    }
-    return tuple(found[name] for name in wanted if name in found)
-
-
-def _checked(definition: RoleDefinition) -> RoleDefinition:
-    """A role of a manifest, refused unless it is one Workbench could have made."""
-    group = definition.name in GROUPS
-    if not group and not _LOGIN_ROLE.match(definition.name):
-        raise RestoreError(
-            f"The manifest names a role {definition.name!r} Workbench does not make."
-        )
-    if any(parent not in GROUPS for parent in definition.member_of):
-        raise RestoreError(f"The manifest gives role {definition.name!r} a group Workbench lacks.")
-    if group and definition.login:
-        raise RestoreError(f"The manifest makes group role {definition.name!r} a login.")
-    return definition
-
-
-def create_roles(
-    connection: Connection, roles: Iterable[RoleDefinition], *, logins: bool
-) -> list[str]:
-    """Create the missing group roles (and, with ``logins``, login roles); returns those made.
-
-    Made with the attributes Workbench gives them: no superuser, no bypass of row-level
-    security. Login roles start ``NOLOGIN`` without a password; :func:`reset_logins` gives
-    them their stored password. Existing roles keep their attributes and get their groups.
-    """
-    made: list[str] = []
-    checked = [_checked(r) for r in roles]
-    groups = {r.name: r for r in checked if r.name in GROUPS}
-    for name in GROUPS:
-        groups.setdefault(
-            name, RoleDefinition(name, False, (ANALYST_GROUP,) if name == ADMIN_GROUP else ())
-        )
-    ordered = [groups[name] for name in GROUPS] + (
-        [r for r in checked if r.name not in GROUPS] if logins else []
-    )
-    with _raw(connection).cursor() as cursor:
-        for role in ordered:
-            ident = sql.Identifier(role.name)
-            if not _role_exists(connection, role.name):
-                cursor.execute(
-                    sql.SQL(
-                        "CREATE ROLE {} NOLOGIN INHERIT NOSUPERUSER NOBYPASSRLS NOCREATEDB "
-                        "NOCREATEROLE NOREPLICATION"
-                    ).format(ident)
-                )
-                made.append(role.name)
-            for parent in role.member_of:
-                cursor.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(parent), ident))
-    return made
-
-
-def reset_logins(connection: Connection, decrypt: Callable[[bytes], str]) -> tuple[int, list[str]]:
-    """Give each user's login role its stored password, and LOGIN exactly when active.
-
-    ``decrypt`` turns a stored credential into the password (raising DecryptionError for a
-    wrong key). Returns how many roles were reset, and the users whose role is missing (it
-    was already missing when the backup was made).
-    """
-    rows = connection.exec_driver_sql(
-        "SELECT username, db_role, db_password_encrypted, is_active FROM users "
-        "WHERE db_role IS NOT NULL AND db_password_encrypted IS NOT NULL ORDER BY db_role"
-    ).all()
-    missing: list[str] = []
-    for username, role, sealed, active in rows:
-        if not _role_exists(connection, str(role)):
-            missing.append(str(username))
-            continue
-        set_role_password(connection, str(role), decrypt(bytes(sealed)))
-        set_login_allowed(connection, str(role), bool(active))
-    return len(rows) - len(missing), missing
-
-
-def adopt_policies(connection: Connection, old_owner: str | None) -> int:
-    """Point the service policies at the connecting role when it differs from the original owner.
-
-    The ``wb_service`` policies name the role that ran the migrations; a restore by another
-    role (``--no-owner`` made it the owner of everything) must see every row too.
-    """
-    me = connection.exec_driver_sql("SELECT current_user").scalar_one()
-    if not old_owner or old_owner == me:
-        return 0
-    policies = connection.exec_driver_sql(
-        "SELECT schemaname, tablename, policyname, roles FROM pg_policies "
-        "WHERE %(old)s = ANY(roles)",
-        {"old": old_owner},
-    ).all()
-    with _raw(connection).cursor() as cursor:
-        for schema, table, policy, roles in policies:
-            targets = [me if str(r) == old_owner else str(r) for r in roles]
-            cursor.execute(
-                sql.SQL("ALTER POLICY {} ON {} TO {}").format(
-                    sql.Identifier(policy),
-                    sql.Identifier(schema, table),
-                    sql.SQL(", ").join(sql.Identifier(t) for t in dict.fromkeys(targets)),
-                )
-            )
-    return len(policies)
-
-
-def _autocommit(engine: Engine, statement: sql.Composable) -> None:
+def autocommit(engine: Engine, statement: sql.Composable) -> None:
     connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
     with connection, _raw(connection).cursor() as cursor:
         cursor.execute(statement)
 
 
-@contextmanager
-def owner_stand_in(engine: Engine, old_owner: str | None) -> Iterator[None]:
-    """A ``NOLOGIN`` stand-in for a missing original owner while pg_restore names it.
-
-    The dump's policies name the original owner; on a cluster without that role they could
-    not be created. The stand-in is dropped once :func:`adopt_policies` has moved them.
-    """
-    needed = False
-    if old_owner:
-        with engine.connect() as connection:
-            needed = not _role_exists(connection, old_owner)
-    if needed:
-        _autocommit(
-            engine, sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(str(old_owner)))
-        )
-    try:
-        yield
-    finally:
-        if needed:
-            _autocommit(
-                engine, sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(str(old_owner)))
-            )
-
-
 def create_database(engine: Engine, name: str) -> None:
     """``CREATE DATABASE`` on the engine's server, owned by the engine's role."""
     try:
-        _autocommit(engine, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        autocommit(engine, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     except DBAPIError as exc:
         raise BackupError(
-            f"Could not create the scratch database {name} ({_first_line(exc)}); verifying a "
+            f"Could not create the scratch database {name} ({error_summary(exc)}); verifying a "
             "PostgreSQL backup needs a service role with CREATEDB (ALTER ROLE ... CREATEDB)."
         ) from None
 
 
 def drop_database(engine: Engine, name: str) -> None:
-    _autocommit(
+    autocommit(
         engine, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
     )
 
@@ -435,7 +277,7 @@ def clear_postgresql(connection: Connection) -> None:
     try:
         connection.exec_driver_sql("DROP OWNED BY CURRENT_USER")
     except DBAPIError as exc:
-        raise RestoreError(f"Could not empty the target database: {_first_line(exc)}") from None
+        raise RestoreError(f"Could not empty the target database: {error_summary(exc)}") from None
 
 
 # -- SQLite ----------------------------------------------------------------------------------

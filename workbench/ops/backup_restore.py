@@ -27,8 +27,8 @@ from workbench.core.crypto import Encryptor
 from workbench.core.home import ensure_home
 from workbench.db.engine import create_workbench_engine
 from workbench.db.identity_connect import CREDENTIALS_PURPOSE
-from workbench.ops import backup_db
-from workbench.ops.backup import default_store, error_summary, shown_location
+from workbench.ops import backup_db, backup_roles
+from workbench.ops.backup import default_store, shown_location
 from workbench.ops.backup_bundle import KEY_FILE, Manifest, resolve_bundle, safe_relative
 from workbench.ops.backup_verify import check_files, check_key, compare_tables, key_at_hand
 from workbench.ops.errors import RestoreError, RestoreTargetNotEmptyError
@@ -153,8 +153,8 @@ def restore_backup(
                     _restore_key(target.secret_key_path, bundle_key)
             except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
                 raise RestoreError(
-                    f"The restore into {shown} failed: {error_summary(exc)}. Fix the cause, then "
-                    "restore again with --force."
+                    f"The restore into {shown} failed: {backup_db.error_summary(exc)}. Fix the "
+                    "cause, then restore again with --force."
                 ) from None
         finally:
             engine.dispose()
@@ -204,19 +204,19 @@ def _restore_database(
     with engine.begin() as connection:
         if replace:
             backup_db.clear_postgresql(connection)
-        made = backup_db.create_roles(connection, manifest.roles, logins=True)
+        made = backup_roles.create_roles(connection, manifest.roles, logins=True)
     if made:
         notes.append(f"created roles: {', '.join(made)}")
-    with backup_db.owner_stand_in(engine, manifest.owner_role):
+    with backup_roles.owner_stand_in(engine, manifest.owner_role):
         backup_db.restore_postgresql(engine.url, dump)
         with engine.begin() as connection:
-            backup_db.adopt_policies(connection, manifest.owner_role)
+            backup_roles.adopt_policies(connection, manifest.owner_role)
     with engine.begin() as connection:
         compare_tables(backup_db.postgresql_stats(connection), manifest, "restored database")
     if key:
         decrypt = Encryptor(key, CREDENTIALS_PURPOSE).decrypt
         with engine.begin() as connection:
-            count, missing = backup_db.reset_logins(connection, decrypt)
+            count, missing = backup_roles.reset_logins(connection, decrypt)
         notes.append(f"reset the database login of {count} user(s) from their stored credentials")
         if missing:
             notes.append(

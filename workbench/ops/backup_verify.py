@@ -31,7 +31,7 @@ from workbench.core.version import __version__
 from workbench.db.engine import create_workbench_engine
 from workbench.db.identity_connect import CREDENTIALS_PURPOSE
 from workbench.db.types import utcnow
-from workbench.ops import backup_db, metrics
+from workbench.ops import backup_db, backup_roles, metrics
 from workbench.ops.backup import (
     FAILED_ACTION,
     KEY_CHECK_PURPOSE,
@@ -205,13 +205,13 @@ def _scratch_postgresql(
     engine: Engine | None = None
     try:
         url = bench_engine.url.set(database=name)
-        with backup_db.owner_stand_in(bench_engine, manifest.owner_role):
+        with backup_roles.owner_stand_in(bench_engine, manifest.owner_role):
             with bench_engine.begin() as connection:
-                backup_db.create_roles(connection, manifest.roles, logins=False)
+                backup_roles.create_roles(connection, manifest.roles, logins=False)
             backup_db.restore_postgresql(url, bundle / manifest.database_file)
             engine = create_workbench_engine(settings, url.render_as_string(hide_password=False))
             with engine.begin() as connection:
-                backup_db.adopt_policies(connection, manifest.owner_role)
+                backup_roles.adopt_policies(connection, manifest.owner_role)
         yield engine
     finally:
         if engine is not None:
