@@ -125,6 +125,7 @@ def restore_backup(
         )
         key, source = key_at_hand(bundle, target)
         check_key(manifest, key, source)
+        layout = ensure_home(target)  # before the engine, which would make an SQLite folder
         engine = create_workbench_engine(target)
         shown = mask_url(str(engine.url))
         try:
@@ -132,7 +133,9 @@ def restore_backup(
                 with engine.connect() as connection:
                     empty, held = backup_db.is_empty(connection)
             except SQLAlchemyError as exc:
-                raise RestoreError(f"Cannot reach the target database {shown}: {exc}") from None
+                raise RestoreError(
+                    f"Cannot reach the target database {shown}: {backup_db.error_summary(exc)}"
+                ) from None
             problems = [] if empty else [f"{shown} holds {held}"]
             files = _home_files(target.home_path)
             if files:
@@ -145,7 +148,6 @@ def restore_backup(
                     "The restore target is not empty: " + "; ".join(problems) + ". Choose an "
                     "empty database and home, or pass --force to replace what is there."
                 )
-            layout = ensure_home(target)
             try:
                 notes = _restore_database(engine, target, bundle, manifest, key, replace=not empty)
                 _restore_files(bundle, manifest, layout.root)

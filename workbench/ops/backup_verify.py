@@ -305,7 +305,7 @@ def verify_backup(bench: Workbench, reference: str | Path, *, record: bool = Tru
     except BackupNotFoundError:
         raise
     except (WorkbenchError, SQLAlchemyError, sqlite3.Error, OSError) as exc:
-        error = str(exc) if isinstance(exc, WorkbenchError) else f"{type(exc).__name__}: {exc}"
+        error = str(exc) if isinstance(exc, WorkbenchError) else backup_db.error_summary(exc)
     outcome = Verification(
         ok=error is None,
         verified_at=utcnow(),
