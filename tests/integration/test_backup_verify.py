@@ -121,12 +121,15 @@ def test_damage_fails_verification_and_changes_nothing(bench: Workbench, damage:
 
 def test_the_wrong_secret_key_fails(bench: Workbench) -> None:
     made = create_backup(bench)
+    before = stats(bench)
     other = Workbench(load_settings(secret_key=secrets.token_urlsafe(48)), bench.database_url)
     try:
         with pytest.raises(BackupVerificationError, match="is not this backup's key"):
             verify_backup(other, made.where)
     finally:
         other.close()
+    assert _without_audit(stats(bench)) == _without_audit(before)
+    assert _failures(bench) == [FAILED_ACTION]
     assert verify_backup(bench, made.where).checks  # the right key passes
 
 
