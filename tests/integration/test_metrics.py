@@ -8,9 +8,11 @@ reaped after a ``kill -9`` of their worker move the counters by exactly that man
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -168,8 +170,19 @@ def scrape(port: int) -> Samples:
 
 
 @pytest.fixture
+def abandoned_folder() -> Iterator[Path]:
+    """The metrics folder of a service that was killed (its process is gone)."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    folder = Path(tempfile.mkdtemp(prefix=f"workbench-metrics-{gone.pid}-"))
+    (folder / "counter_1.db").write_bytes(b"")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
 def scheduler_process(
-    pg_url: str, isolated_env: Path, tmp_path: Path
+    pg_url: str, isolated_env: Path, tmp_path: Path, abandoned_folder: Path
 ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port = free_port()
     env = {
@@ -239,12 +252,16 @@ def backup_notebook(folder: Path) -> str:
 
 @pytest.mark.postgres
 def test_a_scheduler_scrape_counts_its_worker_processes_runs_and_reaps(
-    scheduler_process: tuple[subprocess.Popen[bytes], int], pg_url: str, tmp_path: Path
+    scheduler_process: tuple[subprocess.Popen[bytes], int],
+    pg_url: str,
+    tmp_path: Path,
+    abandoned_folder: Path,
 ) -> None:
     process, port = scheduler_process
     wb = Workbench(load_settings(), pg_url)
     try:
         first = scrape(port)
+        assert not abandoned_folder.exists()  # a killed service's folder is cleared at start
         assert value(first, "workbench_build_info", version=_version()) == 1
         assert value(first, "workbench_database_up") == 1
         for status in ("succeeded", "failed"):

@@ -8,6 +8,7 @@ import shutil
 import signal
 import tempfile
 import threading
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -17,15 +18,17 @@ from workbench.cli.common import console, settings_of, workbench_of
 #: The Prometheus client's multiprocess mode: every process of a service writes its metrics
 #: to this folder and the service's /metrics adds them up (workbench.ops.metrics).
 METRICS_FOLDER_ENV = "PROMETHEUS_MULTIPROC_DIR"
+METRICS_FOLDER_PREFIX = "workbench-metrics-"
 
 
 def use_private_metrics_folder() -> None:
     """Keep this service's metrics, and its child processes', in a private folder removed at
-    exit. Call it before anything imports the metrics: the client reads the setting once per
-    process. An operator's own ``PROMETHEUS_MULTIPROC_DIR`` is kept as given."""
+    exit. Call it first, before anything records a metric (the metrics choose their mode when
+    first used). An operator's own ``PROMETHEUS_MULTIPROC_DIR`` is kept as given."""
     if os.environ.get(METRICS_FOLDER_ENV):
         return
-    folder = tempfile.mkdtemp(prefix="workbench-metrics-")
+    _remove_abandoned_folders()
+    folder = tempfile.mkdtemp(prefix=f"{METRICS_FOLDER_PREFIX}{os.getpid()}-")
     os.environ[METRICS_FOLDER_ENV] = folder
     owner = os.getpid()
 
@@ -34,6 +37,20 @@ def use_private_metrics_folder() -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
     atexit.register(remove)
+
+
+def _remove_abandoned_folders() -> None:
+    """Folders of services that were killed (no exit handler ran): their process is gone."""
+    for path in Path(tempfile.gettempdir()).glob(f"{METRICS_FOLDER_PREFIX}*-*"):
+        pid = path.name.removeprefix(METRICS_FOLDER_PREFIX).split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            continue  # another user's live process
 
 
 MetricsPort = Annotated[
