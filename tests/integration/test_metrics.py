@@ -28,9 +28,10 @@ from tests.e2e.world import free_port
 from tests.runs_helpers import run_row, wait_for
 from workbench.app import Workbench
 from workbench.core.config import load_settings
-from workbench.db.models import Job, Run, RunStatus
+from workbench.db.models import AuditEntry, Job, Run, RunStatus
 from workbench.db.types import utcnow
 from workbench.ops import metrics
+from workbench.ops.backup import CREATED_ACTION, VERIFIED_ACTION
 from workbench.runs import records
 from workbench.runs.api import queue_run
 from workbench.runs.execute import execute_run
@@ -228,28 +229,6 @@ def _metrics_folder_of(pid: int) -> str | None:
         return None
 
 
-def backup_notebook(folder: Path) -> str:
-    """A notebook recording a backup as the built-in backup job does, at a known time."""
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell(
-            "from datetime import UTC, datetime\n"
-            "from workbench.ops.metrics import record_backup\n"
-            "record_backup(created=True, verified=True, when=datetime(2026, 5, 1, tzinfo=UTC))"
-        )
-    ]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    path = folder / "records_a_backup.ipynb"
-    nbformat.write(nb, path)  # type: ignore[no-untyped-call]
-    return str(path)
-
-
 @pytest.mark.postgres
 def test_a_scheduler_scrape_counts_its_worker_processes_runs_and_reaps(
     scheduler_process: tuple[subprocess.Popen[bytes], int],
@@ -264,6 +243,7 @@ def test_a_scheduler_scrape_counts_its_worker_processes_runs_and_reaps(
         assert not abandoned_folder.exists()  # a killed service's folder is cleared at start
         assert value(first, "workbench_build_info", version=_version()) == 1
         assert value(first, "workbench_database_up") == 1
+        assert value(first, "workbench_backup_last_success_timestamp_seconds") == 0  # none yet
         for status in ("succeeded", "failed"):
             assert value(first, "workbench_runs_total", status=status, trigger="manual") == 0
 
@@ -291,8 +271,8 @@ def test_a_scheduler_scrape_counts_its_worker_processes_runs_and_reaps(
         folder = _metrics_folder_of(worker_pid)
         assert folder and os.path.isdir(folder)  # a private folder the command made
         kernels = psutil.Process(worker_pid).children(recursive=True)
-        # Its kernels may record into the folder too (the backup job does), not elsewhere.
-        assert kernels and all(_metrics_folder_of(k.pid) == folder for k in kernels)
+        # Its kernels run notebook code: they never get the service's metrics folder.
+        assert kernels and all(_metrics_folder_of(k.pid) is None for k in kernels)
         os.kill(worker_pid, signal.SIGKILL)
         wait_for(lambda: run_row(wb, lost).status is RunStatus.FAILED, 30, "the reaper")
         assert run_row(wb, lost).error_name == "WorkerLost"
@@ -308,16 +288,18 @@ def test_a_scheduler_scrape_counts_its_worker_processes_runs_and_reaps(
         assert value(last, "workbench_runs_running") == 0
         assert value(last, "workbench_warm_kernels") >= 0
 
-        # What a run's notebook records counts in the service's metrics, after its kernel
-        # ended (the backup gauges keep the latest time of any process).
-        jobs.register("backup", backup_notebook(tmp_path), workbench=wb)
-        backup = jobs.trigger("backup", workbench=wb)
-        wait_for(lambda: run_row(wb, backup).finished_at is not None, 120, "the backup run")
-        assert run_row(wb, backup).status is RunStatus.SUCCEEDED
-        stamp = datetime(2026, 5, 1, tzinfo=UTC).timestamp()
+        # The backup gauges are read from the audit log when scraped, whichever process
+        # made or verified the backup (here: rows as the backup code writes them).
+        made = datetime(2026, 5, 1, tzinfo=UTC)
+        with wb.session() as session, session.begin():
+            session.add(AuditEntry(action=CREATED_ACTION, target="b1", details={}, at=made))
+            session.add(AuditEntry(action=VERIFIED_ACTION, target="b1", details={}, at=made))
+        jobs.register("ok-again", SLEEPS, parameters={"seconds": 0.1}, workbench=wb)
+        again = jobs.trigger("ok-again", workbench=wb)
+        wait_for(lambda: run_row(wb, again).finished_at is not None, 120, "another run")
         seen = scrape(port)
-        assert value(seen, "workbench_backup_last_success_timestamp_seconds") == stamp
-        assert value(seen, "workbench_backup_last_verified_timestamp_seconds") == stamp
+        assert value(seen, "workbench_backup_last_success_timestamp_seconds") == made.timestamp()
+        assert value(seen, "workbench_backup_last_verified_timestamp_seconds") == made.timestamp()
         assert value(seen, "workbench_runs_total", status="succeeded", trigger="manual") == 2
         assert not [k for k in last if "pid" in dict(k[1])]  # processes are summed, not listed
     finally:

@@ -32,7 +32,7 @@ from workbench.core.home import ensure_home
 from workbench.core.version import __version__
 from workbench.db.models import AuditEntry
 from workbench.db.types import utcnow
-from workbench.ops import backup_db, backup_roles, metrics
+from workbench.ops import backup_db, backup_roles
 from workbench.ops.backup_bundle import (
     DATABASE_FILES,
     KEY_FILE,
@@ -176,7 +176,6 @@ def create_backup(
         manifest, name = _create(bench, store, include_key, key)
     except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
         raise BackupError(f"The backup was not made: {backup_db.error_summary(exc)}") from None
-    metrics.record_backup(created=True)
     log.info(
         "backup %s written: %s database at revision %s, %d tables, %d files%s",
         shown_location(store.where(name)),

@@ -31,7 +31,7 @@ from workbench.core.version import __version__
 from workbench.db.engine import create_workbench_engine
 from workbench.db.identity_connect import CREDENTIALS_PURPOSE
 from workbench.db.types import utcnow
-from workbench.ops import backup_db, backup_roles, metrics
+from workbench.ops import backup_db, backup_roles
 from workbench.ops.backup import (
     FAILED_ACTION,
     KEY_CHECK_PURPOSE,
@@ -318,7 +318,6 @@ def verify_backup(bench: Workbench, reference: str | Path, *, record: bool = Tru
     if error is not None:
         log.error("backup %s failed verification: %s", where, error)
         raise BackupVerificationError(f"Backup {where} failed verification: {error}")
-    metrics.record_backup(verified=True)
     log.info("backup %s verified: %s", where, "; ".join(checks))
     return VerifyResult(name=name, where=where, checks=tuple(checks))
 

@@ -25,20 +25,21 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from workbench.core.version import __version__
-from workbench.db.models import Job, Run, RunStatus
+from workbench.db.models import AuditEntry, Job, Run, RunStatus
 from workbench.db.types import utcnow
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge, Histogram
     from prometheus_client.core import Metric
     from prometheus_client.registry import Collector
+    from sqlalchemy import Connection
 
     from workbench.app import Workbench
 
@@ -55,7 +56,6 @@ __all__ = [
     "lease_expired",
     "mark_process_dead",
     "notification",
-    "record_backup",
     "run_claimed",
     "run_finished",
     "sign_in",
@@ -140,10 +140,10 @@ _ALL = (
                "Notifications delivered about finished runs, by result: sent or failed.",
                ("result",)),
     # backups, the service itself
-    Definition("workbench_backup_last_success_timestamp_seconds", "gauge",
-               "Unix time of the last backup that completed.", mode="max"),
-    Definition("workbench_backup_last_verified_timestamp_seconds", "gauge",
-               "Unix time of the last backup whose restore was verified.", mode="max"),
+    Definition("workbench_backup_last_success_timestamp_seconds", "scraped",
+               "Unix time of the last backup that completed (from the audit log)."),
+    Definition("workbench_backup_last_verified_timestamp_seconds", "scraped",
+               "Unix time of the last backup whose restore was verified (from the audit log)."),
     Definition("workbench_build_info", "scraped", "The running Workbench version (always 1).",
                ("version",)),
     Definition("workbench_database_up", "scraped",
@@ -286,18 +286,6 @@ def notification(sent: bool) -> None:
     _counter("workbench_notifications_total").labels(result="sent" if sent else "failed").inc()
 
 
-def record_backup(
-    *, created: bool = False, verified: bool = False, when: datetime | None = None
-) -> None:
-    """A backup completed (``created``) and/or its restore was verified (``verified``) at
-    ``when`` (default now); the alerts fire when either grows stale."""
-    stamp = (when or utcnow()).timestamp()
-    if created:
-        _gauge("workbench_backup_last_success_timestamp_seconds").set(stamp)
-    if verified:
-        _gauge("workbench_backup_last_verified_timestamp_seconds").set(stamp)
-
-
 # -- the scrape-time collector ----------------------------------------------------------------
 
 
@@ -349,12 +337,40 @@ class _DatabaseCollector:
                     Job.paused.is_(False), Job.schedule.is_not(None)
                 )
             )
+            backups = _last_backups(conn)
         return {
+            **backups,
             "workbench_runs_queued": float(counts.get(RunStatus.QUEUED, 0)),
             "workbench_runs_running": float(counts.get(RunStatus.RUNNING, 0)),
             "workbench_oldest_queued_run_age_seconds": _age(oldest, now),
             "workbench_schedule_lag_seconds": _age(next_run, now),
         }
+
+
+def _last_backups(conn: Connection) -> dict[str, float]:
+    """When the last backup was made and the last one verified, as the audit log records them:
+    the same answer on every host, whichever process made or verified the backup."""
+    from workbench.ops.backup import CREATED_ACTION, VERIFIED_ACTION
+
+    stamps = dict(
+        conn.execute(
+            select(AuditEntry.action, func.max(AuditEntry.at))
+            .where(AuditEntry.action.in_([CREATED_ACTION, VERIFIED_ACTION]))
+            .group_by(AuditEntry.action)
+        ).all()
+    )
+    names = {
+        CREATED_ACTION: "workbench_backup_last_success_timestamp_seconds",
+        VERIFIED_ACTION: "workbench_backup_last_verified_timestamp_seconds",
+    }
+    # 0 for none yet, so the alerts on stale backups fire on a workbench never backed up.
+    return {name: _timestamp(stamps.get(action)) for action, name in names.items()}
+
+
+def _timestamp(at: datetime | None) -> float:
+    if at is None:
+        return 0.0
+    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
 
 
 def _age(then: datetime | None, now: datetime) -> float:

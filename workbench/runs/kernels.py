@@ -66,10 +66,14 @@ def run_env(settings: Settings, database_url: str | None = None) -> dict[str, st
 def kernel_env(settings: Settings, database_url: str | None = None) -> dict[str, str]:
     """The environment a kernel starts with: this process's, plus :func:`run_env`.
 
-    Without the process's other ``WORKBENCH_*`` settings and without anything of error
-    tracking (``SENTRY_*``): a notebook sees only what its run needs.
+    Without the process's other ``WORKBENCH_*`` settings, its metrics folder and anything of
+    error tracking (``SENTRY_*``): a notebook sees only what its run needs.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("WORKBENCH_") and k != metrics.MULTIPROC_ENV
+    }
     env = scrub_environment(env)
     env.update(run_env(settings, database_url))
     return env
@@ -145,10 +149,13 @@ class KernelPool:
         self.fork = fork_supported() and (default if fork is None else fork)
         self._forkserver: ForkServer | None = None
         self._context: zmq.asyncio.Context | None = None
-        # A worker's metrics folder is passed on: what a run records (the backup job's
-        # record_backup) counts in the worker's /metrics; a kernel that records nothing
-        # writes nothing there (workbench.ops.metrics).
-        self._env = dict(os.environ if env is None else env)
+        # Never the service's metrics folder: notebook code must not write the service's
+        # metrics (workbench.ops.metrics; the backup gauges come from the audit log).
+        self._env = {
+            k: v
+            for k, v in (os.environ if env is None else env).items()
+            if k != metrics.MULTIPROC_ENV
+        }
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="wb-kernels", daemon=True
