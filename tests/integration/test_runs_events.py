@@ -151,6 +151,19 @@ def test_a_retry_is_announced_when_requeued(recorded: tuple[Workbench, Recorder]
     assert not any(hook == "run_failed" for hook, _ in recorder.events)
 
 
+def test_a_run_the_reaper_fails_is_announced_as_failed(
+    recorded: tuple[Workbench, Recorder],
+) -> None:
+    wb, recorder = recorded
+    jobs.register("lost", TRIVIAL, retries=0, workbench=wb)
+    run_id = jobs.trigger("lost", workbench=wb)
+    assert records.claim_run(wb, run_id, worker="host:1:main", lease_seconds=-1) == 1
+    assert reap_expired(wb).failed == [run_id]
+    (failed,) = [e for hook, e in recorder.events if hook == "run_failed"]
+    assert (failed.run_id, failed.status, failed.job_name) == (run_id, "failed", "lost")
+    assert failed.error_name == "WorkerLost"
+
+
 RECORDING_PLUGIN = """\
 import dataclasses, json, os
 from workbench.plugins.hookspecs import hookimpl

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from workbench.app import Workbench
 
-__all__ = ["MAX_CELL_OUTPUT_CHARS", "execute_run", "prepare_notebook"]
+__all__ = ["MAX_CELL_OUTPUT_CHARS", "announce", "execute_run", "prepare_notebook"]
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 0.25
@@ -269,7 +269,7 @@ def execute_run(
     run = records.get_run(wb, rid)
     if attempt is None:
         return run
-    _notify(wb, run)
+    announce(wb, run)
     try:
         nb = prepare_notebook(wb, run)
     except WorkbenchError as exc:
@@ -368,7 +368,7 @@ def _conclude(
             return records.get_run(wb, run.id)
     records.finish_run(wb, run.id, attempt, status, **values)
     final = records.get_run(wb, run.id)
-    _notify(wb, final)
+    announce(wb, final)
     return final
 
 
@@ -382,8 +382,9 @@ def _retry_base_seconds(wb: Workbench, run: Run) -> float:
         return float(job.retry_delay_seconds) if job is not None else 0.0
 
 
-def _notify(wb: Workbench, run: Run) -> None:
-    """Tell the plugins (and, for finished runs, the notifiers); never fails the run."""
+def announce(wb: Workbench, run: Run) -> None:
+    """Tell the plugins (and, for finished runs, the notifiers) of ``run``'s state; never
+    raises. The executor calls it as a run starts and ends, the reaper for runs it failed."""
     from workbench.notify import notify_run
 
     try:

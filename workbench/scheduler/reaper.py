@@ -3,7 +3,8 @@
 A worker that dies (``kill -9``, a lost machine) stops heartbeating; once its lease has
 expired the run is re-queued with a backoff, or failed when it has used all its attempts.
 Each change is fenced on the attempt that expired (see workbench.runs.records), so a late
-report from the dead attempt can never overwrite what happened next.
+report from the dead attempt can never overwrite what happened next. A run failed here is
+announced like any finished run (``run_failed``, the notifiers).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from sqlalchemy.orm import Session
 from workbench.db.models import Job, Run, RunStatus
 from workbench.db.types import utcnow
 from workbench.ops import metrics
-from workbench.runs.records import expire_lease, retry_delay
+from workbench.runs.execute import announce
+from workbench.runs.records import expire_lease, get_run, retry_delay
 
 if TYPE_CHECKING:
     from workbench.app import Workbench
@@ -71,4 +73,6 @@ def reap_expired(wb: Workbench, now: datetime | None = None) -> ReapResult:
     metrics.lease_expired("failed", len(result.failed))
     for run_id in result.failed:
         metrics.run_finished(RunStatus.FAILED.value, triggers[run_id])
+        # A run failed here, not by its worker: the hooks and notifiers hear of it from here.
+        announce(wb, get_run(wb, run_id))
     return result
