@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -127,3 +130,32 @@ def redis_url() -> str:
     if problem:
         services.unavailable("Redis", problem)
     return services.REDIS_URL
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes a test starts (each in its own session); any still alive is killed after."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+@pytest.fixture
+def celery_env(
+    monkeypatch: pytest.MonkeyPatch, pg_url: str, redis_url: str, isolated_env: Path
+) -> dict[str, str]:
+    """The environment of a Celery deployment on this test's database and a queue of its own."""
+    env = {
+        "WORKBENCH_DATABASE_URL": pg_url,
+        "WORKBENCH_CELERY_BROKER_URL": redis_url,
+        "WORKBENCH_CELERY_QUEUE": f"wbtest-{uuid.uuid4().hex[:8]}",
+        "WORKBENCH_EXECUTOR": "celery",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env

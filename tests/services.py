@@ -6,6 +6,8 @@ Outside CI a missing service skips with the reason; with CI=true it fails the te
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -145,3 +147,14 @@ def owner_database() -> Iterator[str]:
     finally:
         with admin_connect() as conn:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(owner)))
+
+
+def stop(process: subprocess.Popen[bytes], grace: float = 30.0) -> None:
+    """SIGTERM to ``process``'s group (started with ``start_new_session``), SIGKILL after
+    ``grace`` seconds: a service test's clean stop that cannot hang the run."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

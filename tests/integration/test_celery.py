@@ -8,12 +8,12 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import services
 from tests.runs_helpers import run_row, wait_for
 from workbench.app import Workbench
 from workbench.core.config import load_settings
@@ -28,20 +28,9 @@ SLEEPS = str(Path(__file__).resolve().parents[1] / "notebooks" / "sleeps.ipynb")
 LEASE = 3.0
 
 
-@pytest.fixture
-def celery_env(
-    monkeypatch: pytest.MonkeyPatch, pg_url: str, redis_url: str, isolated_env: Path
-) -> dict[str, str]:
-    env = {
-        "WORKBENCH_DATABASE_URL": pg_url,
-        "WORKBENCH_CELERY_BROKER_URL": redis_url,
-        "WORKBENCH_CELERY_QUEUE": f"wbtest-{uuid.uuid4().hex[:8]}",
-        "WORKBENCH_RUN_LEASE_SECONDS": str(LEASE),
-        "WORKBENCH_EXECUTOR": "celery",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return env
+@pytest.fixture(autouse=True)
+def short_lease(celery_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKBENCH_RUN_LEASE_SECONDS", str(LEASE))
 
 
 @pytest.fixture
@@ -64,12 +53,7 @@ def worker(celery_env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
         start_new_session=True,
     )
     yield process
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    services.stop(process, 20)
 
 
 @pytest.fixture

@@ -74,16 +74,6 @@ def closed_port() -> int:
     return free_port()  # bound and released: nothing listens there
 
 
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 def start_scheduler(
     db_url: str, port: int, processes: list[subprocess.Popen[bytes]], **env: str
 ) -> subprocess.Popen[bytes]:

@@ -10,8 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,33 +36,12 @@ POLL = 0.3
 STALE = stale_after(POLL)
 
 
-@pytest.fixture
-def celery_env(
-    monkeypatch: pytest.MonkeyPatch, pg_url: str, redis_url: str, isolated_env: Path
-) -> dict[str, str]:
+@pytest.fixture(autouse=True)
+def initialised(celery_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     from workbench.api import init
 
-    env = {
-        "WORKBENCH_DATABASE_URL": pg_url,
-        "WORKBENCH_CELERY_BROKER_URL": redis_url,
-        "WORKBENCH_CELERY_QUEUE": f"wbtest-{uuid.uuid4().hex[:8]}",
-        "WORKBENCH_EXECUTOR": "celery",
-        "WORKBENCH_SCHEDULER_POLL_SECONDS": str(POLL),
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("WORKBENCH_SCHEDULER_POLL_SECONDS", str(POLL))
     init()  # the secret key the kernels use
-    return env
-
-
-@pytest.fixture
-def workers() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def start_worker(
@@ -84,12 +61,12 @@ def rows(wb: Workbench) -> list[ServiceStatus]:
 
 
 def test_celery_worker_probes_heartbeat_and_drain(
-    celery_env: dict[str, str], workers: list[subprocess.Popen[bytes]]
+    celery_env: dict[str, str], processes: list[subprocess.Popen[bytes]]
 ) -> None:
     port, redis_port = free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
     worker = start_worker(
-        workers,
+        processes,
         "--metrics-port",
         str(port),
         WORKBENCH_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
@@ -154,13 +131,13 @@ def workers_check(report: dict[str, object]) -> dict[str, str]:
 
 
 def test_doctor_json_on_no_live_and_stale_workers(
-    celery_env: dict[str, str], workers: list[subprocess.Popen[bytes]]
+    celery_env: dict[str, str], processes: list[subprocess.Popen[bytes]]
 ) -> None:
     code, found = doctor()
     assert (code, found["status"]) == (2, "warning")
     assert workers_check(found)["status"] == "warning"
 
-    worker = start_worker(workers)
+    worker = start_worker(processes)
     wb = Workbench(load_settings())
     try:
         wait_for(lambda: [r.pid for r in rows(wb)] == [worker.pid], 60, "the worker's row")

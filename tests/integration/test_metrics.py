@@ -204,12 +204,7 @@ def scheduler_process(
         yield process, port
     finally:
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            services.stop(process)
         log.close()
 
 
@@ -315,18 +310,25 @@ def _version() -> str:
     return __version__
 
 
-def test_a_kernel_that_records_nothing_writes_nothing_to_the_metrics_folder(
-    tmp_path: Path,
-) -> None:
+def test_a_kernel_cannot_write_the_services_metrics(tmp_path: Path) -> None:
     from workbench.runs.kernels import KernelPool
 
+    # The pool is given the service's environment, metrics folder included ...
     env = {**os.environ, metrics.MULTIPROC_ENV: str(tmp_path)}
-    with KernelPool(0, env=env) as pool:  # the kernel imports workbench (its warm-up)
+    with KernelPool(0, env=env) as pool:
         kernel = pool.call(pool.acquire())
         try:
             pid = kernel.manager.provisioner.pid  # type: ignore[union-attr]
-            assert _metrics_folder_of(pid) == str(tmp_path)
-            pool.call(kernel.run_silently("import workbench.ops.metrics, workbench.notify"))
+            # ... but its kernel never sees it, so notebook code that records a metric ...
+            assert _metrics_folder_of(pid) is None
+            pool.call(
+                kernel.run_silently(
+                    "from workbench.ops import metrics\n"
+                    "metrics.notification(sent=False)\n"
+                    "metrics.run_finished('failed', 'api')"
+                )
+            )
         finally:
             pool.call(kernel.discard())
+    # ... leaves the service's metrics as they were.
     assert list(tmp_path.iterdir()) == []

@@ -19,6 +19,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from tests import services
 from tests.e2e.world import DASHBOARDS, World, free_port, start_server
 from tests.integration.test_metrics import Samples, parse, value
 from tests.runs_helpers import run_row, wait_for
@@ -50,26 +51,15 @@ def _answers(url: str) -> bool:
 
 
 @pytest.fixture
-def celery_env(
-    monkeypatch: pytest.MonkeyPatch, pg_url: str, redis_url: str, isolated_env: Path
-) -> dict[str, str]:
+def initialised(celery_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     from workbench.api import init
 
-    env = {
-        "WORKBENCH_DATABASE_URL": pg_url,
-        "WORKBENCH_CELERY_BROKER_URL": redis_url,
-        "WORKBENCH_CELERY_QUEUE": f"wbtest-{uuid.uuid4().hex[:8]}",
-        "WORKBENCH_EXECUTOR": "celery",
-        "WORKBENCH_RUN_LEASE_SECONDS": "3",
-    }
-    for name, setting in env.items():
-        monkeypatch.setenv(name, setting)
+    monkeypatch.setenv("WORKBENCH_RUN_LEASE_SECONDS", "3")
     init()  # the secret key the kernels use
-    return env
 
 
 @pytest.fixture
-def worker_port(celery_env: dict[str, str], tmp_path: Path) -> Iterator[int]:
+def worker_port(initialised: None, tmp_path: Path) -> Iterator[int]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     log = (tmp_path / "worker.log").open("wb")
@@ -83,12 +73,7 @@ def worker_port(celery_env: dict[str, str], tmp_path: Path) -> Iterator[int]:
         wait_for(lambda: process.poll() is None and _answers(url), 90, "the worker's /metrics")
         yield port
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        services.stop(process)
         log.close()
 
 
