@@ -26,8 +26,8 @@ from tests import services
 from workbench.accounts import api as accounts
 from workbench.app import Workbench
 from workbench.db import rls
-from workbench.ops import backup_db
-from workbench.ops.backup_bundle import TableStats
+from workbench.ops.backup import database as backup_db
+from workbench.ops.backup.bundle import TableStats
 from workbench.runs.api import run as run_notebook
 from workbench.runs.secrets import set_secret
 from workbench.sources.ingest import ingest

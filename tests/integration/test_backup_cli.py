@@ -22,8 +22,8 @@ from tests.integration.backup_world import Cluster, owner_cluster, scratch_datab
 from workbench.app import Workbench
 from workbench.core.config import load_settings
 from workbench.db.models import RunStatus
-from workbench.ops.backup import BACKUP_NOTEBOOK, list_backups
-from workbench.ops.backup_bundle import KEY_FILE, MANIFEST, VERIFIED
+from workbench.ops.backup.api import BACKUP_NOTEBOOK, list_backups
+from workbench.ops.backup.bundle import KEY_FILE, MANIFEST, VERIFIED
 from workbench.runs.api import notebook_params
 from workbench.runs.execute import execute_run
 from workbench.runs.results import results as run_results

@@ -15,16 +15,16 @@ import pytest
 
 from workbench.app import Workbench
 from workbench.core.config import load_settings
-from workbench.ops.backup import (
+from workbench.ops.backup.api import (
     BackupInfo,
     create_backup,
     list_backups,
     prune_backups,
     select_kept,
 )
-from workbench.ops.backup_bundle import MANIFEST
-from workbench.ops.backup_restore import restore_backup
-from workbench.ops.backup_verify import verify_backup
+from workbench.ops.backup.bundle import MANIFEST
+from workbench.ops.backup.restore import restore_backup
+from workbench.ops.backup.verify import verify_backup
 from workbench.ops.errors import BackupError
 from workbench.ops.health import check_backups, run_checks
 

@@ -34,10 +34,10 @@ from workbench.core.config import Settings, load_settings
 from workbench.core.home import ensure_home, ensure_secret_key
 from workbench.db.identity_connect import user_database_url
 from workbench.db.models import RunResult, User
-from workbench.ops.backup import create_backup, list_backups
-from workbench.ops.backup_bundle import KEY_FILE, MANIFEST
-from workbench.ops.backup_restore import restore_backup
-from workbench.ops.backup_verify import verify_backup
+from workbench.ops.backup.api import create_backup, list_backups
+from workbench.ops.backup.bundle import KEY_FILE, MANIFEST
+from workbench.ops.backup.restore import restore_backup
+from workbench.ops.backup.verify import verify_backup
 from workbench.ops.health import run_checks
 from workbench.runs.secrets import read_secret
 

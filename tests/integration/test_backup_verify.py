@@ -29,9 +29,15 @@ from tests.integration.backup_world import scratch_databases, stats
 from workbench.app import Workbench
 from workbench.core.config import load_settings
 from workbench.db.models import AuditEntry
-from workbench.ops.backup import FAILED_ACTION, VERIFIED_ACTION, Backup, create_backup, list_backups
-from workbench.ops.backup_bundle import KEY_FILE, MANIFEST
-from workbench.ops.backup_verify import verify_backup
+from workbench.ops.backup.api import (
+    FAILED_ACTION,
+    VERIFIED_ACTION,
+    Backup,
+    create_backup,
+    list_backups,
+)
+from workbench.ops.backup.bundle import KEY_FILE, MANIFEST
+from workbench.ops.backup.verify import verify_backup
 from workbench.ops.errors import BackupVerificationError
 from workbench.runs.secrets import set_secret
 

@@ -31,7 +31,7 @@ from workbench.core.config import load_settings
 from workbench.db.models import AuditEntry, Job, Run, RunStatus
 from workbench.db.types import utcnow
 from workbench.ops import metrics
-from workbench.ops.backup import CREATED_ACTION, VERIFIED_ACTION
+from workbench.ops.backup.api import CREATED_ACTION, VERIFIED_ACTION
 from workbench.runs import records
 from workbench.runs.api import queue_run
 from workbench.runs.execute import execute_run

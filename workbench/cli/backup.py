@@ -55,7 +55,7 @@ def create(
     ] = False,
 ) -> None:
     """Back up the database, the run outputs and (with --include-key) the secret key."""
-    from workbench.ops.backup import create_backup, shown_location
+    from workbench.ops.backup.api import create_backup, shown_location
 
     with workbench_of(ctx) as wb:
         made = create_backup(wb, to, include_key=include_key)
@@ -79,7 +79,7 @@ def verify(
     ],
 ) -> None:
     """Prove a backup restores: checksums, a scratch restore, row counts, checksums and the key."""
-    from workbench.ops.backup_verify import verify_backup
+    from workbench.ops.backup.verify import verify_backup
 
     with workbench_of(ctx) as wb:
         result = verify_backup(wb, backup)
@@ -109,7 +109,7 @@ def restore(
     ] = False,
 ) -> None:
     """Restore a backup into an empty database and home, then run the `doctor` checks."""
-    from workbench.ops.backup_restore import restore_backup
+    from workbench.ops.backup.restore import restore_backup
 
     if into is None and home is None:
         raise UsageError("Say where to restore: --into DATABASE_URL and/or --home DIR.")
@@ -141,7 +141,7 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List the backups, newest first, with their size and verification."""
-    from workbench.ops.backup import list_backups
+    from workbench.ops.backup.api import list_backups
 
     backups = list_backups(settings_of(ctx), directory)
     if as_json:
@@ -195,7 +195,7 @@ def prune(
     ] = False,
 ) -> None:
     """Delete old backups, keeping daily, weekly and monthly ones and the newest verified."""
-    from workbench.ops.backup import prune_backups
+    from workbench.ops.backup.api import prune_backups
 
     result = prune_backups(
         settings_of(ctx),
@@ -229,7 +229,7 @@ def schedule(
     timeout: Annotated[float, typer.Option(help="Seconds a run may take.")] = 6 * 3600,
 ) -> None:
     """Register the built-in backup job: create, verify and prune on a cron schedule."""
-    from workbench.ops.backup import BACKUP_NOTEBOOK
+    from workbench.ops.backup.api import BACKUP_NOTEBOOK
     from workbench.scheduler import api as jobs
 
     with workbench_of(ctx) as wb:

@@ -198,7 +198,7 @@ def check_backups(
     """Warns when the newest backup that passed `workbench backup verify` was made more than
     ``max_age_hours`` ago, or there is none (read from the audit log, so every host agrees)."""
     from workbench.db.types import utcnow
-    from workbench.ops.backup import newest_verified_backup
+    from workbench.ops.backup.api import newest_verified_backup
 
     start = time.perf_counter()
     try:

@@ -350,7 +350,7 @@ class _DatabaseCollector:
 def _last_backups(conn: Connection) -> dict[str, float]:
     """When the last backup was made and the last one verified, as the audit log records them:
     the same answer on every host, whichever process made or verified the backup."""
-    from workbench.ops.backup import CREATED_ACTION, VERIFIED_ACTION
+    from workbench.ops.backup.api import CREATED_ACTION, VERIFIED_ACTION
 
     stamps = dict(
         conn.execute(

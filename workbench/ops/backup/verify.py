@@ -31,8 +31,9 @@ from workbench.core.version import __version__
 from workbench.db.engine import create_workbench_engine
 from workbench.db.identity_connect import CREDENTIALS_PURPOSE
 from workbench.db.types import utcnow
-from workbench.ops import backup_db, backup_roles
-from workbench.ops.backup import (
+from workbench.ops.backup import database as backup_db
+from workbench.ops.backup import roles as backup_roles
+from workbench.ops.backup.api import (
     FAILED_ACTION,
     KEY_CHECK_PURPOSE,
     KEY_CHECK_TEXT,
@@ -41,7 +42,7 @@ from workbench.ops.backup import (
     default_store,
     shown_location,
 )
-from workbench.ops.backup_bundle import (
+from workbench.ops.backup.bundle import (
     KEY_FILE,
     UNLISTED,
     BackupStore,

@@ -20,8 +20,8 @@ from sqlalchemy import Connection, Engine
 
 from workbench.db.rls import ADMIN_GROUP, ANALYST_GROUP, VIEWER_GROUP
 from workbench.db.roles import ROLE_PREFIX, set_login_allowed, set_role_password
-from workbench.ops.backup_bundle import RoleDefinition
-from workbench.ops.backup_db import autocommit
+from workbench.ops.backup.bundle import RoleDefinition
+from workbench.ops.backup.database import autocommit
 from workbench.ops.errors import RestoreError
 
 __all__ = [

@@ -3,7 +3,7 @@
 PostgreSQL is dumped with ``pg_dump -Fc`` by the service role, inside a repeatable-read
 snapshot that the checksums are computed in as well, so the manifest describes exactly the
 dump. The service sees every row under forced row-level security through its ``wb_service``
-policy (``--enable-row-security``); the roles it needs are :mod:`workbench.ops.backup_roles`.
+policy (``--enable-row-security``); the roles it needs are :mod:`workbench.ops.backup.roles`.
 SQLite is copied with the online backup API, which takes one consistent snapshot while
 writers carry on.
 """
@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
-from workbench.ops.backup_bundle import TableStats
+from workbench.ops.backup.bundle import TableStats
 from workbench.ops.errors import BackupError, BackupToolError, RestoreError
 
 __all__ = [

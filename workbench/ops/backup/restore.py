@@ -27,10 +27,11 @@ from workbench.core.crypto import Encryptor
 from workbench.core.home import ensure_home
 from workbench.db.engine import create_workbench_engine
 from workbench.db.identity_connect import CREDENTIALS_PURPOSE
-from workbench.ops import backup_db, backup_roles
-from workbench.ops.backup import default_store, shown_location
-from workbench.ops.backup_bundle import KEY_FILE, Manifest, resolve_bundle, safe_relative
-from workbench.ops.backup_verify import check_files, check_key, compare_tables, key_at_hand
+from workbench.ops.backup import database as backup_db
+from workbench.ops.backup import roles as backup_roles
+from workbench.ops.backup.api import default_store, shown_location
+from workbench.ops.backup.bundle import KEY_FILE, Manifest, resolve_bundle, safe_relative
+from workbench.ops.backup.verify import check_files, check_key, compare_tables, key_at_hand
 from workbench.ops.errors import RestoreError, RestoreTargetNotEmptyError
 from workbench.ops.health import Check, run_checks
 

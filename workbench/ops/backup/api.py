@@ -1,9 +1,9 @@
 """Backups that prove they restore: create, list and prune bundles (verify and restore beside).
 
-:func:`create_backup` writes one bundle (:mod:`workbench.ops.backup_bundle`) with a consistent
-copy of the database (:mod:`workbench.ops.backup_db`), the run outputs of the home and, only
-when asked, the secret key. :func:`~workbench.ops.backup_verify.verify_backup` restores it
-into a scratch database and compares; :func:`~workbench.ops.backup_restore.restore_backup`
+:func:`create_backup` writes one bundle (:mod:`workbench.ops.backup.bundle`) with a consistent
+copy of the database (:mod:`workbench.ops.backup.database`), the run outputs of the home and, only
+when asked, the secret key. :func:`~workbench.ops.backup.verify.verify_backup` restores it
+into a scratch database and compares; :func:`~workbench.ops.backup.restore.restore_backup`
 brings it back. The packaged notebook :data:`BACKUP_NOTEBOOK` does create, verify and prune as
 a scheduled job (`workbench backup schedule`), so it is retried, alerted and recorded like any
 run. Nothing here writes a password, the database URL's password or the key to a manifest or
@@ -32,8 +32,9 @@ from workbench.core.home import ensure_home
 from workbench.core.version import __version__
 from workbench.db.models import AuditEntry
 from workbench.db.types import utcnow
-from workbench.ops import backup_db, backup_roles
-from workbench.ops.backup_bundle import (
+from workbench.ops.backup import database as backup_db
+from workbench.ops.backup import roles as backup_roles
+from workbench.ops.backup.bundle import (
     DATABASE_FILES,
     KEY_FILE,
     MANIFEST,
