@@ -105,29 +105,40 @@ def check_redis(url: str, timeout: float = 2.0, *, name: str = "redis") -> Check
     )
 
 
-def check_schedulers(engine: Engine, *, stale_seconds: float) -> Check:
-    """Fails when a scheduler's heartbeat is older than ``stale_seconds`` (it died or hangs).
-
-    No scheduler at all is not a failure: the embedded mode often runs without one.
-    """
+def _check_services(
+    engine: Engine, kind: ServiceKind, name: str, stale_seconds: float, restart: str
+) -> tuple[Check | None, int, float]:
+    """A failed check naming the stale services of ``kind``, or ``None`` and how many run."""
     start = time.perf_counter()
     try:
-        statuses = service_statuses(engine, ServiceKind.SCHEDULER, stale_seconds=stale_seconds)
+        statuses = service_statuses(engine, kind, stale_seconds=stale_seconds)
     except SQLAlchemyError as exc:
-        return Check("scheduler", False, f"unknown: {_error_summary(exc)}")
+        return Check(name, False, f"unknown: {_error_summary(exc)}"), 0, 0.0
     elapsed = time.perf_counter() - start
     stale = [s for s in statuses if s.stale]
     live = len(statuses) - len(stale)
     if stale:
         names = "; ".join(s.describe() for s in stale)
-        return Check(
-            "scheduler",
-            False,
+        detail = (
             f"{len(stale)} stale (no heartbeat for over {stale_seconds:.0f}s): {names}; "
-            f"{live} live. Restart `workbench scheduler` or check its logs.",
-            elapsed,
+            f"{live} live. {restart}"
         )
-    if not statuses:
+        return Check(name, False, detail, elapsed), live, elapsed
+    return None, live, elapsed
+
+
+def check_schedulers(engine: Engine, *, stale_seconds: float) -> Check:
+    """Fails when a scheduler's heartbeat is older than ``stale_seconds`` (it died or hangs).
+
+    No scheduler at all is not a failure: the embedded mode often runs without one.
+    """
+    failed, live, elapsed = _check_services(
+        engine, ServiceKind.SCHEDULER, "scheduler", stale_seconds,
+        "Restart `workbench scheduler` or check its logs.",
+    )  # fmt: skip
+    if failed is not None:
+        return failed
+    if not live:
         return Check("scheduler", True, "no scheduler running", elapsed)
     return Check("scheduler", True, f"{live} running, heartbeats fresh", elapsed)
 
@@ -135,24 +146,13 @@ def check_schedulers(engine: Engine, *, stale_seconds: float) -> Check:
 def check_workers(engine: Engine, *, stale_seconds: float, executor: str) -> Check:
     """Fails when a worker's heartbeat is older than ``stale_seconds``; with the Celery
     executor, no worker at all is a warning (runs would wait in the queue)."""
-    start = time.perf_counter()
-    try:
-        statuses = service_statuses(engine, ServiceKind.WORKER, stale_seconds=stale_seconds)
-    except SQLAlchemyError as exc:
-        return Check("workers", False, f"unknown: {_error_summary(exc)}")
-    elapsed = time.perf_counter() - start
-    stale = [s for s in statuses if s.stale]
-    live = len(statuses) - len(stale)
-    if stale:
-        names = "; ".join(s.describe() for s in stale)
-        return Check(
-            "workers",
-            False,
-            f"{len(stale)} stale (no heartbeat for over {stale_seconds:.0f}s): {names}; "
-            f"{live} live. Restart the worker or check its logs.",
-            elapsed,
-        )
-    if not statuses:
+    failed, live, elapsed = _check_services(
+        engine, ServiceKind.WORKER, "workers", stale_seconds,
+        "Restart the worker or check its logs.",
+    )  # fmt: skip
+    if failed is not None:
+        return failed
+    if not live:
         if executor == "celery":
             return Check(
                 "workers",

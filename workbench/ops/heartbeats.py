@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import psutil
 from sqlalchemy import Engine, delete, insert, select, update
 
 from workbench.db.models import ServiceHeartbeat, ServiceKind
@@ -52,16 +53,6 @@ def beat_interval(poll_seconds: float) -> float:
     """How often a beat thread writes: every poll, at most once a second, so that three
     beats always fit in :func:`stale_after` of the same poll."""
     return max(1.0, poll_seconds)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class ServiceBeat:
@@ -135,7 +126,7 @@ def prune_dead(engine: Engine, kind: ServiceKind) -> int:
                 ServiceHeartbeat.kind == kind, ServiceHeartbeat.host == host
             )
         ).all()
-        dead = [row_id for row_id, pid in rows if pid != me and not _pid_alive(pid)]
+        dead = [row_id for row_id, pid in rows if pid != me and not psutil.pid_exists(pid)]
         if dead:
             conn.execute(delete(ServiceHeartbeat).where(ServiceHeartbeat.id.in_(dead)))
     return len(dead)

@@ -406,16 +406,6 @@ def _scrape_time() -> _DatabaseCollector:
 _LIVE_FILE = re.compile(r"gauge_live\w*?_(\d+)\.db$")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def mark_process_dead(pid: int) -> None:
     """Forget the live gauges (warm kernels, busy slots) of child process ``pid``, which
     exited; its counters stay, as counters never go back."""
@@ -428,12 +418,13 @@ def mark_process_dead(pid: int) -> None:
 
 def _forget_dead(folder: str) -> None:
     """Children killed without notice (``kill -9``) leave live gauges behind: drop them."""
+    import psutil
     from prometheus_client import multiprocess
 
     pids = {int(m.group(1)) for f in glob.glob(os.path.join(folder, "gauge_live*_*.db"))
             if (m := _LIVE_FILE.search(f))}  # fmt: skip
     for pid in pids:
-        if not _pid_alive(pid):
+        if not psutil.pid_exists(pid):
             multiprocess.mark_process_dead(pid, folder)  # type: ignore[no-untyped-call]
 
 
