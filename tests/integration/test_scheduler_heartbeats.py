@@ -8,11 +8,14 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
+import time
 import uuid
 
 import psycopg
 import pytest
 from psycopg import sql
+from sqlalchemy import event
 
 from tests import services
 from tests.runs_helpers import wait_for
@@ -23,6 +26,8 @@ from workbench.db.identity_connect import user_database_url
 from workbench.db.models import ServiceKind
 from workbench.ops.health import check_schedulers, run_checks
 from workbench.ops.heartbeats import ServiceBeat, service_statuses, stale_after
+from workbench.scheduler.executors import LocalExecutor
+from workbench.scheduler.service import run_scheduler
 
 POLL = 0.3
 STALE = stale_after(POLL)
@@ -178,3 +183,24 @@ def test_a_beat_after_its_workbench_closed_leaves_no_connection_open(pg_url: str
     assert row[0] == 0
     assert service_statuses(wb.engine, ServiceKind.SCHEDULER, stale_seconds=STALE) == []
     wb.close()
+
+
+def test_a_short_poll_writes_the_heartbeat_at_most_once_a_second(workbench: Workbench) -> None:
+    beats: list[float] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith("UPDATE SERVICE_HEARTBEATS"):
+            beats.append(time.monotonic())
+
+    event.listen(workbench.engine, "before_cursor_execute", count)
+    executor = LocalExecutor(workers=1, warm_kernels=0)
+    try:
+        started = time.monotonic()
+        stats = run_scheduler(
+            workbench, executor, stop=threading.Event(), poll_seconds=0.05, max_ticks=40
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        executor.close()
+    assert stats.ticks == 40
+    assert 1 <= len(beats) <= elapsed + 1, (len(beats), elapsed)

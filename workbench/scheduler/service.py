@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from workbench.db.models import ServiceKind
 from workbench.ops import metrics
-from workbench.ops.heartbeats import ServiceBeat
+from workbench.ops.heartbeats import ServiceBeat, beat_interval
 from workbench.scheduler.dispatch import dispatch_runs
 from workbench.scheduler.errors import SchedulerAlreadyRunningError
 from workbench.scheduler.reaper import reap_expired
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["SchedulerStats", "run_scheduler", "single_scheduler"]
 
 log = logging.getLogger(__name__)
-MAX_BEAT_SECONDS = 1.0  # a very short poll still writes the heartbeat at most once a second
 WAKE_CHECK_SECONDS = 0.1  # how often a scheduler waiting for a wake-up looks at its stop flag
 
 
@@ -138,7 +137,7 @@ def _loop(
         started = time.monotonic()
         touch()
         try:
-            if started - last_beat >= min(poll, MAX_BEAT_SECONDS):
+            if started - last_beat >= beat_interval(poll):
                 beat.beat({"ticks": stats.ticks, "dispatched": stats.dispatched})
                 last_beat = started
             stats.queued += len(schedule_due(wb).created)
