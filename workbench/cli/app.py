@@ -25,13 +25,13 @@ from workbench.cli import scheduler as scheduler_commands
 from workbench.cli import teams as teams_commands
 from workbench.cli import users as users_commands
 from workbench.cli.common import console, err_console, settings_of
+from workbench.core.config import ENV_PREFIX, SECRET_FIELDS, Settings, load_settings, mask_url
+from workbench.core.errors import WorkbenchError
+from workbench.core.production import ensure_production_safe
 from workbench.core.version import __version__
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
-from workbench.core.config import ENV_PREFIX, SECRET_FIELDS, Settings, load_settings, mask_url
-from workbench.core.errors import WorkbenchError
-from workbench.core.production import ensure_production_safe
 
 __all__ = ["app", "main"]
 

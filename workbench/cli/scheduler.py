@@ -90,9 +90,9 @@ def scheduler(
     use_private_metrics_folder()  # first: the local pool's processes count runs there
     from workbench.core.errors import ConfigError
     from workbench.db.models import ServiceKind
-    from workbench.ops.heartbeats import prune_dead
+    from workbench.ops.heartbeats import prune_dead, stale_after
     from workbench.ops.http import HealthServer
-    from workbench.ops.probes import Liveness, liveness_after, service_readiness
+    from workbench.ops.probes import Liveness, service_readiness
     from workbench.scheduler.executors import CeleryExecutor, Executor, LocalExecutor
     from workbench.scheduler.service import run_scheduler
 
@@ -106,7 +106,7 @@ def scheduler(
     else:
         raise ConfigError(f"Unknown executor {kind!r}: use 'local' or 'celery'.")
     stop = threading.Event()
-    liveness = Liveness(liveness_seconds or liveness_after(settings.scheduler_poll_seconds))
+    liveness = Liveness(liveness_seconds or stale_after(settings.scheduler_poll_seconds))
     health: HealthServer | None = None
     if metrics_port is not None:
         broker = settings.effective_celery_broker_url() if kind == "celery" else None

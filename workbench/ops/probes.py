@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from workbench.ops.health import Check, check_database, check_migrations, check_redis
-from workbench.ops.heartbeats import stale_after
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -38,7 +37,6 @@ __all__ = [
     "ProbeAnswer",
     "Readiness",
     "forget_after_fork",
-    "liveness_after",
     "service_readiness",
 ]
 
@@ -50,12 +48,6 @@ READY_CACHE_SECONDS = 1.0
 PROBE_TIMEOUT_SECONDS = 2
 #: The name of the failed check while the process is stopping.
 DRAINING = "draining"
-
-
-def liveness_after(poll_seconds: float) -> float:
-    """The default liveness bound of a loop that turns every ``poll_seconds``: the same three
-    missed polls (at least five seconds) after which its heartbeat row counts as stale."""
-    return stale_after(poll_seconds)
 
 
 class Liveness:

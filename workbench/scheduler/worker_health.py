@@ -23,9 +23,9 @@ from celery import bootsteps
 from celery.signals import worker_shutting_down
 
 from workbench.db.models import ServiceKind
-from workbench.ops.heartbeats import BeatThread, beat_interval
+from workbench.ops.heartbeats import BeatThread, beat_interval, stale_after
 from workbench.ops.http import HealthServer
-from workbench.ops.probes import Liveness, forget_after_fork, liveness_after, service_readiness
+from workbench.ops.probes import Liveness, forget_after_fork, service_readiness
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -48,8 +48,8 @@ LOOP_TOUCH_SECONDS = 1.0
 
 def worker_liveness_after() -> float:
     """The default liveness bound of a Celery worker: three missed touches of its loop's
-    timer, at least five seconds (:func:`workbench.ops.probes.liveness_after`)."""
-    return liveness_after(LOOP_TOUCH_SECONDS)
+    timer, at least five seconds (:func:`workbench.ops.heartbeats.stale_after`)."""
+    return stale_after(LOOP_TOUCH_SECONDS)
 
 
 def start_local_worker_beat(workbench: Workbench) -> BeatThread:
