@@ -27,7 +27,7 @@ from tests.runs_helpers import wait_for
 from workbench.core.config import load_settings
 from workbench.core.home import ensure_home, ensure_secret_key
 from workbench.ops.tracking import is_tracking_variable
-from workbench.runs.kernels import kernel_env, run_env
+from workbench.runs.kernels import kernel_env
 
 
 @pytest.fixture
@@ -86,7 +86,7 @@ def test_a_run_kernel_sees_no_sentry_variable(
     assert sentry.received == []  # a run that succeeds is no event
 
 
-def test_run_env_and_kernel_env_hold_no_sentry_variable(
+def test_kernel_env_holds_no_sentry_and_no_workbench_variable(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     dsn_file = tmp_path / "sentry_dsn"
@@ -96,9 +96,13 @@ def test_run_env_and_kernel_env_hold_no_sentry_variable(
     settings = load_settings()
     assert settings.sentry_dsn is not None
     assert settings.sentry_dsn.get_secret_value() == "http://public@127.0.0.1:9/3"
-    assert _tracking_names(list(run_env(settings))) == []
-    assert _tracking_names(list(kernel_env(settings))) == []
-    assert "PATH" in kernel_env(settings)
+    monkeypatch.setenv("WORKBENCH_SECRET_KEY", "k" * 40)
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://:pw@127.0.0.1:6379/0")
+    env = kernel_env()
+    assert _tracking_names(list(env)) == []
+    assert [name for name in env if name.startswith("WORKBENCH_")] == []
+    assert "CELERY_BROKER_URL" not in env
+    assert "PATH" in env
 
 
 def test_a_dashboard_kernel_sees_no_sentry_variable(

@@ -145,7 +145,7 @@ def _run_here(
 
     settings = _settings(ctx)
     # The kernel boots while the database and the notebook are read.
-    kernels = KernelPool(1, env=kernel_env(settings), replenish=False, warmup=False)
+    kernels = KernelPool(1, env=kernel_env(), replenish=False, warmup=False)
     try:
         with _workbench(ctx) as wb:
             run = _run_with_progress(

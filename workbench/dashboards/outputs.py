@@ -23,7 +23,7 @@ from workbench.db.identity_connect import user_engine
 from workbench.db.models import Role, User
 from workbench.db.models import Run as RunRow
 from workbench.runs.errors import StorageError
-from workbench.runs.storage import HTML_NAME, read_output
+from workbench.runs.storage import HTML_NAME, read_output, run_location
 
 if TYPE_CHECKING:
     from workbench.app import Workbench
@@ -44,19 +44,18 @@ def output_url(base_url: str, run_id: uuid.UUID | str) -> str:
     return f"{base_url}runs/{uuid.UUID(str(run_id))}/output"
 
 
-def _visible_output_uri(owner: Workbench, user: User, run_id: uuid.UUID) -> str | None:
-    """The run's output folder, if ``user``'s own login can see the run."""
+def _visible(owner: Workbench, user: User, run_id: uuid.UUID) -> bool:
+    """Whether ``user``'s own login can see run ``run_id`` (row-level security decides)."""
     if owner.engine.dialect.name != "postgresql":  # one user: every run is theirs
         with owner.session() as session:
-            found: str | None = session.scalar(select(RunRow.output_uri).where(RunRow.id == run_id))
-            return found
+            return session.scalar(select(RunRow.id).where(RunRow.id == run_id)) is not None
     engine = user_engine(owner.settings, user, owner.database_url)
     try:
         with engine.connect() as connection:
-            uri = connection.execute(
-                text("SELECT output_uri FROM runs WHERE id = :id"), {"id": run_id}
+            found = connection.execute(
+                text("SELECT id FROM runs WHERE id = :id"), {"id": run_id}
             ).scalar()
-            return None if uri is None else str(uri)
+            return found is not None
     finally:
         engine.dispose()
 
@@ -71,11 +70,11 @@ def run_output_html(owner: Workbench, account: Account, run_id: uuid.UUID) -> by
         if user is None or not user.is_active or user.role not in READERS:
             return None
         session.expunge(user)
-    uri = _visible_output_uri(owner, user, run_id)
-    if not uri:
+    if not _visible(owner, user, run_id):
         return None
+    # The location is the service's storage base and the run id, never the row's output_uri.
     try:
-        return read_output(uri, HTML_NAME)
+        return read_output(run_location(owner.settings, run_id), HTML_NAME)
     except StorageError:
         return None
 

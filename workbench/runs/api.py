@@ -157,7 +157,7 @@ class Worker:
         from workbench.runs.kernels import KernelPool, kernel_env
 
         self.workbench = resolve(workbench)
-        env = kernel_env(self.workbench.settings, self.workbench.database_url)
+        env = kernel_env()
         self._owns_kernels = kernels is None
         self.kernels: KernelPool = kernels or KernelPool(size, env=env)
 

@@ -8,6 +8,7 @@ __all__ = [
     "NotebookError",
     "ParameterError",
     "RunNotFoundError",
+    "RunRefusedError",
     "RunStateError",
     "SecretNotFoundError",
 ]
@@ -51,3 +52,7 @@ class KernelError(WorkbenchError):
 
 class StorageError(WorkbenchError):
     """A run output could not be written or read at its storage location."""
+
+
+class RunRefusedError(WorkbenchError):
+    """The executor will not run this row: no active owner may be given its rights."""

@@ -35,10 +35,9 @@ from workbench.ops.tracking import scrub_environment
 from workbench.runs.errors import KernelError
 
 if TYPE_CHECKING:
-    from workbench.core.config import Settings
     from workbench.runs.forkserver import ForkServer
 
-__all__ = ["KernelPool", "WarmKernel", "bind_code", "kernel_env", "run_env"]
+__all__ = ["KernelPool", "WarmKernel", "bind_code", "kernel_env"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -48,48 +47,54 @@ READY_TIMEOUT = 60.0
 WARMUP = "__import__('workbench.runs.results')"
 
 
-def run_env(settings: Settings, database_url: str | None = None) -> dict[str, str]:
-    """The ``WORKBENCH_*`` variables a run's kernel needs to reach the same database.
+#: Variables of the starting process a kernel keeps (by name or prefix): what Python, its
+#: libraries and Jupyter need, never anything of the service (its database URL, secret key,
+#: ``*_FILE`` paths, broker and Redis URLs, error tracking, cloud credentials).
+KEPT_NAMES = frozenset(
+    {"PATH", "LANG", "LANGUAGE", "TZ", "TERM", "TMPDIR", "USER", "LOGNAME", "HOME", "SHELL",
+     "PYTHONPATH", "PYTHONHASHSEED", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE",
+     "VIRTUAL_ENV", "MPLBACKEND", "SSL_CERT_FILE", "SSL_CERT_DIR", "OMP_NUM_THREADS",
+     "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_MAX_THREADS",
+     "PYDEVD_DISABLE_FILE_VALIDATION"}
+)  # fmt: skip
+KEPT_PREFIXES = ("LC_", "CONDA_", "JUPYTER_", "JPY_", "IPYTHON")
 
-    ``wb.record`` and secrets inside the notebook then use the same home and database.
+
+def kernel_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a kernel starts with: the allow-listed part of ``environ`` (this
+    process's by default).
+
+    A kernel starts with nothing of the service: no ``WORKBENCH_*`` variable (the database
+    URL, the secret key, their ``*_FILE`` paths), no metrics folder, no error tracking, no
+    broker URL. A run's identity (its owner's login) reaches it only at bind time
+    (:func:`bind_code`).
     """
-    env = {
-        "WORKBENCH_HOME": str(settings.home_path),
-        "WORKBENCH_DATABASE_URL": database_url or settings.effective_database_url(),
-    }
-    key = settings.secret_key
-    if key is not None and key.get_secret_value():
-        env["WORKBENCH_SECRET_KEY"] = key.get_secret_value()
-    return env
-
-
-def kernel_env(settings: Settings, database_url: str | None = None) -> dict[str, str]:
-    """The environment a kernel starts with: this process's, plus :func:`run_env`.
-
-    Without the process's other ``WORKBENCH_*`` settings, its metrics folder and anything of
-    error tracking (``SENTRY_*``): a notebook sees only what its run needs.
-    """
+    source = os.environ if environ is None else environ
     env = {
         k: v
-        for k, v in os.environ.items()
-        if not k.startswith("WORKBENCH_") and k != metrics.MULTIPROC_ENV
+        for k, v in source.items()
+        if (k in KEPT_NAMES or k.startswith(KEPT_PREFIXES)) and k != metrics.MULTIPROC_ENV
     }
-    env = scrub_environment(env)
-    env.update(run_env(settings, database_url))
-    return env
+    return scrub_environment(env)
 
 
-def bind_code(env: Mapping[str, str], folder: str) -> str:
-    """Silent set-up binding a warm kernel to one run: its variables and working folder.
+def bind_code(env: Mapping[str, str], folder: str, extra: str = "") -> str:
+    """Silent set-up binding a warm kernel to one run: its variables, ``extra`` set-up code
+    (handing over the run's secrets) and its working folder.
 
-    Only ``repr`` of strings is interpolated, and no name is bound in the user namespace.
+    Only ``repr`` of strings is interpolated, and no name is bound in the user namespace. A
+    notebook folder the kernel's OS user may not enter leaves it in its own folder.
     """
     clean = {str(k): str(v) for k, v in env.items()}
     drop = [f"{k}_FILE" for k in clean]
     return (
-        f"__import__('os').environ.update({clean!r}); "
-        f"[__import__('os').environ.pop(k, None) for k in {drop!r}]; "
-        f"__import__('os').chdir({folder!r})"
+        f"__import__('os').environ.update({clean!r})\n"
+        f"[__import__('os').environ.pop(k, None) for k in {drop!r}]\n"
+        f"{extra}\n"
+        "try:\n"
+        f"    __import__('os').chdir({folder!r})\n"
+        "except OSError:\n"
+        "    pass\n"
     )
 
 
@@ -149,13 +154,9 @@ class KernelPool:
         self.fork = fork_supported() and (default if fork is None else fork)
         self._forkserver: ForkServer | None = None
         self._context: zmq.asyncio.Context | None = None
-        # Never the service's metrics folder: notebook code must not write the service's
-        # metrics (workbench.ops.metrics; the backup gauges come from the audit log).
-        self._env = {
-            k: v
-            for k, v in (os.environ if env is None else env).items()
-            if k != metrics.MULTIPROC_ENV
-        }
+        # Only the allow-listed variables (kernel_env): never the service's settings or its
+        # metrics folder (notebook code must not write the service's metrics).
+        self._env = kernel_env(env)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="wb-kernels", daemon=True

@@ -1,14 +1,15 @@
 """Where run outputs live: a folder per run under a local path or any fsspec URL.
 
-The default is ``$WORKBENCH_HOME/runs``; ``WORKBENCH_RUNS_STORAGE`` (or the ``storage``
-argument of :func:`workbench.run`) may name another folder or URL (``s3://bucket/runs``).
-A run's folder is named by its UUID only, never by parameter values, so no value can
-choose or escape the location.
+The default is ``$WORKBENCH_HOME/runs``; ``WORKBENCH_RUNS_STORAGE`` may name another folder or
+URL (``s3://bucket/runs``). A run's folder is built by the service from that base and the run's
+UUID (:func:`run_location`), never read from the run's row and never from parameter values,
+so nothing a user writes can choose or escape the location.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 from workbench.core.config import Settings
@@ -20,6 +21,7 @@ __all__ = [
     "NOTEBOOK_NAME",
     "default_base",
     "read_output",
+    "run_location",
     "write_output",
 ]
 
@@ -44,6 +46,13 @@ def default_base(settings: Settings, storage: str | None = None) -> str:
     if not path.is_absolute():
         raise ConfigError(f"{STORAGE_ENV} must be an absolute folder or a URL such as s3://...")
     return str(path)
+
+
+def run_location(settings: Settings, run_id: uuid.UUID) -> str:
+    """The folder or URL of run ``run_id``'s outputs: this process's base and the run's UUID."""
+    if not isinstance(run_id, uuid.UUID):  # a parsed UUID only: no text can reach the path
+        raise StorageError(f"{run_id!r} is not a run id.")
+    return f"{default_base(settings)}/{run_id}"
 
 
 def _target(location: str, name: str) -> str:

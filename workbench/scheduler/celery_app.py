@@ -85,7 +85,7 @@ def _warm_worker_process(**_: Any) -> None:
     init_tracking(settings, service="worker")  # a forked child: its own, with a DSN only
     _process_state["workbench"] = Workbench(settings)
     _process_state["kernels"] = KernelPool(
-        WARM_KERNELS, env=kernel_env(settings), fork=settings.fork_kernels
+        WARM_KERNELS, env=kernel_env(), fork=settings.fork_kernels
     )
     metrics.executor_slots("celery", busy=0, free=1)  # each worker process is one slot
 

@@ -61,7 +61,7 @@ def _init_worker(warm_kernels: int) -> None:
     init_tracking(settings, service="worker")  # a spawned process: its own, with a DSN only
     _worker_bench = Workbench(settings)
     start_local_worker_beat(_worker_bench)
-    _worker_kernels = KernelPool(warm_kernels, env=kernel_env(settings), fork=settings.fork_kernels)
+    _worker_kernels = KernelPool(warm_kernels, env=kernel_env(), fork=settings.fork_kernels)
 
 
 def _run_in_worker(run_id: str) -> str:
