@@ -21,7 +21,7 @@ __all__ = ["FAILED_STATUSES", "HOOK_FOR_STATUS", "notify_run"]
 
 log = logging.getLogger(__name__)
 
-FAILED_STATUSES = frozenset({"failed", "timed_out", "cancelled"})
+FAILED_STATUSES = frozenset({"failed", "timed_out", "cancelled", "refused"})
 HOOK_FOR_STATUS = {
     "queued": "run_queued",
     "running": "run_started",
@@ -29,6 +29,7 @@ HOOK_FOR_STATUS = {
     "failed": "run_failed",
     "timed_out": "run_failed",
     "cancelled": "run_failed",
+    "refused": "run_failed",
 }
 
 
