@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -79,6 +80,19 @@ def _enum(cls: type[enum.Enum], name: str) -> Enum:
     )
 
 
+def _name_of_no_team(table: str) -> Index:
+    # Names are unique per team; among rows of no team (global secrets, the service's own
+    # jobs) too, which SQLite's UNIQUE, treating NULLs as distinct, would not ensure.
+    no_team = text("team_id IS NULL")
+    return Index(
+        f"ix_{table}_name_of_no_team",
+        "name",
+        unique=True,
+        sqlite_where=no_team,
+        postgresql_where=no_team,
+    )
+
+
 class Role(enum.StrEnum):
     ADMIN = "admin"
     ANALYST = "analyst"
@@ -92,6 +106,8 @@ class RunStatus(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     TIMED_OUT = "timed_out"
+    # The executor would not run it: no active owner to run as, or a location it may not use.
+    REFUSED = "refused"
 
 
 class ServiceKind(enum.StrEnum):
@@ -155,9 +171,13 @@ class Job(Base):
     """A notebook registered to run on a schedule or on demand."""
 
     __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("team_id", "name", postgresql_nulls_not_distinct=True),
+        _name_of_no_team("jobs"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
     notebook: Mapped[str] = mapped_column(String(1024))
     schedule: Mapped[str | None] = mapped_column(String(200))
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
@@ -216,6 +236,8 @@ class Run(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     error_cell: Mapped[int | None] = mapped_column(Integer)
     output_uri: Mapped[str | None] = mapped_column(String(2048))
+    run_token_hash: Mapped[str | None] = mapped_column(Text)
+    """sha256 (hex) of the token the run's kernel presents to write its results; service-set."""
     created_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL")
     )
@@ -292,9 +314,13 @@ class Secret(Base):
     """A named secret for notebooks (``secret:NAME``), encrypted with the workbench key."""
 
     __tablename__ = "secrets"
+    __table_args__ = (
+        UniqueConstraint("team_id", "name", postgresql_nulls_not_distinct=True),
+        _name_of_no_team("secrets"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
     value_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     team_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
     created_by: Mapped[uuid.UUID | None] = mapped_column(
