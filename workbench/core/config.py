@@ -149,6 +149,19 @@ class Settings(BaseSettings):
         description="Executor workers fork warm kernels from a pre-imported template process "
         "(Linux; about twice the throughput); false starts each kernel from scratch.",
     )
+    kernel_user: str | None = Field(
+        None,
+        description="OS user notebook kernels run as (an unprivileged one, not the service's "
+        "own, not root); needs a service running as root or with CAP_SETUID, CAP_SETGID, "
+        "CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER and CAP_KILL. Empty: kernels run as the "
+        "service's user.",
+    )
+    kernel_boundary: Literal["host", "container"] = Field(
+        "host",
+        description="`container`: the deployment runs each kernel in its own container, "
+        "which is its boundary (Kubernetes); `host`: kernels are processes of this machine, "
+        "separated by WORKBENCH_KERNEL_USER.",
+    )
     notify_on: Literal["failure", "always"] = Field(
         "failure", description="Notify on failed runs only, or on every finished run."
     )

@@ -12,7 +12,12 @@ from sqlalchemy.exc import ArgumentError
 from workbench.core.config import Settings
 from workbench.core.errors import InsecureConfigurationError
 
-__all__ = ["MIN_SECRET_KEY_BYTES", "ensure_production_safe", "production_problems"]
+__all__ = [
+    "MIN_SECRET_KEY_BYTES",
+    "ensure_production_safe",
+    "kernel_boundary_problem",
+    "production_problems",
+]
 
 MIN_SECRET_KEY_BYTES = 32
 
@@ -93,6 +98,26 @@ def database_url_problem(url: str) -> str | None:
             "on the database account and pass the URL through WORKBENCH_DATABASE_URL_FILE."
         )
     return None
+
+
+def kernel_boundary_problem(settings: Settings) -> str | None:
+    """Why kernels would run without an OS boundary in team mode, or ``None``.
+
+    Team mode (PostgreSQL) runs other people's notebooks; a kernel running as the service's
+    own OS user can read the service's files (its secret key file, ``.env``, other runs'
+    folders). The embedded SQLite database is single-user, so it needs no boundary.
+    """
+    if not settings.effective_database_url().startswith("postgresql"):
+        return None
+    if settings.kernel_user or settings.kernel_boundary == "container":
+        return None
+    return (
+        "kernels would run as the service's own OS user, which can read the service's files "
+        "(its secret key file, .env, other runs' folders): set WORKBENCH_KERNEL_USER to an "
+        "unprivileged OS user (the service then runs as root or holds CAP_SETUID, CAP_SETGID, "
+        "CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER and CAP_KILL), or set "
+        "WORKBENCH_KERNEL_BOUNDARY=container when every kernel runs in its own container."
+    )
 
 
 def production_problems(settings: Settings, *, allow_missing_key: bool = False) -> list[str]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from workbench.core.errors import WorkbenchError
+from workbench.core.errors import ConfigError, WorkbenchError
 
 __all__ = [
+    "KernelUserError",
     "NotebookError",
     "ParameterError",
     "RunNotFoundError",
@@ -56,3 +57,8 @@ class StorageError(WorkbenchError):
 
 class RunRefusedError(WorkbenchError):
     """The executor will not run this row: no active owner may be given its rights."""
+
+
+class KernelUserError(ConfigError):
+    """WORKBENCH_KERNEL_USER cannot be used: name an unprivileged OS user other than the
+    service's own and not root, or unset it."""
