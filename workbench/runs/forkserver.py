@@ -13,6 +13,10 @@ the kernel manager, nbclient, interrupts, timeouts and shutdown work unchanged.
 No orphans: the template gets ``SIGKILL`` when the worker that started it dies, and each
 kernel gets ``SIGKILL`` when the template dies (Linux ``PR_SET_PDEATHSIG``); each kernel also
 polls its parent like a kernel started by jupyter_client does.
+
+With a kernel user (:mod:`workbench.runs.sandbox`) the template itself runs as that user, in
+a folder of its own, so every kernel it forks is that user's from the start; each forked
+kernel still gets its own folder (``HOME``, working folder, connection file and sockets).
 """
 
 from __future__ import annotations
@@ -26,14 +30,22 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
 from workbench.runs.errors import ForkServerError
+from workbench.runs.sandbox import (
+    KernelUser,
+    kernel_folder,
+    popen_options,
+    remove_folder,
+    user_env,
+)
 
-__all__ = ["ForkProvisioner", "ForkServer", "fork_supported"]
+__all__ = ["ForkProvisioner", "ForkServer", "UserProvisioner", "fork_supported"]
 
 PR_SET_PDEATHSIG = 1
 # What the template imports before it forks anything; the warm-up a kernel would otherwise do.
@@ -160,15 +172,28 @@ class ForkServer:
     Linux delivers the parent-death signal when the *thread* that started it exits.
     """
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], user: KernelUser | None = None) -> None:
         self._lock = threading.Lock()
-        self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-c", f"{_TEMPLATE_MAIN}({os.getpid()})"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-            start_new_session=True,
-        )
+        # As a kernel user, the template lives in a folder of its own (never the service's
+        # working folder) and starts with nothing of the service's but the pool's env.
+        self._folder: Path | None = None
+        options: dict[str, Any] = {}
+        if user is not None:
+            self._folder = kernel_folder(user, prefix="wb-template-")
+            env = {**env, **user_env(user, self._folder)}
+            options = {"cwd": self._folder, **popen_options(user)}
+        try:
+            self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-c", f"{_TEMPLATE_MAIN}({os.getpid()})"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+                start_new_session=True,
+                **options,
+            )
+        except OSError:
+            remove_folder(self._folder)
+            raise
         if self._process.stdin is None or self._process.stdout is None:  # pragma: no cover
             raise ForkServerError("The kernel template process has no control pipe.")
         self._requests, self._replies = self._process.stdin, self._process.stdout
@@ -212,6 +237,7 @@ class ForkServer:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+        remove_folder(self._folder)
 
 
 def _start_time(pid: int) -> str | None:
@@ -262,7 +288,25 @@ class ForkedProcess:
         self.send_signal(signal.SIGTERM)
 
 
-class ForkProvisioner(LocalProvisioner):
+class UserProvisioner(LocalProvisioner):
+    """The local provisioner, handing the connection file to the kernel user (``owner``).
+
+    The service writes the file (mode 0600) into the kernel's folder; the kernel, running as
+    ``owner``, must read it. Popen options (``user``, ``group``, ...) reach ``Popen`` through
+    jupyter_client's ``launch_kernel`` unchanged.
+    """
+
+    owner: KernelUser | None = None
+
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        launch = await super().pre_launch(**kwargs)
+        owner, manager = self.owner, self.parent
+        if owner is not None and manager is not None:
+            os.chown(manager.connection_file, owner.uid, owner.gid)
+        return launch
+
+
+class ForkProvisioner(UserProvisioner):
     """A jupyter_client provisioner whose kernels come from a :class:`ForkServer`.
 
     Everything but the launch is the local provisioner's: connection file, signals to the

@@ -23,6 +23,7 @@ from collections.abc import Coroutine, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import zmq.asyncio
@@ -33,6 +34,13 @@ from workbench.db.types import utcnow
 from workbench.ops import metrics
 from workbench.ops.tracking import scrub_environment
 from workbench.runs.errors import KernelError
+from workbench.runs.sandbox import (
+    KernelUser,
+    kernel_folder,
+    popen_options,
+    remove_folder,
+    user_env,
+)
 
 if TYPE_CHECKING:
     from workbench.runs.forkserver import ForkServer
@@ -113,6 +121,8 @@ class WarmKernel:
     manager: AsyncKernelManager
     client: AsyncKernelClient
     started_at: datetime
+    #: The kernel user's folder for this kernel (HOME, connection file, sockets), or None.
+    folder: Path | None = None
 
     async def run_silently(self, code: str, timeout: float = 30.0) -> None:
         """Run set-up code that leaves no output and no history."""
@@ -129,6 +139,7 @@ class WarmKernel:
             await self.manager.shutdown_kernel(now=True)
         except Exception:
             await self.manager.cleanup_resources()
+        remove_folder(self.folder)
 
 
 class KernelPool:
@@ -142,10 +153,13 @@ class KernelPool:
         replenish: bool = True,
         warmup: bool = True,
         fork: bool | None = None,
+        kernel_user: KernelUser | None = None,
     ) -> None:
         from workbench.runs.forkserver import fork_supported
 
         self.size = size
+        # Kernels (and the fork server's template) run as this OS user (runs.sandbox).
+        self.kernel_user = kernel_user
         self.replenish = replenish
         self.warmup = warmup
         # The template pays off from the second kernel on: by default only a pool that keeps
@@ -201,34 +215,53 @@ class KernelPool:
             self._forkserver.close()
             self._forkserver = None
         try:
-            self._forkserver = ForkServer(self._env)
+            self._forkserver = ForkServer(self._env, self.kernel_user)
         except (ForkServerError, OSError) as exc:
             log.warning("kernels start from scratch: the template process failed (%s)", exc)
             self.fork = False
         return self._forkserver
 
     async def _start_kernel(self) -> WarmKernel:
+        began = time.monotonic()
+        user = self.kernel_user
+        # A kernel user's kernel gets a folder of its own: HOME, first working folder,
+        # connection file and sockets; it is removed with the kernel (WarmKernel.discard).
+        folder = kernel_folder(user) if user is not None else None
+        try:
+            return await self._start_kernel_in(user, folder, began)
+        except BaseException:
+            remove_folder(folder)
+            raise
+
+    async def _start_kernel_in(
+        self, user: KernelUser | None, folder: Path | None, began: float
+    ) -> WarmKernel:
         # IPC sockets: local only, no unencrypted TCP port for other users to reach; a
         # unique path prefix per kernel, so kernels started together never share a socket.
+        where: dict[str, Any] = {"ip": os.path.join(_ipc_dir(), uuid.uuid4().hex)}
+        launch: dict[str, Any] = {"env": self._env}
+        if folder is not None:
+            where = {"ip": str(folder / "kernel"), "connection_file": str(folder / "kernel.json")}
+            env = {**self._env, **user_env(user, folder)}
+            launch = {"env": env, "cwd": str(folder), **popen_options(user)}
         manager = AsyncKernelManager(
-            kernel_name=KERNEL_NAME,
-            transport="ipc",
-            ip=os.path.join(_ipc_dir(), uuid.uuid4().hex),
-            context=self._context,
+            kernel_name=KERNEL_NAME, transport="ipc", context=self._context, **where
         )
-        began = time.monotonic()
         server = self._template() if self.fork else None
-        if server is not None:
-            from workbench.runs.forkserver import ForkProvisioner
+        if server is not None or user is not None:
+            from workbench.runs.forkserver import ForkProvisioner, UserProvisioner
 
             manager.kernel_id = str(uuid.uuid4())
-            provisioner = ForkProvisioner(
+            kind = ForkProvisioner if server is not None else UserProvisioner
+            provisioner = kind(
                 kernel_id=manager.kernel_id, kernel_spec=manager.kernel_spec, parent=manager
             )
-            provisioner.server = server
+            provisioner.owner = user
+            if isinstance(provisioner, ForkProvisioner):
+                provisioner.server = server
             manager.provisioner = provisioner
         try:
-            await manager.start_kernel(env=self._env)
+            await manager.start_kernel(**launch)
             started = utcnow()
             client = manager.client(context=self._context)
             # No heartbeat channel: liveness comes from the process (nbclient asks the
@@ -239,7 +272,7 @@ class KernelPool:
             if manager.has_kernel:
                 await manager.shutdown_kernel(now=True)
             raise KernelError(f"A kernel could not be started: {exc}") from None
-        kernel = WarmKernel(manager, client, started)
+        kernel = WarmKernel(manager, client, started, folder)
         if self.warmup and server is None:  # a forked kernel has imported it already
             await kernel.run_silently(WARMUP)
         metrics.kernel_started(server is not None, time.monotonic() - began)
