@@ -149,10 +149,12 @@ def worker(
 ) -> None:
     """Start a Celery worker that executes runs (late ack, redelivered if it dies, prefetch 1)."""
     use_private_metrics_folder()  # first, before Celery forks its worker processes
+    from workbench.runs.sandbox import require_boundary
     from workbench.scheduler.celery_app import check_visibility_timeout, create_app
     from workbench.scheduler.worker_health import WorkerHealth
 
     settings = settings_of(ctx)
+    require_boundary(settings, "worker")  # its processes start kernels on this machine
     check_visibility_timeout(settings)
     app = create_app(settings)
     health = WorkerHealth(

@@ -28,11 +28,17 @@ def generate_secret_key() -> str:
 
 
 def ensure_home(settings: Settings) -> HomeLayout:
-    """Create the home folder (owner-only) and its sub-folders; safe to call again."""
+    """Create the home folder (owner-only) and its sub-folders; safe to call again.
+
+    An existing home open to others is made owner-only: it holds the secret key and run
+    outputs, and kernels running as another OS user must not read it.
+    """
     root = settings.home_path
     layout = HomeLayout(root=root, runs=root / "runs", backups=root / "backups")
     try:
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if root.stat().st_mode & 0o077:
+            root.chmod(0o700)
         layout.runs.mkdir(mode=0o700, exist_ok=True)
         layout.backups.mkdir(mode=0o700, exist_ok=True)
     except OSError as exc:

@@ -80,12 +80,19 @@ def _warm_worker_process(**_: Any) -> None:
     from workbench.app import Workbench
     from workbench.ops.tracking import init_tracking
     from workbench.runs.kernels import KernelPool, kernel_env
+    from workbench.runs.sandbox import kernel_user, require_boundary
 
     settings = load_settings()
+    require_boundary(settings, "celery worker")
     init_tracking(settings, service="worker")  # a forked child: its own, with a DSN only
     _process_state["workbench"] = Workbench(settings)
+    # `workbench worker` refused a missing boundary before forking (a signal handler's
+    # exception would only be logged).
     _process_state["kernels"] = KernelPool(
-        WARM_KERNELS, env=kernel_env(), fork=settings.fork_kernels
+        WARM_KERNELS,
+        env=kernel_env(),
+        fork=settings.fork_kernels,
+        kernel_user=kernel_user(settings),
     )
     metrics.executor_slots("celery", busy=0, free=1)  # each worker process is one slot
 

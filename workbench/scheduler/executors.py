@@ -55,13 +55,20 @@ def _init_worker(warm_kernels: int) -> None:
     from workbench.core.config import load_settings
     from workbench.ops.tracking import init_tracking
     from workbench.runs.kernels import KernelPool, kernel_env
+    from workbench.runs.sandbox import kernel_user, require_boundary
     from workbench.scheduler.worker_health import start_local_worker_beat
 
     settings = load_settings()
     init_tracking(settings, service="worker")  # a spawned process: its own, with a DSN only
     _worker_bench = Workbench(settings)
     start_local_worker_beat(_worker_bench)
-    _worker_kernels = KernelPool(warm_kernels, env=kernel_env(), fork=settings.fork_kernels)
+    require_boundary(settings, "local worker")  # the scheduler refused already; this warns
+    _worker_kernels = KernelPool(
+        warm_kernels,
+        env=kernel_env(),
+        fork=settings.fork_kernels,
+        kernel_user=kernel_user(settings),
+    )
 
 
 def _run_in_worker(run_id: str) -> str:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from workbench.db.models import ServiceKind
 from workbench.ops import metrics
 from workbench.ops.heartbeats import ServiceBeat, beat_interval
+from workbench.runs.sandbox import require_boundary
 from workbench.scheduler.dispatch import dispatch_runs
 from workbench.scheduler.errors import SchedulerAlreadyRunningError
 from workbench.scheduler.reaper import reap_expired
@@ -87,6 +88,8 @@ def run_scheduler(
     can tell a live scheduler from one that died or hung, and every turn of the loop touches
     ``liveness`` (what `/livez` answers from).
     """
+    if executor.name == "local":  # its worker processes start kernels on this machine
+        require_boundary(wb.settings, name)
     poll = poll_seconds or wb.settings.scheduler_poll_seconds
     stats = SchedulerStats()
     with single_scheduler(wb):
