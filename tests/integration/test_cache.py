@@ -17,10 +17,13 @@ import pytest
 from workbench.app import Workbench
 from workbench.core.config import load_settings
 from workbench.data.cache import (
+    CACHE_KEY_ENV,
     MemoryCache,
     RedisCache,
     cache_for,
     cache_namespace,
+    encode_key,
+    login_cache_key,
     tables_named,
 )
 from workbench.db.engine import create_workbench_engine
@@ -30,12 +33,16 @@ from workbench.db.engine import create_workbench_engine
 def cached(request: pytest.FixtureRequest, db_url: str) -> Iterator[Workbench]:
     """A workbench on both databases, with each kind of cache."""
     overrides = {}
-    if request.param == "redis":
+    if request.param == "redis":  # a service process: it derives its login's cache key
         overrides["redis_url"] = request.getfixturevalue("redis_url")
+        overrides["secret_key"] = KEY
     wb = Workbench(load_settings(**overrides), db_url)
     wb.write(pd.DataFrame({"n": [1, 2, 3]}), "numbers")
     yield wb
     wb.close()
+
+
+KEY = "k" * 48
 
 
 def total(wb: Workbench, seconds: float = 60) -> int:
@@ -145,7 +152,7 @@ def test_parameters_are_part_of_the_key(cached: Workbench) -> None:
 def test_redis_cache_is_shared_and_invalidated_across_workbenches(
     db_url: str, redis_url: str
 ) -> None:
-    settings = load_settings(redis_url=redis_url)
+    settings = load_settings(redis_url=redis_url, secret_key=KEY)
     reader, writer = Workbench(settings, db_url), Workbench(settings, db_url)
     try:
         writer.write(pd.DataFrame({"n": [1]}), "numbers")
@@ -162,13 +169,58 @@ def test_redis_cache_is_shared_and_invalidated_across_workbenches(
 def test_a_broken_cache_never_fails_the_query(
     db_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    wb = Workbench(load_settings(redis_url="redis://127.0.0.1:1/0"), db_url)
+    wb = Workbench(load_settings(redis_url="redis://127.0.0.1:1/0", secret_key=KEY), db_url)
     try:
         wb.write(pd.DataFrame({"n": [4]}), "numbers")
         assert total(wb) == 4
     finally:
         wb.close()
     assert "query cache unavailable" in caplog.text
+
+
+def test_without_the_logins_key_a_process_uses_no_shared_cache(
+    db_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kernel holds a login and the Redis URL but not the secret key: in-process only,
+    unless the service handed it the login's key."""
+    monkeypatch.delenv(CACHE_KEY_ENV, raising=False)
+    settings = load_settings(redis_url=redis_url)
+    assert settings.effective_secret_key()[0] is None
+    with Workbench(settings, db_url) as keyless:
+        assert isinstance(cache_for(keyless), MemoryCache)
+    monkeypatch.setenv(CACHE_KEY_ENV, encode_key(login_cache_key(KEY, "")))
+    with Workbench(settings, db_url) as handed:
+        assert isinstance(cache_for(handed), RedisCache)
+
+
+def test_redis_entries_are_sealed_with_the_logins_key(db_url: str, redis_url: str) -> None:
+    """Anyone with the Redis URL reads every key: what they read is ciphertext, and an entry
+    sealed under another login's key, or forged, is a miss."""
+    import redis
+
+    settings = load_settings(redis_url=redis_url, secret_key=KEY)
+    with Workbench(settings, db_url) as wb:
+        wb.write(pd.DataFrame({"secret_word": ["plaintext-marker"]}), "words")
+        query = "select secret_word from words"
+        assert wb.sql(query, cache=60)["secret_word"].tolist() == ["plaintext-marker"]
+        store = cache_for(wb)
+        client = redis.Redis.from_url(redis_url)
+        try:
+            keys = client.keys(f"wb:cache:{store.namespace}:q:*")
+            assert keys
+            for key in keys:
+                assert b"plaintext-marker" not in client.get(key)
+            assert store.get(query, {}) is not None
+            other = RedisCache(
+                store.namespace, redis_url, login_cache_key(KEY, "someone_else"), store.stamps
+            )
+            assert other.get(query, {}) is None  # another login's key opens nothing
+            for key in keys:  # an entry forged by whoever can write to Redis is a miss
+                client.set(key, b"\x00" * 40)
+            assert store.get(query, {}) is None
+            other.close()
+        finally:
+            client.close()
 
 
 def test_tables_named_finds_plain_and_quoted_names() -> None:

@@ -3,8 +3,9 @@
 PostgreSQL with row-level security: team A owns the flights from JFK and EWR, team B those
 from LGA (tests.e2e.world). The viewer's queries run on the data API's pooled ADBC
 connections of the viewer's login and are cached in the data API's query cache, whose entries
-are that login's alone; the tables' last writes are read by the service, so a write the
-viewer's login cannot see in ``datasets`` still refreshes the viewer's cached rows.
+are that login's alone (sealed with its key); the tables' last writes are read through the
+viewer's login too (``wb_private.last_writes``), so a write to a table whose ``datasets`` row
+that login cannot see still refreshes the viewer's cached rows.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tests.e2e.world import World, build_world, drop_roles
 from workbench.app import Workbench
 from workbench.core.config import Settings, load_settings
 from workbench.dashboards import viewer
-from workbench.dashboards.tokens import VIEWER_ENV, Claim, sign_viewer
+from workbench.dashboards.tokens import VIEWER_ENV, identity_of
 from workbench.data.cache import cache_for
 from workbench.db.models import Team, User
 
@@ -58,8 +59,8 @@ def as_viewer(
     with Workbench(settings, world.url) as bench, bench.session() as session:
         user = session.scalar(select(User).where(User.username == world.viewers[who][0]))
         assert user is not None
-        claim = Claim(str(user.id), user.username)
-    monkeypatch.setenv(VIEWER_ENV, sign_viewer(settings, claim))
+        handed = identity_of(bench, user)  # what the server hands the page's kernel
+    monkeypatch.setenv(VIEWER_ENV, handed.dump())
     return viewer.connect(settings)
 
 
@@ -133,7 +134,8 @@ def test_a_write_the_viewers_login_cannot_see_refreshes_their_cached_rows(
     settings: Settings, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Team A's table with some of team B's rows: B's viewer reads the rows but not the
-    table's ``datasets`` row, yet a service write to it reaches B's cached query."""
+    table's ``datasets`` row, yet a service write to it reaches B's cached query (the stamps
+    are read through B's login, by ``wb_private.last_writes``)."""
     service = Workbench(settings, world.url)
     with service.session() as session:
         prefix = world.viewers["a"][0].split("_viewer_")[0]

@@ -21,7 +21,7 @@ from workbench.accounts import api as accounts
 from workbench.app import Workbench
 from workbench.core.config import Settings, load_settings
 from workbench.dashboards import viewer
-from workbench.dashboards.tokens import VIEWER_ENV, Claim, sign_viewer
+from workbench.dashboards.tokens import VIEWER_ENV, identity_of
 from workbench.db.models import Team, User
 from workbench.runs.params import ParameterSchema
 from workbench.runs.results import latest_scheduled_results
@@ -77,8 +77,8 @@ def as_viewer(scene: Scene, who: str, monkeypatch: pytest.MonkeyPatch) -> viewer
     with Workbench(scene.settings, scene.url) as bench, bench.session() as session:
         user = session.scalar(select(User).where(User.username == name))
         assert user is not None
-        claim = Claim(str(user.id), user.username)
-    monkeypatch.setenv(VIEWER_ENV, sign_viewer(scene.settings, claim))
+        handed = identity_of(bench, user)  # what the server hands the page's kernel
+    monkeypatch.setenv(VIEWER_ENV, handed.dump())
     return viewer.connect(scene.settings)
 
 

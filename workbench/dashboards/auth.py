@@ -2,14 +2,16 @@
 
 :class:`WorkbenchIdentityProvider` is a jupyter_server IdentityProvider, so every Voila handler
 (pages, kernel websockets, API) sees the signed-in account or sends the browser to the login
-page. On each request it also replaces the ``X-Workbench-Viewer`` header with a short-lived
-token signed by the server: Voila copies that header into the kernel's environment, which is
-how a dashboard learns who is looking (see :mod:`workbench.dashboards.viewer`).
+page. It drops any ``X-Workbench-Viewer`` header a browser sends; the dashboard handler sets
+it, on the page request only, to the viewer's identity (:meth:`WorkbenchIdentityProvider.
+viewer_identity`), which Voila copies into the page's kernel: that is how a dashboard learns
+who is looking, and the only login it gets (see :mod:`workbench.dashboards.viewer`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import uuid
@@ -24,8 +26,15 @@ from tornado import web
 
 from workbench.accounts.errors import AuthenticationError
 from workbench.accounts.users import authenticate
+from workbench.core.errors import WorkbenchError
 from workbench.dashboards import pages
-from workbench.dashboards.tokens import SESSION_COOKIE, VIEWER_HEADER, Claim, sign_viewer
+from workbench.dashboards.tokens import (
+    SESSION_COOKIE,
+    VIEWER_HEADER,
+    Claim,
+    ViewerIdentity,
+    identity_of,
+)
 from workbench.db.models import Role, User
 from workbench.ops import metrics
 
@@ -33,6 +42,8 @@ if TYPE_CHECKING:
     from workbench.app import Workbench
 
 __all__ = ["Account", "LoginHandler", "LogoutHandler", "WorkbenchIdentityProvider"]
+
+log = logging.getLogger(__name__)
 
 #: A session lasts a working day; the account is re-checked (disabled? role?) every minute.
 SESSION_DAYS = 0.5
@@ -55,6 +66,7 @@ class _Accounts:
     def __init__(self, workbench: Workbench) -> None:
         self.workbench = workbench
         self._known: dict[str, tuple[float, Account | None]] = {}
+        self._identities: dict[str, tuple[float, ViewerIdentity | None]] = {}
         self._lock = threading.Lock()
 
     def get(self, user_id: str) -> Account | None:
@@ -78,6 +90,26 @@ class _Accounts:
             if user is None:
                 return None
             return Account(str(user.id), user.username, user.role, user.is_active)
+
+    def identity(self, user_id: str) -> ViewerIdentity | None:
+        """What the kernel of this user's page gets (kept as long as an account look-up), or
+        ``None`` when the account may not open dashboards (disabled, or no database login)."""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._identities.get(user_id)
+        if hit is not None and now - hit[0] < RECHECK_SECONDS:
+            return hit[1]
+        identity = None
+        with self.workbench.session() as session:
+            user = session.get(User, uuid.UUID(user_id))
+            if user is not None and user.is_active:
+                try:
+                    identity = identity_of(self.workbench, user)
+                except WorkbenchError as exc:  # no login yet: say so in the log, not the page
+                    log.warning("%s cannot open dashboards: %s", user.username, exc)
+        with self._lock:
+            self._identities[user_id] = (now, identity)
+        return identity
 
     def remember(self, user: User) -> Account:
         account = Account(str(user.id), user.username, user.role, user.is_active)
@@ -133,14 +165,16 @@ class WorkbenchIdentityProvider(IdentityProvider):
             return None
         return account
 
+    def viewer_identity(self, account: Account) -> ViewerIdentity | None:
+        """The identity for the kernel of ``account``'s page (see :meth:`_Accounts.identity`)."""
+        return self.accounts.identity(account.user_id)
+
     def get_user(self, handler: web.RequestHandler) -> JupyterUser | None:
         # The browser never chooses who it is: drop any viewer header it sent.
         handler.request.headers.pop(VIEWER_HEADER, None)
         account = self.account(handler)
         if account is None:
             return None
-        claim = Claim(account.user_id, account.username)
-        handler.request.headers[VIEWER_HEADER] = sign_viewer(self.workbench.settings, claim)
         return JupyterUser(username=account.username, name=account.username)
 
     def start_session(self, handler: web.RequestHandler, user: User) -> None:

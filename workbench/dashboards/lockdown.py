@@ -8,6 +8,7 @@ and kernel-info messages through the kernel websocket (``allowed_message_types``
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 from pathlib import Path
@@ -25,6 +26,7 @@ from voila.tornado.handler import TornadoVoilaHandler
 
 from workbench.dashboards import catalog, pages
 from workbench.dashboards.auth import Account, WorkbenchIdentityProvider
+from workbench.dashboards.tokens import VIEWER_HEADER
 
 __all__ = [
     "ALLOWED_BROWSER_MESSAGES",
@@ -127,7 +129,11 @@ class TreeRedirectHandler(JupyterHandler):
 
 
 class DashboardHandler(FriendlyErrors, TornadoVoilaHandler):  # type: ignore[misc]
-    """Renders a dashboard for an account that may open it; 404 for anything else."""
+    """Renders a dashboard for an account that may open it; 404 for anything else.
+
+    The page's kernel gets its viewer through the viewer header, set here and nowhere else
+    (the identity provider dropped any the browser sent): Voila copies it into the kernel.
+    """
 
     async def _pool_started(self, name: str) -> None:
         """Right after start-up, wait for the dashboard's first pool kernel to start rather
@@ -146,6 +152,12 @@ class DashboardHandler(FriendlyErrors, TornadoVoilaHandler):  # type: ignore[mis
             raise web.HTTPError(404)
         if not dashboard.allows(account.role):
             raise web.HTTPError(403)
+        provider = self.identity_provider
+        assert isinstance(provider, WorkbenchIdentityProvider)  # noqa: S101 (as _account found)
+        identity = await asyncio.to_thread(provider.viewer_identity, account)
+        if identity is None:
+            raise web.HTTPError(403)
+        self.request.headers[VIEWER_HEADER] = identity.dump()
         await self._pool_started(dashboard.name)
         rendering = getattr(self.kernel_manager, "rendering", None)
         async with rendering() if rendering is not None else contextlib.nullcontext():
@@ -206,8 +218,10 @@ class LocalRequestInfoHandler(RequestInfoSocketHandler):  # type: ignore[misc]
         await super().get(*args, **kwargs)
 
     def open(self, kernel_id: str) -> None:
-        """The kernel reached its viewer cell: it is warm."""
+        """The kernel reached its viewer cell: it is warm. A request's information (its
+        viewer's login) waiting for this kernel is sent and then forgotten."""
         super().open(kernel_id)
+        RequestInfoSocketHandler._cache.pop(kernel_id, None)
         ready = getattr(self.settings.get("kernel_manager"), "kernel_ready", None)
         if ready is not None:
             ready(kernel_id)

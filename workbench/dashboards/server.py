@@ -52,7 +52,7 @@ from workbench.dashboards.tokens import VIEWER_HEADER, derive_key
 from workbench.db.models import Role
 from workbench.ops import metrics
 from workbench.ops.probes import Readiness, service_readiness
-from workbench.ops.tracking import init_tracking, scrub_environment
+from workbench.ops.tracking import init_tracking
 
 __all__ = ["ServeOptions", "SpareKernelManager", "WorkbenchVoila", "build_app", "serve"]
 
@@ -80,8 +80,8 @@ class SpareKernelManager(ServerKernelManager):
     and then the next spare, so every kernel finds its imports done when it starts."""
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
-        if kw.get("env") is not None:  # the server's error tracking is none of a kernel's
-            kw["env"] = scrub_environment(kw["env"])
+        # Nothing of the server's environment reaches a kernel but the allow-listed part.
+        kw["env"] = spare.kernel_environment(kw.get("env") or os.environ)
         waiting = spare.take(kernel_cmd)
         provisioner: Any = self.provisioner
         if waiting is None or not hasattr(provisioner, "process"):

@@ -9,6 +9,10 @@ becomes that kernel, and the server starts the next spare. A spare that is not n
 when the server closes its input (or is killed with the server's other children).
 
 Run as ``python -m workbench.dashboards.spare``; a handover is one line of JSON on stdin.
+
+A spare, like every dashboard kernel, starts with :func:`kernel_environment` only: nothing of
+the server's (its secret key, database URL, ``*_FILE`` paths, broker and Redis URLs, error
+tracking), which ``/proc/<pid>/environ`` would keep showing after the handover.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import IO
 
-__all__ = ["PRELOADED", "Spare", "start", "take"]
+__all__ = ["PRELOADED", "Spare", "kernel_environment", "start", "take"]
 
 #: What a dashboard's kernel imports in any case, in the order a dashboard imports it.
 PRELOADED = (
@@ -33,8 +37,38 @@ PRELOADED = (
     "workbench.dashboards.viewer",
     "workbench.dashboards.widgets",
 )
+#: What Voila puts into a page's kernel for its request (CGI names), besides ``VOILA_*`` and
+#: the viewer header (``HTTP_X_WORKBENCH_VIEWER``).
+REQUEST_NAMES = frozenset(
+    {"SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "SERVER_SOFTWARE", "SERVER_PROTOCOL",
+     "SERVER_PORT", "SERVER_NAME", "HTTP_X_WORKBENCH_VIEWER"}
+)  # fmt: skip
+#: Workbench settings a kernel may keep: none is a secret, a path or an address.
+KEPT_SETTINGS = frozenset(
+    {"WORKBENCH_ENV", "WORKBENCH_PLUGINS", "WORKBENCH_TRACE_PLUGINS", "WORKBENCH_LOG_LEVEL",
+     "WORKBENCH_LOG_FORMAT"}
+)  # fmt: skip
 #: The kernel command a spare can stand in for: ``<this python> -m ipykernel_launcher ...``.
 _LAUNCHER = ("-m", "ipykernel_launcher")
+
+
+def kernel_environment(env: Mapping[str, str], home: str | None = None) -> dict[str, str]:
+    """The environment of a dashboard kernel (or spare) from ``env``: an allow-list (what
+    Python and Jupyter need, as a run's kernel keeps; Voila's ``VOILA_*`` and request
+    variables; a few harmless Workbench settings), with ``HOME`` set to ``home`` if given."""
+    from workbench.runs.kernels import kernel_env
+
+    kept = kernel_env(env)
+    kept.update(
+        {
+            k: v
+            for k, v in env.items()
+            if k.startswith("VOILA_") or k in REQUEST_NAMES or k in KEPT_SETTINGS
+        }
+    )
+    if home is not None:
+        kept["HOME"] = home
+    return kept
 
 
 class Spare:
@@ -74,16 +108,14 @@ _spare: Spare | None = None
 
 def start() -> Spare:
     """Start the spare (its imports run while the caller goes on)."""
-    from workbench.ops.tracking import scrub_environment
-
     global _spare
     process = subprocess.Popen(
         [sys.executable, "-m", "workbench.dashboards.spare"],
         stdin=subprocess.PIPE,
         start_new_session=True,  # as jupyter_client starts kernels: no terminal signals
-        # It becomes a kernel: nothing of the server's error tracking, not even in the
-        # environment it was started with (which /proc/<pid>/environ keeps showing).
-        env=scrub_environment(os.environ),
+        # It becomes a kernel: nothing of the server's, not even in the environment it was
+        # started with (which /proc/<pid>/environ keeps showing).
+        env=kernel_environment(os.environ),
     )
     _spare = Spare(process)
     return _spare

@@ -1,15 +1,18 @@
 """Kernel side: who is looking at this dashboard, with exactly that viewer's rights.
 
-The server signs a short-lived viewer token for each page request and Voila copies it into
-the kernel's environment (a pre-heated kernel receives it when its page is requested, which
-:func:`connect` waits for). :func:`connect` verifies the token and returns a :class:`Viewer`
-holding a :class:`~workbench.app.Workbench` that logs in as the viewer's own PostgreSQL role
-(:func:`user_database_url`): the page's queries are the data API's (``wb.sql``: its pooled
-ADBC connections of that login, its query cache), and row-level security shows that viewer's
-rows only. The embedded SQLite database is single-user: every viewer sees all of it.
+The dashboards server checks the viewer's session and hands the page's kernel the viewer's
+identity (:class:`~workbench.dashboards.tokens.ViewerIdentity`: user name, role, teams, their
+own database login, and with Redis the login's query-cache key) in the viewer header, which
+Voila copies into the kernel's environment (a pre-heated kernel receives it when its page is
+requested, which :func:`connect` waits for). The kernel holds no secret key and no service
+login, so it verifies nothing and looks nothing up: :func:`connect` returns a :class:`Viewer`
+holding a :class:`~workbench.app.Workbench` that logs in as the viewer's own PostgreSQL role.
+The page's queries are the data API's (``wb.sql``: its pooled ADBC connections of that login,
+its query cache, whose stamps are read through that login too), and row-level security shows
+that viewer's rows only. The embedded SQLite database is single-user: every viewer sees all.
 
-Everything that does not depend on the viewer (imports, the service's connection pool) is
-done before waiting, so a pre-heated kernel has it ready when the page is requested.
+What does not depend on the viewer (imports) is done before waiting, so a pre-heated kernel
+has it ready when the page is requested.
 """
 
 from __future__ import annotations
@@ -18,27 +21,24 @@ import asyncio
 import json
 import os
 import threading
-import uuid
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+from pydantic import SecretStr
 from sqlalchemy.exc import SQLAlchemyError
 from tornado.websocket import websocket_connect
 
-from workbench.accounts.teams import teams_of
 from workbench.app import Workbench
-from workbench.core.config import Settings, load_settings
-from workbench.dashboards.errors import InvalidViewerError
-from workbench.dashboards.tokens import VIEWER_ENV, verify_viewer
+from workbench.core.config import Settings
+from workbench.dashboards.tokens import VIEWER_ENV, ViewerIdentity
 from workbench.data.api import release_connections
-from workbench.data.api import warm_up as warm_up_data
 from workbench.data.arrow import decimals_as_floats
-from workbench.data.cache import cache_for
+from workbench.data.cache import cache_for, decode_key
 from workbench.data.cache import warm_up as warm_up_cache
-from workbench.db.identity_connect import user_database_url
-from workbench.db.models import Role, User
+from workbench.db.models import Role
 from workbench.runs.results import RecordedRun, latest_scheduled_results
 from workbench.runs.results import warm_up as warm_up_results
 
@@ -54,9 +54,6 @@ class Viewer:
     teams: tuple[str, ...]
     workbench: Workbench = field(repr=False)
     """A workbench logging in as the viewer: the page's queries and the runs it reads."""
-    service: Workbench = field(repr=False)
-    """The service's own workbench: reads the tables' last writes for the query cache
-    (never data rows for the page)."""
 
     def sql(self, query: str, cache: float | None = None, **params: Any) -> pd.DataFrame:
         """``wb.sql`` as this viewer (``:name`` parameters, ``cache=seconds``).
@@ -90,10 +87,26 @@ class Viewer:
         except SQLAlchemyError:
             return None  # results are a shortcut: the live queries still answer
 
+    def service_health(self) -> dict[str, bool]:
+        """The dashboards server's readiness checks by name (ok or not), as its ``/readyz``
+        tells everyone: the page's kernel has no service login to check anything itself."""
+        base = os.environ.get("VOILA_SERVER_URL", "/")
+        url = (
+            f"http://{os.environ.get('VOILA_APP_IP', '127.0.0.1')}:"
+            f"{os.environ.get('VOILA_APP_PORT', '8866')}{base}readyz"
+        )
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                body = json.loads(reply.read())
+        except urllib.error.HTTPError as exc:  # 503: not ready, with the same body
+            body = json.loads(exc.read())
+        except (OSError, ValueError):
+            return {"dashboards server": False}
+        return {str(name): status == "ok" for name, status in body.get("checks", {}).items()}
+
     def close(self) -> None:
         release_connections(self.workbench)
         self.workbench.close()
-        self.service.close()
 
 
 #: How long a pre-heated kernel waits for its page request before giving up (a day).
@@ -132,39 +145,43 @@ def _wait_for_page_request() -> None:
         os.environ.update({str(k): str(v) for k, v in json.loads(received[0]).items()})
 
 
-def _identity(owner: Workbench, user_id: str, username: str) -> Viewer:
-    with owner.session() as session:
-        user = session.get(User, uuid.UUID(user_id))
-        if user is None or not user.is_active or user.username != username:
-            raise InvalidViewerError("This account can no longer open dashboards.")
-        if owner.engine.dialect.name != "postgresql":
-            return Viewer(user.username, user.role, (), owner, owner)
-        url = user_database_url(owner.settings, user).render_as_string(hide_password=False)
-        teams = tuple(teams_of(session, user))
-        own = Workbench(owner.settings, url)
-        # Row-level security can hide a table's datasets row from the viewer's login (another
-        # team's table whose rows they may read), so the cache reads the last writes through
-        # the service: any wb.write to a table a query reads refreshes the page.
-        cache_for(own, owner.engine)
-        return Viewer(user.username, user.role, teams, own, owner)
+def _viewer(identity: ViewerIdentity, settings: Settings | None) -> Viewer:
+    """The viewer's workbench from what the server handed over (and nothing of the kernel's
+    own environment or working folder: no ``.env`` file is read)."""
+    base = settings if settings is not None else Settings(_env_file=None)
+    own_settings = base.model_copy(
+        update={
+            "database_url": SecretStr(identity.database_url),
+            "redis_url": SecretStr(identity.redis_url) if identity.redis_url else None,
+            "secret_key": None,
+        }
+    )
+    own = Workbench(own_settings, identity.database_url)
+    cache_for(
+        own, key=decode_key(identity.cache_key)
+    )  # Redis only with the login's key; the stamps through the login
+    return Viewer(identity.username, identity.role, identity.teams, own)
 
 
 def connect(settings: Settings | None = None) -> Viewer:
-    """The viewer of this page; :class:`InvalidViewerError` outside a served dashboard."""
-    settings = settings or load_settings()
-    owner = Workbench(settings)
-    with owner.engine.connect():
-        pass  # warm the service's pool before the request arrives
+    """The viewer of this page; :class:`InvalidViewerError` outside a served dashboard.
+
+    ``settings`` (default: none of the kernel's environment) gives the non-secret knobs (pool
+    sizes, timeouts); the database, Redis and key are the viewer's, as handed over.
+    """
     # The first query, cached query and recorded frame would otherwise import their readers
     # (the ADBC driver, the Redis client) after the request: a fifth of a second or more.
-    warm_up_data(owner)
-    warm_up_cache(settings.effective_redis_url())
-    warm_up_results()
+    _warm_up()
     _wait_for_page_request()
-    try:
-        claim = verify_viewer(settings, os.environ.get(VIEWER_ENV))
-        viewer = _identity(owner, claim.user_id, claim.username)
-    except BaseException:
-        owner.close()
-        raise
-    return viewer
+    identity = ViewerIdentity.load(os.environ.pop(VIEWER_ENV, None))
+    return _viewer(identity, settings)
+
+
+def _warm_up() -> None:
+    """Import what the page's first queries need, before any viewer is known."""
+    import workbench.data.arrow
+    import workbench.data.backends.base
+    import workbench.data.backends.postgres  # noqa: F401
+
+    warm_up_cache(redis=True)
+    warm_up_results()
