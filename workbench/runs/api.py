@@ -52,11 +52,16 @@ def queue_run(
     storage: str | None = None,
     triggered_by: str = "api",
     max_attempts: int = 1,
+    owner: str | None = None,
+    team: str | None = None,
     workbench: Workbench | None = None,
 ) -> uuid.UUID:
     """Validate ``parameters`` and record a queued run of ``notebook``; its id.
 
     Nothing runs yet: :func:`~workbench.runs.execute.execute_run` (or a scheduler) runs it.
+    In team mode the run belongs to a user and a team: from a user's own login, to them and
+    ``team`` (needed when they have several); the service names the ``owner`` (a username)
+    and, when the owner has several teams, the ``team``.
     """
     from workbench.runs.secrets import secret_exists
     from workbench.runs.storage import default_base
@@ -82,6 +87,8 @@ def queue_run(
         timeout_seconds=timeout,
         triggered_by=triggered_by,
         max_attempts=max_attempts,
+        owner=owner,
+        team=team,
     )
 
 
@@ -95,12 +102,15 @@ def run(
     worker: Worker | None = None,
     workbench: Workbench | None = None,
     on_progress: ProgressCallback | None = None,
+    owner: str | None = None,
+    team: str | None = None,
     **params: Any,
 ) -> Run:
     """Run ``notebook`` with ``params`` now and return its finished record.
 
     A failing notebook does not raise: look at ``Run.status`` and ``Run.error_message``.
-    ``parameters`` takes names that clash with these options (e.g. ``timeout``).
+    ``parameters`` takes names that clash with these options (e.g. ``timeout``, ``team``).
+    ``owner`` and ``team`` are those of :func:`queue_run`.
     """
     from workbench.runs.execute import execute_run
 
@@ -110,6 +120,8 @@ def run(
         {**(parameters or {}), **params},
         timeout=timeout,
         storage=storage,
+        owner=owner,
+        team=team,
         workbench=wb,
     )
     return execute_run(
@@ -128,14 +140,17 @@ def runs(
     status: str | None = None,
     workbench: Workbench | None = None,
 ) -> list[Run]:
-    """The newest runs, optionally of one notebook or with one status."""
+    """The newest runs the login may see (a user: their teams'), of one notebook or status."""
     if notebook:
         notebook = str(Path(notebook).expanduser().resolve())
     return list_runs(resolve(workbench), limit=limit, notebook=notebook, status=status)
 
 
 def cancel(run_id: str | uuid.UUID, *, workbench: Workbench | None = None) -> Run:
-    """Cancel a queued or running run (a running one stops within about a second)."""
+    """Cancel a queued or running run (a running one stops within about a second).
+
+    A user's own login cancels only their teams' runs; another team's run is not found.
+    """
     return cancel_run(resolve(workbench), run_id)
 
 

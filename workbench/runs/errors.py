@@ -39,6 +39,32 @@ class RunStateError(WorkbenchError):
     """The run is not in a state that allows this; check it with `workbench runs show ID`."""
 
 
+class RunPermissionError(WorkbenchError):
+    """Refused: viewers read runs; analysts and admins queue and cancel their teams' runs."""
+
+
+class AccountDisabledError(WorkbenchError):
+    """Refused: your Workbench account is disabled (or this login is none); ask an admin."""
+
+
+class TeamChoiceError(WorkbenchError):
+    """Name the team this is for with team= (CLI: --team): one of your teams."""
+
+    exit_code = 2
+
+
+class OwnerRequiredError(WorkbenchError):
+    """In team mode the service names whose run or job this is: owner=USERNAME (CLI: --as)."""
+
+    exit_code = 2
+
+
+class OwnerError(WorkbenchError):
+    """The owner named is not an active analyst or admin of the team; check the user name."""
+
+    exit_code = 2
+
+
 class ResultError(WorkbenchError):
     """A result cannot be recorded or found."""
 

@@ -9,6 +9,10 @@ overwrites newer state.
 Writes that belong to a caller's transaction (the scheduler tick's slots, a job trigger, the
 reaper, the dispatcher) take that session or connection; the others open their own.
 
+Who may queue or cancel a run: in team mode a user's own login goes through the database's
+checked functions (:mod:`workbench.runs.acts`), and the service names the run's owner; either
+way the run records ``created_by`` and ``team_id`` and the act is audited.
+
 Every run that becomes ``queued`` (a new run, a job's run, a schedule slot, a retry) is
 announced to the plugins' ``run_queued`` hook once its transaction has committed; a run
 queued inside a caller's session is announced when that session commits, never on rollback.
@@ -16,9 +20,11 @@ queued inside a caller's session is announced when that session commits, never o
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -27,12 +33,13 @@ from sqlalchemy import event, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from workbench.db.models import Job, RunStatus
+from workbench.db.models import AuditEntry, Job, RunStatus, User
 from workbench.db.models import Run as RunRow
 from workbench.db.types import utcnow
 from workbench.ops import metrics
 from workbench.plugins.events import RunEvent
-from workbench.runs.errors import RunNotFoundError, RunStateError
+from workbench.runs import acts
+from workbench.runs.errors import RunNotFoundError, RunPermissionError, RunStateError
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -61,12 +68,19 @@ __all__ = [
     "requeue_for_retry",
     "retry_delay",
     "run_event",
+    "run_owner",
 ]
 
 log = logging.getLogger(__name__)
 
 FINISHED = frozenset(
-    {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TIMED_OUT}
+    {
+        RunStatus.SUCCEEDED,
+        RunStatus.FAILED,
+        RunStatus.CANCELLED,
+        RunStatus.TIMED_OUT,
+        RunStatus.REFUSED,
+    }
 )
 
 
@@ -95,6 +109,8 @@ class Run:
     error_cell: int | None
     output_uri: str | None
     job_id: uuid.UUID | None
+    created_by: uuid.UUID | None
+    team_id: uuid.UUID | None
 
     @property
     def ok(self) -> bool:
@@ -127,13 +143,33 @@ def parse_run_id(run_id: str | uuid.UUID) -> uuid.UUID:
         raise RunNotFoundError(f"{run_id!r} is not a run id (a UUID).") from None
 
 
+def _not_found(run_id: uuid.UUID) -> RunNotFoundError:
+    # The same words for a missing run and another team's, so ids do not leak.
+    return RunNotFoundError(f"No run has the id {run_id}; see `workbench runs list`.")
+
+
 def get_run(wb: Workbench, run_id: str | uuid.UUID) -> Run:
+    """The run ``run_id``; a run the login may not see (another team's) is not found."""
     rid = parse_run_id(run_id)
-    with wb.session() as session:
+    with _refusals(f"Reading run {rid}", rid), wb.session() as session:
         row = session.get(RunRow, rid)
         if row is None:
-            raise RunNotFoundError(f"No run has the id {rid}; see `workbench runs list`.")
+            raise _not_found(rid)
         return Run.from_row(row)
+
+
+def _refusals(doing: str, run_id: uuid.UUID | None = None) -> AbstractContextManager[None]:
+    """Database refusals of ``doing`` (a disabled login, no grant) as WorkbenchErrors."""
+    missing = _not_found(run_id) if run_id else RunNotFoundError(f"{doing}: no such run.")
+    return acts.refusals(doing, not_found=missing, denied=RunPermissionError)
+
+
+def run_owner(wb: Workbench, run: Run) -> User | None:
+    """The service side: the user ``run`` belongs to (its ``created_by``), or None."""
+    if run.created_by is None:
+        return None
+    with wb.session() as session:
+        return session.get(User, run.created_by)
 
 
 def list_runs(
@@ -144,7 +180,7 @@ def list_runs(
         query = query.where(RunRow.notebook == notebook)
     if status:
         query = query.where(RunRow.status == RunStatus(status))
-    with wb.session() as session:
+    with _refusals("Listing runs"), wb.session() as session:
         return [Run.from_row(r) for r in session.scalars(query)]
 
 
@@ -227,8 +263,66 @@ def create_run(
     timeout_seconds: int | None = None,
     triggered_by: str = "api",
     max_attempts: int = 1,
+    owner: str | None = None,
+    team: str | None = None,
 ) -> uuid.UUID:
-    """Insert a queued run; its output goes under ``output_base/<run id>``."""
+    """Record a queued run of ``notebook`` for its owner and team; its id.
+
+    From a user's own login the database queues it (``wb_private.queue_run``) as that user,
+    in ``team`` (default: their only team). The service (and SQLite) inserts it itself, for
+    ``owner`` (a username, required in team mode but for Workbench's own notebooks) in
+    ``team``; its output goes under ``output_base/<run id>``.
+    """
+    doing = f"Queuing a run of {notebook}"
+    with _refusals(doing), wb.session() as session, session.begin():
+        connection = session.connection()
+        if acts.acts_as_user(connection):
+            if owner is not None:
+                raise RunPermissionError(
+                    "owner= queues a run for another user, which only the service does; the "
+                    "runs you queue are yours (leave owner= out)."
+                )
+            run_id = acts.call(
+                connection,
+                "wb_private.queue_run(:notebook, CAST(:parameters AS jsonb), :team, :timeout, "
+                ":attempts, :by)",
+                {
+                    "notebook": notebook,
+                    "parameters": json.dumps(parameters),
+                    "team": team,
+                    "timeout": timeout_seconds,
+                    "attempts": max_attempts,
+                    "by": triggered_by,
+                },
+                doing=doing,
+                not_found=RunNotFoundError(f"{doing}: no such run."),
+                denied=RunPermissionError,
+            )
+            run_id = uuid.UUID(str(run_id))
+        else:
+            run_id = _insert_run(
+                session, notebook, parameters, output_base=output_base,
+                timeout_seconds=timeout_seconds, triggered_by=triggered_by,
+                max_attempts=max_attempts, owner=owner, team=team,
+            )  # fmt: skip
+    announce_queued(wb, [run_id])
+    return run_id
+
+
+def _insert_run(
+    session: Session,
+    notebook: str,
+    parameters: dict[str, Any],
+    *,
+    output_base: str,
+    timeout_seconds: int | None,
+    triggered_by: str,
+    max_attempts: int,
+    owner: str | None,
+    team: str | None,
+) -> uuid.UUID:
+    """The service's (and SQLite's) insert of a queued run, with its owner and audit entry."""
+    who = acts.resolve_owner(session, owner, team, notebook=notebook, what="A run")
     run_id = uuid.uuid4()
     values = {
         "id": run_id,
@@ -243,17 +337,19 @@ def create_run(
         "attempt": 0,
         "progress_cell": 0,
         "progress_total": 0,
+        "created_by": who.user_id if who else None,
+        "team_id": who.team_id if who else None,
     }
-    with wb.session() as session, session.begin():
-        session.execute(insert(RunRow).values(**values))
-    announce_queued(wb, [run_id])
+    session.execute(insert(RunRow).values(**values))
+    details = {"notebook": notebook, "owner": who.username if who else None}
+    session.add(AuditEntry(action="run.queue", target=str(run_id), details=details))
     return run_id
 
 
 def job_run_values(
     job: Job, *, scheduled_for: datetime | None, triggered_by: str, now: datetime | None = None
 ) -> dict[str, Any]:
-    """The columns of a queued run of ``job``: its parameters, attempts and timeout."""
+    """The columns of a queued run of ``job``: its parameters, attempts, timeout and owner."""
     return {
         "id": uuid.uuid4(),
         "job_id": job.id,
@@ -267,6 +363,7 @@ def job_run_values(
         "triggered_by": triggered_by,
         "queued_at": now or utcnow(),
         "team_id": job.team_id,
+        "created_by": job.owner_id,
     }
 
 
@@ -327,8 +424,19 @@ def _fenced(run_id: uuid.UUID, attempt: int) -> Any:
     )
 
 
-def claim_run(wb: Workbench, run_id: uuid.UUID, *, worker: str, lease_seconds: float) -> int | None:
-    """Move a queued run to running; the new attempt number, or None if not claimable."""
+def claim_run(
+    wb: Workbench,
+    run_id: uuid.UUID,
+    *,
+    worker: str,
+    lease_seconds: float,
+    run_token_hash: str | None = None,
+) -> int | None:
+    """Move a queued run to running; the new attempt number, or None if not claimable.
+
+    ``run_token_hash`` (sha256 hex of the token handed to the run's kernel) is stored with the
+    claim: the owner's login writes results only for its running run presenting that token.
+    """
     now = utcnow()
     with wb.engine.begin() as conn:
         claimed = conn.execute(
@@ -348,6 +456,7 @@ def claim_run(wb: Workbench, run_id: uuid.UUID, *, worker: str, lease_seconds: f
                 error_name=None,
                 error_message=None,
                 error_cell=None,
+                run_token_hash=run_token_hash,
             )
         ).rowcount
         if not claimed:
@@ -472,23 +581,41 @@ def expire_lease(
 
 
 def cancel_run(wb: Workbench, run_id: str | uuid.UUID) -> Run:
-    """Cancel a queued or running run; a running one is stopped by its runner within a second."""
+    """Cancel a queued or running run; a running one is stopped by its runner within a second.
+
+    From a user's own login the database cancels it (``wb_private.cancel_run``): only a run of
+    their teams (admins: any), and another team's is not found. The act is audited.
+    """
     run = get_run(wb, run_id)
     if run.finished:
         raise RunStateError(f"Run {run.id} already finished ({run.status.value}).")
     where_cell = f" while running cell {run.progress_cell}" if run.progress_cell else ""
-    with wb.engine.begin() as conn:
-        cancelled = conn.execute(
-            update(RunRow)
-            .where(RunRow.id == run.id)
-            .where(RunRow.status.in_([RunStatus.QUEUED, RunStatus.RUNNING]))
-            .values(
-                status=RunStatus.CANCELLED,
-                finished_at=utcnow(),
-                error_name="Cancelled",
-                error_message=f"Cancelled on request{where_cell}.",
+    with _refusals(f"Cancelling run {run.id}", run.id), wb.session() as session, session.begin():
+        connection = session.connection()
+        if acts.acts_as_user(connection):
+            acts.call(
+                connection,
+                "wb_private.cancel_run(:run)",
+                {"run": run.id},
+                doing=f"Cancelling run {run.id}",
+                not_found=_not_found(run.id),
+                denied=RunPermissionError,
             )
-        ).rowcount
+            cancelled = 1
+        else:
+            cancelled = connection.execute(
+                update(RunRow)
+                .where(RunRow.id == run.id)
+                .where(RunRow.status.in_([RunStatus.QUEUED, RunStatus.RUNNING]))
+                .values(
+                    status=RunStatus.CANCELLED,
+                    finished_at=utcnow(),
+                    error_name="Cancelled",
+                    error_message=f"Cancelled on request{where_cell}.",
+                )
+            ).rowcount
+            if cancelled:
+                session.add(AuditEntry(action="run.cancel", target=str(run.id), details={}))
     if cancelled:
         metrics.run_finished(RunStatus.CANCELLED.value, run.triggered_by)
     return get_run(wb, run.id)

@@ -3,30 +3,50 @@
 These are the job functions, for Python callers and the command line alike. Each takes an
 optional ``workbench=`` (default: the default workbench) for code that manages its own
 connection; the job's definition and its checks are :class:`~workbench.scheduler.jobs.JobSpec`.
+
+In team mode a job belongs to a user and a team, and its names are unique per team. From a
+user's own login every change goes through the database's checked functions
+(:mod:`workbench.runs.acts`): their teams' jobs only, another team's job is not found. The
+service names the owner (``owner=``); moving a job to another owner is an admin act.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from workbench.app import resolve
-from workbench.db.models import AuditEntry, CatchUp, Job
+from workbench.db.models import AuditEntry, CatchUp, Job, Team
 from workbench.db.types import utcnow
-from workbench.runs.records import queue_job_run
+from workbench.runs import acts
+from workbench.runs.errors import TeamChoiceError
+from workbench.runs.records import announce_queued, queue_job_run
 from workbench.scheduler.cron import next_slot
-from workbench.scheduler.errors import JobNotFoundError
+from workbench.scheduler.errors import JobNotFoundError, JobPermissionError
 from workbench.scheduler.jobs import JobSpec, checked_parameters, coerce_catchup, seconds
 
 if TYPE_CHECKING:
     from workbench.app import Workbench
 
-__all__ = ["delete", "get", "list_jobs", "pause", "register", "resume", "trigger"]
+__all__ = [
+    "delete",
+    "get",
+    "list_jobs",
+    "owner_names",
+    "pause",
+    "register",
+    "resume",
+    "transfer",
+    "trigger",
+]
 
 
 def register(
@@ -43,14 +63,18 @@ def register(
     catchup: CatchUp | str = CatchUp.LATEST,
     catchup_limit: int = 100,
     now: datetime | None = None,
+    owner: str | None = None,
+    team: str | None = None,
     workbench: Workbench | None = None,
 ) -> Job:
-    """Create or update the job ``name``; its next run is computed from ``now``.
+    """Create or update the job ``name`` of its team; its next run is computed from ``now``.
 
     ``parameters`` are checked against the notebook's typed parameter schema now, with the
     errors `workbench run` gives, so a job cannot be registered to fail at every run; the job
     stores the notebook's absolute path and the typed values. Each option is described by
-    `workbench jobs add --help`.
+    `workbench jobs add --help`. From a user's own login the job is theirs, in ``team``
+    (needed when they have several); whoever saves a job becomes its owner. The service
+    names the ``owner`` (required in team mode but for Workbench's own notebooks).
     """
     spec = JobSpec(
         name=name,
@@ -69,11 +93,46 @@ def register(
     notebook, values = checked_parameters(spec.notebook, spec.parameters or {})
     spec = replace(spec, notebook=notebook, parameters=values)
     now = now or utcnow()
-    with resolve(workbench).session() as session, session.begin():
-        job = session.scalar(select(Job).where(Job.name == name))
+    next_run_at = next_slot(spec.schedule, spec.timezone, now) if spec.schedule else None
+    doing = f"Saving job {name!r}"
+    with _refusals(doing, name), resolve(workbench).session() as session, session.begin():
+        connection = session.connection()
+        if acts.acts_as_user(connection):
+            if owner is not None:
+                raise JobPermissionError(
+                    "owner= saves a job for another user, which only the service does; the "
+                    "jobs you save are yours (leave owner= out)."
+                )
+            job_id = acts.call(
+                connection,
+                "wb_private.save_job(:name, :notebook, :schedule, :tz, CAST(:params AS jsonb), "
+                ":retries, :delay, :timeout, :concurrency, :catchup, :limit, :next, :team)",
+                {
+                    "name": name, "notebook": spec.notebook, "schedule": spec.schedule,
+                    "tz": spec.timezone, "params": json.dumps(spec.parameters or {}),
+                    "retries": spec.retries, "delay": int(spec.retry_delay.total_seconds()),
+                    "timeout": _whole_seconds(spec.timeout),
+                    "concurrency": spec.max_concurrency, "catchup": spec.catchup.value,
+                    "limit": spec.catchup_limit, "next": next_run_at, "team": team,
+                },
+                doing=doing,
+                not_found=_not_found(name),
+                denied=JobPermissionError,
+            )  # fmt: skip
+            saved = session.get(Job, uuid.UUID(str(job_id)))
+            assert saved is not None  # noqa: S101 (the function just saved it, visibly)
+            return saved
+        who = acts.resolve_owner(session, owner, team, notebook=spec.notebook, what=f"Job {name!r}")
+        team_id = who.team_id if who else None
+        job = session.scalar(
+            select(Job).where(
+                Job.name == name,
+                Job.team_id.is_(None) if team_id is None else Job.team_id == team_id,
+            )
+        )
         created = job is None
         if job is None:
-            job = Job(name=name)
+            job = Job(name=name, team_id=team_id)
             session.add(job)
         job.notebook = spec.notebook
         job.schedule = spec.schedule
@@ -81,70 +140,232 @@ def register(
         job.parameters = spec.parameters or {}
         job.retries = spec.retries
         job.retry_delay_seconds = int(spec.retry_delay.total_seconds())
-        job.timeout_seconds = None if spec.timeout is None else int(spec.timeout.total_seconds())
+        job.timeout_seconds = _whole_seconds(spec.timeout)
         job.max_concurrency = spec.max_concurrency
         job.catchup = spec.catchup
         job.catchup_limit = spec.catchup_limit
-        job.next_run_at = next_slot(spec.schedule, spec.timezone, now) if spec.schedule else None
+        job.next_run_at = next_run_at
+        job.owner_id = who.user_id if who else None
+        details = {"owner": who.username if who else None, "team": who.team if who else None}
         session.add(
-            AuditEntry(action="job.create" if created else "job.update", target=name, details={})
+            AuditEntry(
+                action="job.create" if created else "job.update", target=name, details=details
+            )
         )
     return job
 
 
-def _job(session: Session, name: str) -> Job:
-    """The job called ``name``, or JobNotFoundError saying how to list the jobs."""
-    job = session.scalar(select(Job).where(Job.name == name))
-    if job is None:
-        raise JobNotFoundError(f"No job named {name!r}; `workbench jobs list` shows the jobs.")
-    return job
+def _whole_seconds(value: timedelta | None) -> int | None:
+    return None if value is None else int(value.total_seconds())
 
 
-def get(name: str, *, workbench: Workbench | None = None) -> Job:
-    """The job called ``name``."""
-    with resolve(workbench).session() as session:
-        return _job(session, name)
+def _not_found(name: str) -> JobNotFoundError:
+    # The same words for a missing job and another team's, so names do not leak.
+    return JobNotFoundError(f"No job named {name!r}; `workbench jobs list` shows the jobs.")
+
+
+def _refusals(doing: str, name: str | None = None) -> AbstractContextManager[None]:
+    """Database refusals of ``doing`` (a disabled login, no grant) as WorkbenchErrors."""
+    missing = _not_found(name) if name else JobNotFoundError(f"{doing}: no such job.")
+    return acts.refusals(doing, not_found=missing, denied=JobPermissionError)
+
+
+def _job(session: Session, name: str, team: str | None = None, *, teamless: bool = False) -> Job:
+    """The job ``name`` the login sees (of ``team`` when given), or JobNotFoundError.
+
+    Names are unique per team: when several of the login's teams have a job of that name,
+    TeamChoiceError asks for the team. ``teamless`` also finds a job of no team named so.
+    """
+    query = select(Job).where(Job.name == name)
+    if team is not None:
+        team_id = acts.team_id_named(session.connection(), team)
+        if team_id is None:
+            raise _not_found(name)
+        query = query.where(
+            or_(Job.team_id == team_id, Job.team_id.is_(None))
+            if teamless
+            else Job.team_id == team_id
+        )
+    found = list(session.scalars(query.limit(2)))
+    if not found:
+        raise _not_found(name)
+    if len(found) > 1:
+        raise TeamChoiceError(
+            f"Several teams have a job named {name!r}: name the team with team='NAME' "
+            "(CLI: --team NAME)."
+        )
+    return found[0]
+
+
+def get(name: str, *, team: str | None = None, workbench: Workbench | None = None) -> Job:
+    """The job called ``name`` (of ``team``, when several teams have one so named)."""
+    with _refusals(f"Reading job {name!r}", name), resolve(workbench).session() as session:
+        return _job(session, name, team)
 
 
 def list_jobs(*, workbench: Workbench | None = None) -> list[Job]:
-    """Every job, by name."""
-    with resolve(workbench).session() as session:
-        return list(session.scalars(select(Job).order_by(Job.name)))
+    """Every job the login sees (a user: their teams'), by name."""
+    with _refusals("Listing jobs"), resolve(workbench).session() as session:
+        return list(session.scalars(select(Job).order_by(Job.name, Job.team_id)))
 
 
-def _set_paused(name: str, paused: bool, now: datetime | None, workbench: Workbench | None) -> Job:
-    with resolve(workbench).session() as session, session.begin():
-        job = _job(session, name)
+def owner_names(jobs: Iterable[Job], *, workbench: Workbench | None = None) -> dict[uuid.UUID, str]:
+    """The usernames of the owners of ``jobs``, by user id (those the login may see)."""
+    with _refusals("Reading job owners"), resolve(workbench).engine.connect() as connection:
+        return acts.owner_names(connection, (job.owner_id for job in jobs))
+
+
+def _act(
+    session: Session, expression: str, parameters: dict[str, Any], doing: str, name: str
+) -> Any:
+    """A job act through the database's checked function, from a user's own login."""
+    return acts.call(
+        session.connection(),
+        expression,
+        parameters,
+        doing=doing,
+        not_found=_not_found(name),
+        denied=JobPermissionError,
+    )
+
+
+def _set_paused(
+    name: str, paused: bool, now: datetime | None, team: str | None, workbench: Workbench | None
+) -> Job:
+    verb = "Pausing" if paused else "Resuming"
+    doing = f"{verb} job {name!r}"
+    with _refusals(doing, name), resolve(workbench).session() as session, session.begin():
+        job = _job(session, name, team)
+        # Resuming starts from now: slots missed while paused are not runs to catch up.
+        next_run_at = (
+            next_slot(job.schedule, job.timezone, now or utcnow())
+            if not paused and job.schedule
+            else None
+        )
+        if acts.acts_as_user(session.connection()):
+            _act(
+                session,
+                "wb_private.set_job_paused(:job, :paused, :next)",
+                {"job": job.id, "paused": paused, "next": next_run_at},
+                doing,
+                name,
+            )
+            session.refresh(job)
+            return job
         job.paused = paused
-        if not paused and job.schedule:
-            # Resuming starts from now: slots missed while paused are not runs to catch up.
-            job.next_run_at = next_slot(job.schedule, job.timezone, now or utcnow())
+        if next_run_at is not None:
+            job.next_run_at = next_run_at
         session.add(AuditEntry(action="job.pause" if paused else "job.resume", target=name))
     return job
 
 
-def pause(name: str, *, workbench: Workbench | None = None) -> Job:
+def pause(name: str, *, team: str | None = None, workbench: Workbench | None = None) -> Job:
     """Stop scheduling the job (runs already queued still run)."""
-    return _set_paused(name, True, None, workbench)
+    return _set_paused(name, True, None, team, workbench)
 
 
-def resume(name: str, *, now: datetime | None = None, workbench: Workbench | None = None) -> Job:
+def resume(
+    name: str,
+    *,
+    now: datetime | None = None,
+    team: str | None = None,
+    workbench: Workbench | None = None,
+) -> Job:
     """Schedule the job again from ``now`` on (slots missed while paused are not caught up)."""
-    return _set_paused(name, False, now, workbench)
+    return _set_paused(name, False, now, team, workbench)
 
 
-def delete(name: str, *, workbench: Workbench | None = None) -> None:
+def delete(name: str, *, team: str | None = None, workbench: Workbench | None = None) -> None:
     """Delete the job; its past runs stay (their job link is cleared)."""
-    with resolve(workbench).session() as session, session.begin():
-        job = _job(session, name)
+    doing = f"Deleting job {name!r}"
+    with _refusals(doing, name), resolve(workbench).session() as session, session.begin():
+        job = _job(session, name, team)
+        if acts.acts_as_user(session.connection()):
+            _act(
+                session,
+                "wb_private.delete_job(:job)",
+                {"job": job.id},
+                doing,
+                name,
+            )
+            return
         session.delete(job)
         session.add(AuditEntry(action="job.delete", target=name))
 
 
 def trigger(
-    name: str, *, triggered_by: str = "manual", workbench: Workbench | None = None
+    name: str,
+    *,
+    triggered_by: str = "manual",
+    team: str | None = None,
+    workbench: Workbench | None = None,
 ) -> uuid.UUID:
-    """Queue a run of the job now, outside its schedule; returns the run id."""
+    """Queue a run of the job now, outside its schedule; returns the run id.
+
+    From a user's own login the run is theirs (they asked for it); the service's run belongs
+    to the job's owner.
+    """
     wb = resolve(workbench)
-    with wb.session() as session, session.begin():
-        return queue_job_run(wb, session, _job(session, name), triggered_by=triggered_by)
+    doing = f"Triggering job {name!r}"
+    with _refusals(doing, name), wb.session() as session, session.begin():
+        job = _job(session, name, team)
+        if not acts.acts_as_user(session.connection()):
+            session.add(AuditEntry(action="job.trigger", target=name))
+            return queue_job_run(wb, session, job, triggered_by=triggered_by)
+        run_id = uuid.UUID(
+            str(
+                _act(
+                    session,
+                    "wb_private.trigger_job(:job, :by)",
+                    {"job": job.id, "by": triggered_by},
+                    doing,
+                    name,
+                )
+            )
+        )
+    announce_queued(wb, [run_id])
+    return run_id
+
+
+def transfer(
+    name: str, owner: str, *, team: str | None = None, workbench: Workbench | None = None
+) -> Job:
+    """Give the job ``name`` to ``owner`` (a username): an admin act, audited.
+
+    The new owner is an active analyst or admin of the job's team. ``team`` names the job's
+    team when several have a job of that name; a job of no team (from before jobs had owners)
+    moves to ``team``, or to the owner's only team. The service or an admin's own login only.
+    """
+    doing = f"Moving job {name!r} to {owner!r}"
+    with _refusals(doing, name), resolve(workbench).session() as session, session.begin():
+        connection = session.connection()
+        if acts.acts_as_user(connection):
+            job = _job(session, name, team)
+            _act(
+                session,
+                "wb_private.transfer_job(:job, :owner)",
+                {"job": job.id, "owner": owner},
+                doing,
+                name,
+            )
+            session.refresh(job)
+            return job
+        job = _job(session, name, team, teamless=True)
+        team_name = team
+        if job.team_id is not None:
+            team_name = session.scalar(select(Team.name).where(Team.id == job.team_id))
+        who = acts.resolve_owner(
+            session, owner, team_name, notebook=job.notebook, what=f"Job {name!r}"
+        )
+        assert who is not None  # noqa: S101 (an owner was named)
+        before = job.owner_id
+        job.owner_id = who.user_id
+        job.team_id = who.team_id or job.team_id
+        session.add(
+            AuditEntry(
+                action="job.transfer",
+                target=name,
+                details={"from": str(before) if before else None, "to": who.username},
+            )
+        )
+    return job

@@ -23,3 +23,7 @@ class JobNotFoundError(WorkbenchError):
 
 class SchedulerAlreadyRunningError(WorkbenchError):
     """Another scheduler already runs on this embedded database; stop it first."""
+
+
+class JobPermissionError(WorkbenchError):
+    """Refused: viewers read jobs; analysts and admins change their teams' jobs; see --help."""

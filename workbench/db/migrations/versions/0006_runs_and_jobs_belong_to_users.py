@@ -123,7 +123,10 @@ def _functions(schema: str) -> list[str]:
              chosen uuid;
            BEGIN
              IF team_name IS NULL THEN
-               IF cardinality(mine) = 0 THEN
+               IF cardinality(mine) = 0 AND wb_private.is_admin() THEN
+                 RAISE EXCEPTION 'admins act for any team: name the team'
+                   USING ERRCODE = 'invalid_parameter_value';
+               ELSIF cardinality(mine) = 0 THEN
                  RAISE EXCEPTION 'you are a member of no team; an admin adds you to one'
                    USING ERRCODE = 'invalid_parameter_value';
                ELSIF cardinality(mine) > 1 THEN
@@ -144,15 +147,15 @@ def _functions(schema: str) -> list[str]:
         """CREATE FUNCTION wb_private.visible_job(job uuid) RETURNS @S@.jobs
            LANGUAGE plpgsql SECURITY DEFINER @PINNED@ AS $$
            DECLARE
-             found @S@.jobs;
+             picked @S@.jobs;
            BEGIN
-             SELECT j.* INTO found FROM @S@.jobs j
+             SELECT j.* INTO picked FROM @S@.jobs j
              WHERE j.id = job AND (wb_private.is_admin() OR j.team_id = ANY (wb_private.my_team_ids()))
              FOR UPDATE;
              IF NOT FOUND THEN
                RAISE EXCEPTION 'no such job' USING ERRCODE = 'no_data_found';
              END IF;
-             RETURN found;
+             RETURN picked;
            END $$""",
         """CREATE FUNCTION wb_private.queue_run(
                notebook text, parameters jsonb, team text, timeout_seconds integer,
@@ -165,11 +168,11 @@ def _functions(schema: str) -> list[str]:
            BEGIN
              IF queue_run.timeout_seconds IS NOT NULL AND queue_run.timeout_seconds <= 0 THEN
                RAISE EXCEPTION 'the run timeout must be a positive number of seconds'
-                 USING ERRCODE = 'invalid_parameter_value';
+                 USING ERRCODE = 'numeric_value_out_of_range';
              END IF;
              IF coalesce(queue_run.max_attempts, 0) NOT BETWEEN 1 AND 101 THEN
                RAISE EXCEPTION 'max_attempts must be between 1 and 101'
-                 USING ERRCODE = 'invalid_parameter_value';
+                 USING ERRCODE = 'numeric_value_out_of_range';
              END IF;
              INSERT INTO @S@.runs (id, notebook, parameters, status, attempt, max_attempts,
                                    triggered_by, queued_at, timeout_seconds, progress_cell,
@@ -249,48 +252,46 @@ def _functions(schema: str) -> list[str]:
              RETURN job;
            END $$""",
         """CREATE FUNCTION wb_private.set_job_paused(
-               job uuid, paused boolean, next_run_at timestamptz) RETURNS void
+               job uuid, pause boolean, resume_at timestamptz) RETURNS void
            LANGUAGE plpgsql SECURITY DEFINER @PINNED@ AS $$
            DECLARE
              me uuid := wb_private.actor();
-             found @S@.jobs := wb_private.visible_job(job);
+             picked @S@.jobs := wb_private.visible_job(job);
            BEGIN
-             UPDATE @S@.jobs j SET paused = set_job_paused.paused,
-                 next_run_at = CASE WHEN NOT set_job_paused.paused
-                                     AND set_job_paused.next_run_at IS NOT NULL
-                                    THEN set_job_paused.next_run_at ELSE j.next_run_at END,
+             UPDATE @S@.jobs j SET paused = pause,
+                 next_run_at = CASE WHEN NOT pause AND resume_at IS NOT NULL
+                                    THEN resume_at ELSE j.next_run_at END,
                  updated_at = now()
-             WHERE j.id = found.id;
-             PERFORM wb_private.audit(
-                 CASE WHEN set_job_paused.paused THEN 'job.pause' ELSE 'job.resume' END,
-                 found.name, jsonb_build_object('team', found.team_id));
+             WHERE j.id = picked.id;
+             PERFORM wb_private.audit(CASE WHEN pause THEN 'job.pause' ELSE 'job.resume' END,
+                                      picked.name, jsonb_build_object('team', picked.team_id));
            END $$""",
         """CREATE FUNCTION wb_private.delete_job(job uuid) RETURNS void
            LANGUAGE plpgsql SECURITY DEFINER @PINNED@ AS $$
            DECLARE
              me uuid := wb_private.actor();
-             found @S@.jobs := wb_private.visible_job(job);
+             picked @S@.jobs := wb_private.visible_job(job);
            BEGIN
-             DELETE FROM @S@.jobs j WHERE j.id = found.id;
-             PERFORM wb_private.audit('job.delete', found.name,
-                 jsonb_build_object('team', found.team_id));
+             DELETE FROM @S@.jobs j WHERE j.id = picked.id;
+             PERFORM wb_private.audit('job.delete', picked.name,
+                 jsonb_build_object('team', picked.team_id));
            END $$""",
         # A run of the job now; it runs as the caller (who asked for it), in the job's team.
         """CREATE FUNCTION wb_private.trigger_job(job uuid, triggered_by text) RETURNS uuid
            LANGUAGE plpgsql SECURITY DEFINER @PINNED@ AS $$
            DECLARE
              me uuid := wb_private.actor();
-             found @S@.jobs := wb_private.visible_job(job);
+             picked @S@.jobs := wb_private.visible_job(job);
              run uuid := gen_random_uuid();
            BEGIN
              INSERT INTO @S@.runs (id, job_id, notebook, parameters, status, attempt,
                                    max_attempts, triggered_by, queued_at, timeout_seconds,
                                    progress_cell, progress_total, created_by, team_id)
-             VALUES (run, found.id, found.notebook, found.parameters, 'queued', 0,
-                     found.retries + 1, coalesce(trigger_job.triggered_by, 'manual'), now(),
-                     found.timeout_seconds, 0, 0, me, found.team_id);
-             PERFORM wb_private.audit('job.trigger', found.name,
-                 jsonb_build_object('team', found.team_id, 'run', run));
+             VALUES (run, picked.id, picked.notebook, picked.parameters, 'queued', 0,
+                     picked.retries + 1, coalesce(trigger_job.triggered_by, 'manual'), now(),
+                     picked.timeout_seconds, 0, 0, me, picked.team_id);
+             PERFORM wb_private.audit('job.trigger', picked.name,
+                 jsonb_build_object('team', picked.team_id, 'run', run));
              RETURN run;
            END $$""",
         # An admin gives the job to another active analyst or admin (a member of its team).
@@ -298,25 +299,25 @@ def _functions(schema: str) -> list[str]:
            LANGUAGE plpgsql SECURITY DEFINER @PINNED@ AS $$
            DECLARE
              me uuid := wb_private.actor();
-             found @S@.jobs;
+             picked @S@.jobs;
              target uuid;
            BEGIN
              IF NOT wb_private.is_admin() THEN
                RAISE EXCEPTION 'only admins move a job to another owner'
                  USING ERRCODE = 'insufficient_privilege';
              END IF;
-             found := wb_private.visible_job(job);
+             picked := wb_private.visible_job(job);
              SELECT u.id INTO target FROM @S@.users u
              WHERE u.username = new_owner AND u.is_active AND u.role IN ('analyst', 'admin')
                AND (u.role = 'admin' OR EXISTS (SELECT 1 FROM @S@.memberships m
-                                              WHERE m.user_id = u.id AND m.team_id = found.team_id));
+                                              WHERE m.user_id = u.id AND m.team_id = picked.team_id));
              IF target IS NULL THEN
                RAISE EXCEPTION 'there is no active analyst or admin % in the job''s team', new_owner
-                 USING ERRCODE = 'invalid_parameter_value';
+                 USING ERRCODE = 'WB001';
              END IF;
-             UPDATE @S@.jobs j SET owner_id = target, updated_at = now() WHERE j.id = found.id;
-             PERFORM wb_private.audit('job.transfer', found.name,
-                 jsonb_build_object('team', found.team_id, 'from', found.owner_id, 'to', target));
+             UPDATE @S@.jobs j SET owner_id = target, updated_at = now() WHERE j.id = picked.id;
+             PERFORM wb_private.audit('job.transfer', picked.name,
+                 jsonb_build_object('team', picked.team_id, 'from', picked.owner_id, 'to', target));
            END $$""",
         # The usernames of the owners of jobs and runs the caller sees (and of no one else).
         """CREATE FUNCTION wb_private.owner_names(ids uuid[])
