@@ -1,10 +1,14 @@
-"""`workbench jobs`: register, inspect, pause, resume, trigger and delete scheduled jobs."""
+"""`workbench jobs`: register, inspect, pause, resume, trigger, transfer and delete jobs.
+
+In team mode a job belongs to a user and a team: from your own login, your team's jobs
+(`--team` when you have several); the service names the owner (`--owner USERNAME`).
+"""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC
-from typing import Annotated
+from typing import Annotated, TypeAlias
 
 import typer
 from rich.markup import escape
@@ -14,9 +18,13 @@ from workbench.cli.common import console, workbench_of
 from workbench.cli.errors import JobOptionError
 
 app = typer.Typer(
-    help="Scheduled notebooks: add, list, show, pause, resume, trigger, delete.",
+    help="Scheduled notebooks: add, list, show, pause, resume, trigger, transfer, delete.",
     no_args_is_help=True,
 )
+
+TeamOption: TypeAlias = Annotated[
+    str | None, typer.Option(help="The job's team, when several teams have a job so named.")
+]
 
 
 def _parameters(pairs: list[str]) -> dict[str, str]:
@@ -34,7 +42,7 @@ def _parameters(pairs: list[str]) -> dict[str, str]:
 @app.command("add")
 def add(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Job name (unique).")],
+    name: Annotated[str, typer.Argument(help="Job name (unique in its team).")],
     notebook: Annotated[str, typer.Argument(help="Notebook path to run.")],
     schedule: Annotated[
         str | None, typer.Option(help="Cron schedule, e.g. '0 6 * * *'; omit for on demand.")
@@ -54,8 +62,15 @@ def add(
         str, typer.Option(help="After downtime: none, latest or all missed slots.")
     ] = "latest",
     catchup_limit: Annotated[int, typer.Option(help="Most missed runs 'all' creates.")] = 100,
+    owner: Annotated[
+        str | None,
+        typer.Option(help="The service in team mode: the user (USERNAME) the job runs as."),
+    ] = None,
+    team: Annotated[
+        str | None, typer.Option(help="The job's team, when you (or its owner) have several.")
+    ] = None,
 ) -> None:
-    """Register a job, or update the job with that name."""
+    """Register a job, or update the job with that name in its team."""
     from workbench.runs.api import notebook_params
     from workbench.runs.notebook import locate_notebook
     from workbench.scheduler import api as jobs
@@ -80,6 +95,8 @@ def add(
             max_concurrency=max_concurrency,
             catchup=catchup,
             catchup_limit=catchup_limit,
+            owner=owner,
+            team=team,
             workbench=wb,
         )
     when = job.next_run_at.isoformat() if job.next_run_at else "on demand"
@@ -93,12 +110,15 @@ def list_(ctx: typer.Context) -> None:
 
     with workbench_of(ctx) as wb:
         rows = jobs.list_jobs(workbench=wb)
+        owners = jobs.owner_names(rows, workbench=wb)
     table = Table(title="Jobs")
-    for column in ("name", "notebook", "schedule", "time zone", "state", "next run (UTC)"):
+    columns = ("name", "owner", "notebook", "schedule", "time zone", "state", "next run (UTC)")
+    for column in columns:
         table.add_column(column)
     for job in rows:
         table.add_row(
             escape(job.name),
+            escape(owners.get(job.owner_id, "-") if job.owner_id else "-"),
             escape(job.notebook),
             escape(job.schedule or "on demand"),
             job.timezone,
@@ -109,14 +129,16 @@ def list_(ctx: typer.Context) -> None:
 
 
 @app.command("show")
-def show(ctx: typer.Context, name: str) -> None:
+def show(ctx: typer.Context, name: str, team: TeamOption = None) -> None:
     """Show one job's full definition."""
     from workbench.scheduler import api as jobs
 
     with workbench_of(ctx) as wb:
-        job = jobs.get(name, workbench=wb)
+        job = jobs.get(name, team=team, workbench=wb)
+        owners = jobs.owner_names([job], workbench=wb)
     fields = {
         "name": job.name,
+        "owner": owners.get(job.owner_id, "-") if job.owner_id else "-",
         "notebook": job.notebook,
         "schedule": job.schedule or "on demand",
         "timezone": job.timezone,
@@ -139,40 +161,55 @@ def show(ctx: typer.Context, name: str) -> None:
 
 
 @app.command("pause")
-def pause(ctx: typer.Context, name: str) -> None:
+def pause(ctx: typer.Context, name: str, team: TeamOption = None) -> None:
     """Stop scheduling the job (runs already queued still run)."""
     from workbench.scheduler import api as jobs
 
     with workbench_of(ctx) as wb:
-        jobs.pause(name, workbench=wb)
+        jobs.pause(name, team=team, workbench=wb)
     console.print(f"job {escape(name)} paused")
 
 
 @app.command("resume")
-def resume(ctx: typer.Context, name: str) -> None:
+def resume(ctx: typer.Context, name: str, team: TeamOption = None) -> None:
     """Schedule the job again from now on (slots missed while paused are not caught up)."""
     from workbench.scheduler import api as jobs
 
     with workbench_of(ctx) as wb:
-        job = jobs.resume(name, workbench=wb)
+        job = jobs.resume(name, team=team, workbench=wb)
     console.print(f"job {escape(name)} resumed; next run: {job.next_run_at}")
 
 
 @app.command("trigger")
-def trigger(ctx: typer.Context, name: str) -> None:
+def trigger(ctx: typer.Context, name: str, team: TeamOption = None) -> None:
     """Queue a run of the job now."""
     from workbench.scheduler import api as jobs
 
     with workbench_of(ctx) as wb:
-        run_id = jobs.trigger(name, workbench=wb)
+        run_id = jobs.trigger(name, team=team, workbench=wb)
     console.print(f"queued run {run_id}")
 
 
 @app.command("delete")
-def delete(ctx: typer.Context, name: str) -> None:
+def delete(ctx: typer.Context, name: str, team: TeamOption = None) -> None:
     """Delete the job; its past runs are kept."""
     from workbench.scheduler import api as jobs
 
     with workbench_of(ctx) as wb:
-        jobs.delete(name, workbench=wb)
+        jobs.delete(name, team=team, workbench=wb)
     console.print(f"job {escape(name)} deleted")
+
+
+@app.command("transfer")
+def transfer(
+    ctx: typer.Context,
+    name: str,
+    owner: Annotated[str, typer.Option(help="The user (USERNAME) the job belongs to from now.")],
+    team: TeamOption = None,
+) -> None:
+    """Give the job to another owner: an admin act (the service, or an admin's own login)."""
+    from workbench.scheduler import api as jobs
+
+    with workbench_of(ctx) as wb:
+        jobs.transfer(name, owner, team=team, workbench=wb)
+    console.print(f"job {escape(name)} now belongs to {escape(owner)}")

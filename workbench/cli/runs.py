@@ -78,16 +78,28 @@ def run_command(
     storage: Annotated[
         str | None, typer.Option(help="Folder or fsspec URL for the outputs (default: home).")
     ] = None,
+    owner: Annotated[
+        str | None,
+        typer.Option(
+            "--as", help="The service in team mode: the user (USERNAME) the run belongs to."
+        ),
+    ] = None,
+    team: Annotated[
+        str | None, typer.Option(help="The run's team, when its owner has several.")
+    ] = None,
 ) -> None:
     """Run NOTEBOOK now: `workbench run NB -p NAME VALUE ...` (values coerced by type).
 
     With `workbench runs serve` running for this database, the run goes to its warm kernels.
+    In team mode a run belongs to a user: your own login's runs are yours (`--team` picks the
+    team when you have several); the service names the user with `--as USERNAME`.
     """
     settings = _settings(ctx)
     parameters = _pairs(list(ctx.args))
-    outcome = _run_on_warm_worker(settings, notebook, parameters, timeout, cell_timeout, storage)
+    options = (timeout, cell_timeout, storage, owner, team)
+    outcome = _run_on_warm_worker(settings, notebook, parameters, *options)
     if outcome is None:
-        outcome = _run_here(ctx, notebook, parameters, timeout, cell_timeout, storage)
+        outcome = _run_here(ctx, notebook, parameters, *options)
     _print_outcome(outcome)
     if outcome["status"] != "succeeded":
         raise typer.Exit(1)
@@ -111,6 +123,8 @@ def _run_on_warm_worker(
     timeout: int | None,
     cell_timeout: int | None,
     storage: str | None,
+    owner: str | None,
+    team: str | None,
 ) -> dict[str, Any] | None:
     from workbench.runs.notebook import locate_notebook
     from workbench.runs.serve import request_run
@@ -118,6 +132,7 @@ def _run_on_warm_worker(
     request = {
         "notebook": locate_notebook(notebook, settings), "parameters": parameters,
         "timeout": timeout, "cell_timeout": cell_timeout, "storage": storage,
+        "owner": owner, "team": team,
     }  # fmt: skip
     with _progress_bar(notebook) as advance:
         reply = request_run(settings, request, advance)
@@ -140,16 +155,17 @@ def _run_here(
     timeout: int | None,
     cell_timeout: int | None,
     storage: str | None,
+    owner: str | None,
+    team: str | None,
 ) -> dict[str, Any]:
     from workbench.runs.kernels import KernelPool, kernel_env
 
-    settings = _settings(ctx)
     # The kernel boots while the database and the notebook are read.
     kernels = KernelPool(1, env=kernel_env(), replenish=False, warmup=False)
     try:
         with _workbench(ctx) as wb:
             run = _run_with_progress(
-                wb, kernels, notebook, parameters, timeout, cell_timeout, storage
+                wb, kernels, notebook, parameters, timeout, cell_timeout, storage, owner, team
             )
     finally:
         kernels.close()
@@ -166,6 +182,8 @@ def _run_with_progress(
     timeout: int | None,
     cell_timeout: int | None,
     storage: str | None,
+    owner: str | None = None,
+    team: str | None = None,
 ) -> Run:
     from workbench.runs.api import notebook_params, queue_run
     from workbench.runs.execute import execute_run
@@ -175,8 +193,9 @@ def _run_with_progress(
     path = locate_notebook(notebook, wb.settings)
     values = notebook_params(path).parse_text(parameters) if parameters else {}
     run_id = queue_run(
-        path, values, timeout=timeout, storage=storage, triggered_by="cli", workbench=wb
-    )
+        path, values, timeout=timeout, storage=storage, triggered_by="cli", owner=owner,
+        team=team, workbench=wb,
+    )  # fmt: skip
     with _progress_bar(notebook) as advance:
         return execute_run(
             run_id, workbench=wb, kernels=kernels, cell_timeout=cell_timeout,
