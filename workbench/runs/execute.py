@@ -11,9 +11,11 @@ kernel when the run is cancelled or passes its timeout. The same function serves
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
@@ -29,23 +31,47 @@ from workbench.core.errors import WorkbenchError
 from workbench.db.models import RunStatus
 from workbench.db.types import utcnow
 from workbench.runs import records, storage
-from workbench.runs.kernels import KernelPool, WarmKernel, bind_code, kernel_env, run_env
+from workbench.runs.errors import RunRefusedError
+from workbench.runs.kernels import KernelPool, WarmKernel, bind_code, kernel_env
 from workbench.runs.notebook import INJECTED_TAG, inject_parameters, load_notebook, notebook_schema
 from workbench.runs.params import ParameterSchema
 from workbench.runs.records import Run
-from workbench.runs.results import RUN_ID_ENV
+from workbench.runs.results import RUN_ID_ENV, RUN_TOKEN_ENV
 
 if TYPE_CHECKING:
     from nbformat import NotebookNode
 
     from workbench.app import Workbench
 
-__all__ = ["MAX_CELL_OUTPUT_CHARS", "announce", "execute_run", "prepare_notebook"]
+__all__ = [
+    "MAX_CELL_OUTPUT_CHARS",
+    "Identity",
+    "announce",
+    "execute_run",
+    "prepare_notebook",
+    "run_identity",
+    "token_hash",
+]
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 0.25
 MAX_CELL_OUTPUT_CHARS = 1_000_000
 ProgressCallback = Callable[[Run | None, int, int], None]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a run's kernel receives at bind time, and nothing else of the service's.
+
+    ``env``: its owner's database login (team mode) or the embedded database, the run's id
+    and its token for ``wb.record``; ``secrets``: the values of the secrets its parameters
+    reference, handed out of band; ``hidden``: every value the run's outputs, record and
+    logs must not show (the secrets, the owner's password, the token).
+    """
+
+    env: dict[str, str]
+    secrets: dict[str, str]
+    hidden: tuple[str, ...]
 
 
 @dataclass
@@ -123,9 +149,10 @@ def prepare_notebook(wb: Workbench, run: Run) -> dict[str, Any]:
     nb = load_notebook(run.notebook)
     values = notebook_schema(nb).validate(run.parameters)
     nb = inject_parameters(nb, values)
+    location = storage.run_location(wb.settings, run.id)
     nb.setdefault("metadata", {})["papermill"] = {
         "input_path": run.notebook,
-        "output_path": f"{run.output_uri}/{storage.NOTEBOOK_NAME}",
+        "output_path": f"{location}/{storage.NOTEBOOK_NAME}",
         "parameters": ParameterSchema.to_json(values),  # secrets are references only
         "run_id": str(run.id),
     }
@@ -148,11 +175,13 @@ async def _execute(
     pool: KernelPool,
     nb: dict[str, Any],
     run: Run,
-    env: dict[str, str],
+    identity: Identity,
     state: _State,
     cell_timeout: int | None,
 ) -> None:
     from nbformat import from_dict
+
+    from workbench.runs.secrets import hand_over_code
 
     state.loop = asyncio.get_running_loop()
     state.stop = asyncio.Event()
@@ -164,7 +193,8 @@ async def _execute(
     keep_kernel_for_later = False
     try:
         folder = os.path.dirname(os.path.abspath(run.notebook))
-        await kernel.run_silently(bind_code({**env, RUN_ID_ENV: str(run.id)}, folder))
+        handed = hand_over_code(identity.secrets) if identity.secrets else ""
+        await kernel.run_silently(bind_code(identity.env, folder, handed))
         client = _Client(
             from_dict(nb),  # type: ignore[no-untyped-call]
             state,
@@ -245,8 +275,10 @@ def _cold_pool(wb: Workbench) -> KernelPool:
     with _cold_lock:
         pool = _cold_pools.get(wb.database_url)
         if pool is None:
+            from workbench.runs.sandbox import kernel_user
+
             pool = _cold_pools[wb.database_url] = KernelPool(
-                0, env=kernel_env(wb.settings, wb.database_url)
+                0, env=kernel_env(), kernel_user=kernel_user(wb.settings)
             )
         return pool
 
@@ -265,11 +297,26 @@ def execute_run(
     wb = resolve(workbench)
     rid = records.parse_run_id(run_id)
     lease = wb.settings.run_lease_seconds  # the reaper retries or fails a run silent this long
-    attempt = records.claim_run(wb, rid, worker=_worker_name(), lease_seconds=lease)
+    token = secrets.token_urlsafe(32)
+    attempt = records.claim_run(
+        wb, rid, worker=_worker_name(), lease_seconds=lease, run_token_hash=token_hash(token)
+    )
     run = records.get_run(wb, rid)
     if attempt is None:
         return run
     announce(wb, run)
+    try:
+        identity = run_identity(wb, run, token)
+    except RunRefusedError as exc:
+        return _conclude(
+            wb, run, attempt, RunStatus.REFUSED, retry=False,
+            error_name="RunRefused", error_message=str(exc),
+        )  # fmt: skip
+    except WorkbenchError as exc:  # a secret that is gone, a login that cannot be made
+        return _conclude(
+            wb, run, attempt, RunStatus.FAILED, retry=False,
+            error_name=type(exc).__name__, error_message=str(exc),
+        )  # fmt: skip
     try:
         nb = prepare_notebook(wb, run)
     except WorkbenchError as exc:
@@ -280,10 +327,67 @@ def execute_run(
         )  # fmt: skip
     state = _State(total=sum(1 for c in nb["cells"] if c.get("cell_type") == "code"))
     pool = kernels or _cold_pool(wb)
-    env = run_env(wb.settings, wb.database_url)
-    future = pool.submit(_execute(pool, nb, run, env, state, cell_timeout))
+    future = pool.submit(_execute(pool, nb, run, identity, state, cell_timeout))
     _watch(wb, run, attempt, state, future, on_progress)
-    return _finish(wb, run, attempt, state)
+    return _finish(wb, run, attempt, state, identity)
+
+
+def token_hash(token: str) -> str:
+    """How the run's row keeps its kernel's token: the hex SHA-256 the database compares."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def run_identity(wb: Workbench, run: Run, token: str) -> Identity:
+    """The identity ``run``'s kernel gets: its owner's own login, never the service's.
+
+    On the embedded database (one user) the kernel gets that database and home. In team mode
+    it gets the owner's login; a run without an owner runs with the service's rights only when
+    the service queued it for one of Workbench's own notebooks (:mod:`.trust`); anything
+    else, or an owner who is disabled, is refused (:class:`RunRefusedError`).
+    """
+    from workbench.db.identity_connect import user_database_url
+    from workbench.runs.secrets import values_for_run
+    from workbench.runs.trust import is_workbench_notebook
+
+    env = {RUN_ID_ENV: str(run.id), RUN_TOKEN_ENV: token}
+    hidden = [token]
+    if wb.engine.dialect.name != "postgresql":
+        env |= {
+            "WORKBENCH_HOME": str(wb.settings.home_path),
+            "WORKBENCH_DATABASE_URL": wb.database_url,
+        }
+    else:
+        owner = records.run_owner(wb, run)
+        if owner is None:
+            if run.created_by is not None or not is_workbench_notebook(run.notebook):
+                raise RunRefusedError(
+                    f"Run {run.id} has no owner: in team mode every run belongs to an active "
+                    "user. Queue it from the user's own login, or as an admin with `--as USER`."
+                )
+            env |= _service_env(wb)
+        elif not owner.is_active:
+            raise RunRefusedError(
+                f"The run's owner {owner.username!r} is disabled, so it was not run. An admin "
+                "can enable the account, or move the job to another owner with "
+                "`workbench jobs transfer JOB --owner USER`."
+            )
+        else:
+            url = user_database_url(wb.settings, owner, wb.database_url)
+            env["WORKBENCH_DATABASE_URL"] = url.render_as_string(hide_password=False)
+            if url.password:
+                hidden.append(str(url.password))
+    values = values_for_run(wb, run.parameters, team_id=run.team_id)
+    hidden.extend(values.values())
+    return Identity(env, values, tuple(hidden))
+
+
+def _service_env(wb: Workbench) -> dict[str, str]:
+    """The service's own rights, for Workbench's own notebooks only (see :mod:`.trust`)."""
+    env = {"WORKBENCH_HOME": str(wb.settings.home_path), "WORKBENCH_DATABASE_URL": wb.database_url}
+    key, _source = wb.settings.effective_secret_key()
+    if key:
+        env["WORKBENCH_SECRET_KEY"] = key
+    return env
 
 
 def _watch(
@@ -325,8 +429,8 @@ def _watch(
                 on_progress(None, state.cell, state.total)
 
 
-def _finish(wb: Workbench, run: Run, attempt: int, state: _State) -> Run:
-    outcome = dict(state.outcome)
+def _finish(wb: Workbench, run: Run, attempt: int, state: _State, identity: Identity) -> Run:
+    outcome = _redacted(dict(state.outcome), identity.hidden)
     cell = _original_cell(state.nb, state.cell_index)
     if state.stop_reason == RunStatus.TIMED_OUT:
         outcome = {
@@ -339,10 +443,12 @@ def _finish(wb: Workbench, run: Run, attempt: int, state: _State) -> Run:
     elif state.stop_reason == RunStatus.CANCELLED:
         outcome = {"status": RunStatus.CANCELLED}
     status = outcome.pop("status", RunStatus.SUCCEEDED)
-    extra: dict[str, Any] = {}
+    location = storage.run_location(wb.settings, run.id)
+    extra: dict[str, Any] = {"output_uri": location}
     if state.nb is not None:
+        _redacted(state.nb, identity.hidden)
         try:
-            _store_outputs(run, state.nb, status, outcome)
+            _store_outputs(location, state.nb, status, outcome)
         except WorkbenchError as exc:
             if status == RunStatus.SUCCEEDED:
                 status = RunStatus.FAILED
@@ -394,7 +500,29 @@ def announce(wb: Workbench, run: Run) -> None:
         log.exception("notifying about run %s failed", run.id)
 
 
-def _store_outputs(run: Run, nb: NotebookNode, status: RunStatus, outcome: dict[str, Any]) -> None:
+def _redacted(value: Any, hidden: tuple[str, ...]) -> Any:
+    """``value`` (a notebook, an outcome) with every hidden value in its texts replaced by
+    ``***``, in place: what a cell printed or raised never keeps a secret the run was handed."""
+    from workbench.ops.logging import Redactor
+
+    redactor = Redactor(list(hidden))
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, str):
+            return redactor.redact(node)
+        if isinstance(node, dict):
+            for key in list(node):
+                node[key] = walk(node[key])
+        elif isinstance(node, list):
+            node[:] = [walk(item) for item in node]
+        return node
+
+    return walk(value)
+
+
+def _store_outputs(
+    location: str, nb: NotebookNode, status: RunStatus, outcome: dict[str, Any]
+) -> None:
     import nbformat
 
     from workbench.runs.html import render_html
@@ -403,6 +531,5 @@ def _store_outputs(run: Run, nb: NotebookNode, status: RunStatus, outcome: dict[
     meta["end_time"] = utcnow().isoformat()
     meta["status"] = status.value
     meta["exception"] = bool(outcome.get("error_name"))
-    location = run.output_uri or ""
     storage.write_output(location, storage.NOTEBOOK_NAME, nbformat.writes(nb).encode("utf-8"))  # type: ignore[no-untyped-call]
     storage.write_output(location, storage.HTML_NAME, render_html(nb))

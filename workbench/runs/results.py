@@ -18,7 +18,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from workbench.core.errors import WorkbenchError
 from workbench.db.models import Job, RunResult, RunStatus
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RUN_ID_ENV",
+    "RUN_TOKEN_ENV",
     "RecordedRun",
     "latest_result",
     "latest_scheduled_results",
@@ -41,6 +43,9 @@ __all__ = [
 
 #: Tells a run's kernel which run it is (set by runs.execute), so wb.record files results there.
 RUN_ID_ENV = "WORKBENCH_RUN_ID"
+#: The run's token: the database lets a login write results only for its own running run
+#: whose row keeps this token's hash (``runs.run_token_hash``, set by the executor).
+RUN_TOKEN_ENV = "WORKBENCH_RUN_TOKEN"  # noqa: S105 (a variable name, not a secret)
 PARQUET = "application/vnd.apache.parquet"
 PNG = "image/png"
 PLOTLY = "application/vnd.plotly.v1+json"
@@ -115,7 +120,31 @@ def record(name: str, value: Any, *, workbench: Workbench | None = None) -> Any:
 
     wb = resolve(workbench)
     rid = uuid.UUID(run_id)
+    try:
+        _store(wb, rid, name, kind, payload_json, payload, content_type)
+    except SQLAlchemyError:
+        raise ResultError(
+            f"Result {name!r} was not recorded: results can be recorded only by a run, from "
+            "its own kernel, while it is running."
+        ) from None
+    return value
+
+
+def _store(
+    wb: Workbench,
+    rid: uuid.UUID,
+    name: str,
+    kind: str,
+    payload_json: dict[str, Any] | None,
+    payload: bytes | None,
+    content_type: str | None,
+) -> None:
     with wb.session() as session, session.begin():
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(
+                text("SELECT set_config('workbench.run_token', :token, true)"),
+                {"token": os.environ.get(RUN_TOKEN_ENV, "")},
+            )
         session.execute(delete(RunResult).where(RunResult.run_id == rid, RunResult.name == name))
         session.add(
             RunResult(
@@ -127,7 +156,6 @@ def record(name: str, value: Any, *, workbench: Workbench | None = None) -> Any:
                 content_type=content_type,
             )
         )
-    return value
 
 
 def results(run_id: str | uuid.UUID, *, workbench: Workbench | None = None) -> dict[str, Any]:
