@@ -22,6 +22,7 @@ from workbench.cli import jobs as jobs_commands
 from workbench.cli import plugins as plugins_commands
 from workbench.cli import runs as runs_commands
 from workbench.cli import scheduler as scheduler_commands
+from workbench.cli import secrets as secrets_commands
 from workbench.cli import teams as teams_commands
 from workbench.cli import users as users_commands
 from workbench.cli.common import console, err_console, settings_of
@@ -49,7 +50,7 @@ app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_o
 )
 app.add_typer(runs_commands.runs_app, name="runs")
 app.add_typer(runs_commands.notebooks_app, name="notebooks")
-app.add_typer(runs_commands.secrets_app, name="secrets")
+app.add_typer(secrets_commands.app, name="secrets")
 app.add_typer(plugins_commands.app, name="plugins")
 app.add_typer(dashboards_commands.app, name="dashboards")
 app.command("ingest")(ingest_commands.ingest_command)

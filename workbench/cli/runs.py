@@ -1,4 +1,4 @@
-"""`workbench run`, `workbench runs ...`, `workbench notebooks ...`, `workbench secrets ...`.
+"""`workbench run`, `workbench runs ...` and `workbench notebooks ...`.
 
 `run` starts its kernel before anything else, so the kernel boots while the database and
 the notebook are read; papermill is never imported.
@@ -7,7 +7,6 @@ the notebook are read; papermill is never imported.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,11 +28,10 @@ if TYPE_CHECKING:
     from workbench.app import Workbench
     from workbench.runs.records import Run
 
-__all__ = ["notebooks_app", "run_command", "runs_app", "secrets_app"]
+__all__ = ["notebooks_app", "run_command", "runs_app"]
 
 runs_app = typer.Typer(help="List, inspect and cancel notebook runs.", no_args_is_help=True)
 notebooks_app = typer.Typer(help="List and inspect parameterised notebooks.", no_args_is_help=True)
-secrets_app = typer.Typer(help="Secrets notebooks use as `secret:NAME`.", no_args_is_help=True)
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -412,54 +410,3 @@ def notebooks_list(
         count = "unreadable" if n.parameters is None else str(n.parameters)
         table.add_row(escape(str(n.folder)), escape(n.name), count)
     console.print(table)
-
-
-@secrets_app.command("set")
-def secrets_set(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The secret's name, used as `secret:NAME`.")],
-    value_file: Annotated[
-        Path | None,
-        typer.Option(help="Read the value from this file (else stdin or a hidden prompt).",
-                     exists=True, dir_okay=False, readable=True),
-    ] = None,
-) -> None:  # fmt: skip
-    """Store a secret (the value is never printed)."""
-    from workbench.runs.params import SECRET_NAME
-    from workbench.runs.secrets import set_secret
-
-    if not SECRET_NAME.match(name):
-        raise UsageError("A secret name is letters, digits, '_', '.' or '-' (at most 200).")
-    if value_file is not None:
-        value = value_file.read_text(encoding="utf-8").strip()
-    elif not sys.stdin.isatty():
-        value = sys.stdin.read().strip()
-    else:
-        value = typer.prompt("Value", hide_input=True)
-    if not value:
-        raise UsageError("The secret's value is empty; nothing stored.")
-    with _workbench(ctx) as wb:
-        set_secret(wb, name, value)
-    console.print(f"secret {escape(name)} stored")
-
-
-@secrets_app.command("list")
-def secrets_list(ctx: typer.Context) -> None:
-    """The names of the stored secrets."""
-    from workbench.runs.secrets import list_secrets
-
-    with _workbench(ctx) as wb:
-        for name in list_secrets(wb):
-            console.print(escape(name), highlight=False)
-
-
-@secrets_app.command("delete")
-def secrets_delete(
-    ctx: typer.Context, name: Annotated[str, typer.Argument(help="The secret's name.")]
-) -> None:
-    """Remove a stored secret."""
-    from workbench.runs.secrets import delete_secret
-
-    with _workbench(ctx) as wb:
-        delete_secret(wb, name)
-    console.print(f"secret {escape(name)} deleted")

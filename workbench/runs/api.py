@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench.app import resolve
-from workbench.runs.errors import ParameterError, SecretNotFoundError
+from workbench.runs.errors import ParameterError
 from workbench.runs.notebook import load_notebook, locate_notebook, notebook_schema
-from workbench.runs.params import SECRET_PREFIX, ParameterSchema, is_secret_reference
+from workbench.runs.params import ParameterSchema
 from workbench.runs.records import Run, cancel_run, create_run, get_run, list_runs
 from workbench.runs.results import latest_result, record, results
 
@@ -63,20 +63,15 @@ def queue_run(
     ``team`` (needed when they have several); the service names the ``owner`` (a username)
     and, when the owner has several teams, the ``team``.
     """
-    from workbench.runs.secrets import secret_exists
+    from workbench.runs.secrets import check_references, referenced_names, team_for_new_run
     from workbench.runs.storage import default_base
 
     wb = resolve(workbench)
     path = locate_notebook(notebook, wb.settings)
     values = notebook_params(path).validate(dict(parameters or {}))
-    for name, value in values.items():
-        refs = value if isinstance(value, list) else [value]
-        for ref in refs:
-            if is_secret_reference(ref) and not secret_exists(wb, ref[len(SECRET_PREFIX) :]):
-                raise SecretNotFoundError(
-                    f"Parameter {name!r} refers to secret {ref[len(SECRET_PREFIX) :]!r}, which "
-                    "is not stored; add it with `workbench secrets set NAME`."
-                )
+    if referenced_names(values):  # each must be a secret the run's team may use
+        team_id = team_for_new_run(wb, path, owner=owner, team=team)
+        check_references(wb, values, team_id=team_id)
     if timeout is not None and timeout <= 0:
         raise ParameterError("The run timeout must be a positive number of seconds.")
     return create_run(

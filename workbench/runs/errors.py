@@ -11,6 +11,7 @@ __all__ = [
     "RunNotFoundError",
     "RunRefusedError",
     "RunStateError",
+    "SecretError",
     "SecretNotFoundError",
 ]
 
@@ -29,6 +30,10 @@ class NotebookError(WorkbenchError):
 
 class SecretNotFoundError(WorkbenchError):
     """A `secret:NAME` parameter names no stored secret; add it with `workbench secrets set`."""
+
+
+class SecretError(WorkbenchError):
+    """A secret cannot be stored or handed over as asked (a bad name, no such team, no key)."""
 
 
 class RunNotFoundError(WorkbenchError):

@@ -6,7 +6,9 @@ plugins'), so ``workbench run flights_kpis`` finds ``./notebooks/flights_kpis.ip
 
 Values are written only as Python literals (``repr`` of validated ``str``/``int``/``float``/
 ``bool``/``None`` and lists of them), dates through ``fromisoformat`` of such a literal, and
-secrets as a call to :func:`workbench.runs.secrets.resolve` with the secret's *name*. The
+secrets as a call to :func:`workbench.runs.secrets.resolve` with the secret's *name*: the cell
+and the notebook's metadata show only the reference, and ``resolve`` returns the value the
+service handed the kernel before the notebook (never decrypting anything itself). The
 rendered cell is parsed again and checked against exactly those shapes before it is used.
 """
 
