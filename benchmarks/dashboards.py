@@ -42,7 +42,7 @@ from tests import services  # noqa: E402
 from tests.e2e.world import DASHBOARDS, World, build_world, drop_roles, free_port  # noqa: E402
 from workbench.app import Workbench  # noqa: E402
 from workbench.core.config import Settings, load_settings  # noqa: E402
-from workbench.dashboards.tokens import VIEWER_HEADER, Claim, sign_viewer  # noqa: E402
+from workbench.dashboards.tokens import VIEWER_HEADER, identity_of  # noqa: E402
 from workbench.db import migrate  # noqa: E402
 from workbench.db.engine import create_workbench_engine  # noqa: E402
 from workbench.db.models import User  # noqa: E402
@@ -113,14 +113,14 @@ def _is_kernel(command: str) -> bool:
 
 
 class PlainVoila(Target):
-    """Voila as shipped; the benchmark hands it the viewer token a login would give."""
+    """Voila as shipped; the benchmark hands it the viewer identity a login would give."""
 
-    def __init__(self, *args: object, settings: Settings, claims: dict[str, Claim]) -> None:
+    def __init__(self, *args: object, identities: dict[str, str]) -> None:
         super().__init__(*args)  # type: ignore[arg-type]
-        self.settings, self.claims = settings, claims
+        self.identities = identities
 
     def headers(self, viewer: str) -> dict[str, str]:
-        return {VIEWER_HEADER: sign_viewer(self.settings, self.claims[viewer])}
+        return {VIEWER_HEADER: self.identities[viewer]}
 
 
 def wait_for(url: str, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
@@ -308,11 +308,13 @@ def main() -> None:
         left_ours = ours.stop()
 
         # -- plain Voila ----------------------------------------------------------------
-        settings = load_settings(secret_key=world.env["WORKBENCH_SECRET_KEY"])
+        settings = load_settings(
+            secret_key=world.env["WORKBENCH_SECRET_KEY"], redis_url=services.REDIS_URL
+        )
         bench = Workbench(settings, url)
         with bench.session() as session:
-            claims = {
-                team: Claim(str(u.id), u.username)
+            identities = {
+                team: identity_of(bench, u).dump()
                 for team in ("a", "b")
                 for u in session.scalars(
                     select(User).where(User.username == world.viewers[team][0])
@@ -335,8 +337,7 @@ def main() -> None:
             process,
             f"http://127.0.0.1:{port}/",
             "",
-            settings=settings,
-            claims=claims,
+            identities=identities,
         )
         started_targets.append(plain)
         wait_for_port(port, process)  # its "/" renders the notebook: do not ask it that

@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import psutil
 from jupyter_server.auth.decorator import allow_unauthenticated
@@ -53,6 +53,8 @@ from workbench.db.models import Role
 from workbench.ops import metrics
 from workbench.ops.probes import Readiness, service_readiness
 from workbench.ops.tracking import init_tracking
+from workbench.runs import sandbox
+from workbench.runs.sandbox import KernelUser
 
 __all__ = ["ServeOptions", "SpareKernelManager", "WorkbenchVoila", "build_app", "serve"]
 
@@ -77,14 +79,47 @@ class ServeOptions:
 
 class SpareKernelManager(ServerKernelManager):
     """Starts a kernel in the server's spare process when there is one (see :mod:`.spare`),
-    and then the next spare, so every kernel finds its imports done when it starts."""
+    and then the next spare, so every kernel finds its imports done when it starts.
+
+    Every kernel starts with :func:`.spare.kernel_environment` only. With a kernel user
+    (:data:`kernel_user`, from WORKBENCH_KERNEL_USER) it runs as that user in a folder of its
+    own (:func:`workbench.runs.sandbox.kernel_folder`: its HOME, working folder, connection
+    file and IPC sockets; the spare's folder when it becomes the kernel), removed with it.
+    """
+
+    #: The OS user dashboard kernels run as (set by :func:`build_app`); ``None``: the server's.
+    kernel_user: ClassVar[KernelUser | None] = None
+
+    _folder: Path | None = None
+    _reserved: spare.Spare | None = None
+
+    async def _async_pre_start_kernel(self, **kw: Any) -> tuple[list[str], dict[str, Any]]:
+        self._reserved = spare.reserve()
+        user = self.kernel_user
+        if user is not None:
+            reserved = self._reserved
+            folder = reserved.folder if reserved is not None and reserved.folder else None
+            self._folder = folder or sandbox.kernel_folder(user)
+            self.connection_file = str(self._folder / "kernel.json")
+            self.ip = str(self._folder / "kernel")
+            kw["cwd"] = str(self._folder)  # the dashboards folder may be closed to the user
+        cmd, launch = await super()._async_pre_start_kernel(**kw)
+        if user is not None:
+            os.chown(self.connection_file, user.uid, user.gid)  # written 0600 by the server
+            launch.update(sandbox.popen_options(user))
+        return cmd, launch
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
         # Nothing of the server's environment reaches a kernel but the allow-listed part.
         kw["env"] = spare.kernel_environment(kw.get("env") or os.environ)
-        waiting = spare.take(kernel_cmd)
+        if self._folder is not None:
+            kw["env"].update(sandbox.user_env(self.kernel_user, self._folder))
+        reserved, self._reserved = self._reserved, None
+        waiting = spare.take(kernel_cmd, reserved)
         provisioner: Any = self.provisioner
         if waiting is None or not hasattr(provisioner, "process"):
+            if waiting is not None:
+                waiting.close()
             await super()._async_launch_kernel(kernel_cmd, **kw)
             return
         waiting.hand_over(kernel_cmd, kw.get("env") or {}, kw.get("cwd"))
@@ -93,8 +128,13 @@ class SpareKernelManager(ServerKernelManager):
         provisioner.pgid = os.getpgid(waiting.process.pid)
         provisioner.cwd = kw.get("cwd") or os.getcwd()
         self._reconcile_connection_info(provisioner.connection_info)
-        spare.start()  # the next kernel's imports start now, in the background
+        spare.start(self.kernel_user)  # the next kernel's imports start now, in the background
         log.info("Kernel %s runs in a spare process that had its imports done.", self.kernel_id)
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart=restart)
+        if not restart:
+            sandbox.remove_folder(self._folder)
 
 
 class OrderlyKernelManager(AsyncMappingKernelManager):
@@ -328,6 +368,7 @@ def build_app(workbench: Workbench, options: ServeOptions) -> WorkbenchVoila:
     config.MappingKernelManager.cull_idle_timeout = CULL_IDLE_SECONDS
     config.MappingKernelManager.cull_interval = 60
     config.MappingKernelManager.cull_connected = False
+    SpareKernelManager.kernel_user = sandbox.kernel_user(workbench.settings)
     app = WorkbenchVoila(config=config)
     app.workbench = workbench
     app.readiness = service_readiness(workbench.settings)
@@ -338,5 +379,6 @@ def build_app(workbench: Workbench, options: ServeOptions) -> WorkbenchVoila:
 def serve(workbench: Workbench, options: ServeOptions) -> None:
     """Serve the dashboards until SIGINT or SIGTERM."""
     init_tracking(workbench.settings, service="dashboards")  # with WORKBENCH_SENTRY_DSN only
+    sandbox.require_boundary(workbench.settings, "dashboards server")
     app = build_app(workbench, options)
     app.start()

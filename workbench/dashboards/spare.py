@@ -22,9 +22,13 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from typing import IO
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
-__all__ = ["PRELOADED", "Spare", "kernel_environment", "start", "take"]
+if TYPE_CHECKING:
+    from workbench.runs.sandbox import KernelUser
+
+__all__ = ["PRELOADED", "Spare", "kernel_environment", "reserve", "start", "take"]
 
 #: What a dashboard's kernel imports in any case, in the order a dashboard imports it.
 PRELOADED = (
@@ -74,8 +78,11 @@ def kernel_environment(env: Mapping[str, str], home: str | None = None) -> dict[
 class Spare:
     """The server's handle on a spare kernel process."""
 
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], folder: Path | None = None) -> None:
         self.process = process
+        self.folder = folder
+        """With a kernel user: the spare's own folder (its HOME and working folder), which
+        becomes the kernel's folder (connection file and sockets) at the handover."""
 
     def fits(self, command: Sequence[str]) -> bool:
         """Whether this spare can become a kernel started with ``command``."""
@@ -98,33 +105,59 @@ class Spare:
         stdin.flush()
 
     def close(self) -> None:
-        """Let an unused spare exit."""
+        """Let an unused spare exit (and remove its folder)."""
         if self.process.stdin is not None:
             self.process.stdin.close()
+        if self.folder is not None:
+            from workbench.runs.sandbox import remove_folder
+
+            remove_folder(self.folder)  # it exits on its own; its folder may go first
 
 
 _spare: Spare | None = None
 
 
-def start() -> Spare:
-    """Start the spare (its imports run while the caller goes on)."""
+_UNSET: object = object()
+
+
+def start(user: KernelUser | object | None = _UNSET) -> Spare:
+    """Start the spare (its imports run while the caller goes on), as ``user`` with a folder
+    of its own when kernels run as a kernel user (default: WORKBENCH_KERNEL_USER's)."""
+    from workbench.runs import sandbox
+
     global _spare
+    if user is _UNSET:
+        from workbench.core.config import load_settings
+
+        user = sandbox.kernel_user(load_settings())
+    owner = user if isinstance(user, sandbox.KernelUser) else None
+    folder = sandbox.kernel_folder(owner) if owner is not None else None
+    env = kernel_environment(os.environ)
+    if folder is not None:
+        env.update(sandbox.user_env(owner, folder))
     process = subprocess.Popen(
         [sys.executable, "-m", "workbench.dashboards.spare"],
         stdin=subprocess.PIPE,
         start_new_session=True,  # as jupyter_client starts kernels: no terminal signals
         # It becomes a kernel: nothing of the server's, not even in the environment it was
         # started with (which /proc/<pid>/environ keeps showing).
-        env=kernel_environment(os.environ),
+        env=env,
+        cwd=str(folder) if folder is not None else None,
+        **sandbox.popen_options(owner),
     )
-    _spare = Spare(process)
+    _spare = Spare(process, folder)
     return _spare
 
 
-def take(command: Sequence[str]) -> Spare | None:
-    """The waiting spare, once, if it can run ``command``."""
+def reserve() -> Spare | None:
+    """The waiting spare, once, for a kernel about to start (see :func:`take`)."""
     global _spare
     spare, _spare = _spare, None
+    return spare
+
+
+def take(command: Sequence[str], spare: Spare | None) -> Spare | None:
+    """``spare`` (as :func:`reserve` gave it) if it can run ``command``; else it is closed."""
     if spare is not None and spare.fits(command):
         return spare
     if spare is not None:
