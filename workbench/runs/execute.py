@@ -508,7 +508,7 @@ def _redacted(value: Any, hidden: tuple[str, ...]) -> Any:
     redactor = Redactor(list(hidden))
 
     def walk(node: Any) -> Any:
-        if isinstance(node, str):
+        if type(node) is str:  # texts, not the statuses (a StrEnum) beside them
             return redactor.redact(node)
         if isinstance(node, dict):
             for key in list(node):
