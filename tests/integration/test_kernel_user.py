@@ -123,7 +123,10 @@ def test_kernel_runs_as_the_kernel_user_and_cannot_read_the_service_home(
         assert (info.st_uid, info.st_gid) == (user.uid, user.gid)
         assert stat.S_IMODE(info.st_mode) & 0o777 == 0o700
         assert not kernel.folder.is_relative_to(service_home)
-        assert (kernel.folder / "kernel.json").stat().st_uid == user.uid
+        assert not (kernel.folder / "kernel.json").exists()  # read by the kernel, then gone
+        sockets = [p for p in kernel.folder.iterdir() if p.is_socket()]
+        assert len(sockets) == 5
+        assert {p.stat().st_uid for p in sockets} == {os.geteuid()}  # the service's now
     finally:
         pool.call(kernel.discard())
     assert not kernel.folder.exists()  # removed with the kernel
@@ -141,6 +144,48 @@ def test_each_kernel_has_its_own_folder(pool: KernelPool, service_home: Path) ->
         pool.call(second.discard())
     assert first.folder is not None and not first.folder.exists()
     assert second.folder is not None and not second.folder.exists()
+
+
+def test_a_kernel_cannot_reach_another_kernel_of_the_same_user(
+    pool: KernelPool, user: KernelUser
+) -> None:
+    victim = pool.call(pool.acquire())
+    attacker = pool.call(pool.acquire())
+    try:
+        assert victim.folder is not None
+        pid = victim.manager.provisioner.pid  # type: ignore[union-attr]
+        sockets = sorted(str(p) for p in victim.folder.iterdir() if p.is_socket())
+        assert sockets and not (victim.folder / "kernel.json").exists()
+        code = f"""
+import json, os, socket
+def attempt(f):
+    try:
+        f()
+        return "allowed"
+    except PermissionError:
+        return "denied"
+def connect(path):
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(path)
+print(json.dumps({{
+    "environ": attempt(lambda: open("/proc/{pid}/environ", "rb").read()),
+    "mem": attempt(lambda: open("/proc/{pid}/mem", "rb").close()),
+    "cwd": attempt(lambda: os.readlink("/proc/{pid}/cwd")),
+    "sockets": sorted({{attempt(lambda: connect(p)) for p in {sockets!r}}}),
+}}))
+"""
+        report = json.loads(_printed(pool, attacker, code))
+        assert report == {
+            "environ": "denied",
+            "mem": "denied",
+            "cwd": "denied",
+            "sockets": ["denied"],
+        }
+        # ...while the service still reaches the victim
+        assert _printed(pool, victim, "print(6 * 7)") == "42"
+    finally:
+        pool.call(victim.discard())
+        pool.call(attacker.discard())
 
 
 def test_template_process_runs_as_the_kernel_user_with_nothing_of_the_service(

@@ -42,6 +42,7 @@ from workbench.runs.sandbox import (
     kernel_folder,
     popen_options,
     remove_folder,
+    seal_process,
     user_env,
 )
 
@@ -108,6 +109,8 @@ def _kernel_child(request: dict[str, Any], control: list[int]) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         os.environ["JPY_PARENT_PID"] = str(template)
+        if request.get("seal"):  # a kernel user's kernel: sealed against its other kernels
+            seal_process()
         if request.get("cwd"):
             os.chdir(request["cwd"])
         if "numpy" in sys.modules:  # forked children would otherwise share a random state
@@ -174,6 +177,7 @@ class ForkServer:
 
     def __init__(self, env: dict[str, str], user: KernelUser | None = None) -> None:
         self._lock = threading.Lock()
+        self._seal = user is not None
         # As a kernel user, the template lives in a folder of its own (never the service's
         # working folder) and starts with nothing of the service's but the pool's env.
         self._folder: Path | None = None
@@ -218,10 +222,11 @@ class ForkServer:
 
     def fork(self, argv: list[str], env: dict[str, str], cwd: str | None) -> int:
         """Fork a kernel running ``ipykernel_launcher`` with ``argv`` (blocking, brief)."""
-        request = json.dumps({"argv": argv, "env": env, "cwd": cwd}).encode() + b"\n"
+        request = {"argv": argv, "env": env, "cwd": cwd, "seal": self._seal}
+        line = json.dumps(request).encode() + b"\n"
         with self._lock:
             try:
-                self._requests.write(request)
+                self._requests.write(line)
                 self._requests.flush()
             except OSError as exc:
                 raise ForkServerError(f"The kernel template process is gone: {exc}") from None

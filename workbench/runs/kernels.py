@@ -35,10 +35,12 @@ from workbench.ops import metrics
 from workbench.ops.tracking import scrub_environment
 from workbench.runs.errors import KernelError
 from workbench.runs.sandbox import (
+    SEAL_CODE,
     KernelUser,
     kernel_folder,
     popen_options,
     remove_folder,
+    seal_folder,
     user_env,
 )
 
@@ -273,8 +275,20 @@ class KernelPool:
                 await manager.shutdown_kernel(now=True)
             raise KernelError(f"A kernel could not be started: {exc}") from None
         kernel = WarmKernel(manager, client, started, folder)
+        setup = []
+        if folder is not None and server is None:  # a forked kernel sealed itself
+            setup.append(SEAL_CODE)  # sealed against the kernel user's other kernels
         if self.warmup and server is None:  # a forked kernel has imported it already
-            await kernel.run_silently(WARMUP)
+            setup.append(WARMUP)
+        try:
+            if folder is not None:
+                seal_folder(folder, manager.connection_file)
+            if setup:
+                await kernel.run_silently("\n".join(setup))
+        except (OSError, KernelError) as exc:
+            kernel.folder = None  # removed by _start_kernel
+            await kernel.discard()
+            raise KernelError(f"A kernel could not be set up: {exc}") from None
         metrics.kernel_started(server is not None, time.monotonic() - began)
         return kernel
 

@@ -12,10 +12,17 @@ processes as another user (``CAP_SETUID``, ``CAP_SETGID``), hands the folder ove
 the folder afterwards (``CAP_DAC_OVERRIDE``, ``CAP_FOWNER``), and signals the kernel
 (``CAP_KILL``). The kernel user needs only to run the service's Python interpreter and read
 its installed packages.
+
+Kernels of one kernel user share its uid, so each is also sealed against the others: it is
+made non-dumpable (no ptrace, its ``/proc`` entries become root's; :data:`SEAL_CODE`, or
+:func:`seal_process` in a forked kernel), and once it is ready its connection file is
+removed and its sockets are handed to the service (:func:`seal_folder`), so another kernel
+can neither read its key nor connect to it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import pwd
@@ -32,12 +39,15 @@ from workbench.runs.errors import KernelUserError
 
 __all__ = [
     "NEEDED_CAPABILITIES",
+    "SEAL_CODE",
     "KernelUser",
     "kernel_folder",
     "kernel_user",
     "popen_options",
     "remove_folder",
     "require_boundary",
+    "seal_folder",
+    "seal_process",
     "user_env",
 ]
 
@@ -53,6 +63,12 @@ NEEDED_CAPABILITIES = (
     ("CAP_SETUID", 7),
 )
 _KERNEL_UMASK = 0o077  # what a kernel creates is its own
+PR_SET_DUMPABLE = 4
+#: Silent kernel code making a started kernel non-dumpable (see :func:`seal_process`).
+SEAL_CODE = (
+    "if __import__('ctypes').CDLL(None).prctl(4, 0, 0, 0, 0) != 0:\n"
+    "    raise OSError('prctl(PR_SET_DUMPABLE) failed')"
+)
 _warned = False
 
 
@@ -161,6 +177,25 @@ def popen_options(user: KernelUser | None) -> dict[str, Any]:
         "extra_groups": os.getgrouplist(user.name, user.gid),
         "umask": _KERNEL_UMASK,
     }
+
+
+def seal_process() -> None:
+    """Make this process non-dumpable: processes of the same uid (other kernels) can no
+    longer ptrace it or read its ``/proc`` entries (environment, memory, working folder)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
+
+
+def seal_folder(folder: Path, connection_file: str) -> None:
+    """Once the kernel is ready: remove its connection file (the kernel has read it) and
+    give its IPC sockets to the service, so other kernels of the same user cannot connect."""
+    Path(connection_file).unlink(missing_ok=True)
+    uid, gid = os.geteuid(), os.getegid()
+    for entry in folder.iterdir():
+        if entry.name.startswith("kernel-") and entry.is_socket():
+            os.chown(entry, uid, gid)
+            entry.chmod(0o600)
 
 
 def user_env(user: KernelUser | None, folder: Path) -> dict[str, str]:
