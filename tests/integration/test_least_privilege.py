@@ -414,3 +414,56 @@ def test_the_run_kernel_row_is_what_a_run_holds(
     assert seen["key"] is False
     assert (seen["a"], seen["b"]) == (True, False)
     service.close()
+
+
+def _plain_notebook(folder: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print('ran')")]
+    path = folder / "plain.ipynb"
+    nbformat.write(nb, path)
+    path.chmod(0o644)
+    return path
+
+
+def test_a_scheduled_run_of_a_disabled_owner_ends_refused(
+    world: World,  # noqa: F811
+    public_folder: Path,
+) -> None:
+    from workbench.accounts.api import disable_user
+    from workbench.runs.execute import execute_run
+
+    service = Workbench(world.settings, world.url)
+    alice = world.users["alice"].username
+    jobs.register("nightly", str(_plain_notebook(public_folder)), owner=alice, workbench=service)
+    disable_user(alice, workbench=service)
+    run = execute_run(jobs.trigger("nightly", workbench=service), workbench=service)
+    assert run.status is RunStatus.REFUSED
+    assert f"owner {alice!r} is disabled" in (run.error_message or "")
+    assert "jobs transfer" in (run.error_message or "")
+    service.close()
+
+
+def test_an_unowned_row_is_refused_unless_it_is_workbenchs_own_notebook(
+    world: World,  # noqa: F811
+    public_folder: Path,
+) -> None:
+    """A queued row without an owner (only the service can write one) runs nothing in team
+    mode, unless its notebook is one the installed package ships."""
+    from workbench.runs.execute import execute_run
+
+    service = Workbench(world.settings, world.url)
+    run_id = uuid.uuid4()
+    with service.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO runs (id, notebook, parameters, status, triggered_by, queued_at,"
+                " attempt, max_attempts, progress_cell, progress_total)"
+                " VALUES (:i, :n, '{}', 'queued', 'api', now(), 0, 1, 0, 0)"
+            ),
+            {"i": run_id, "n": str(_plain_notebook(public_folder))},
+        )
+    run = execute_run(run_id, workbench=service)
+    assert run.status is RunStatus.REFUSED
+    assert "has no owner" in (run.error_message or "")
+    assert run.started_at is not None and run.progress_cell == 0
+    service.close()
