@@ -176,7 +176,7 @@ def referenced_names(parameters: Mapping[str, Any]) -> list[str]:
 def _unavailable(name: str) -> SecretNotFoundError:
     """The one error for a secret that is missing and for one the run's team may not use."""
     return SecretNotFoundError(
-        f"No secret named {name!r} is available to this run's team: an admin stores it with "
+        f"No secret named {name!r} is stored for this team or globally: an admin stores it with "
         f"`workbench secrets set {name} --team TEAM` (or without --team for every team); "
         "`workbench secrets list` shows the ones you may use."
     )
