@@ -179,6 +179,9 @@ def connect(settings: Settings | None = None) -> Viewer:
 
 def _warm_up() -> None:
     """Import what the page's first queries need, before any viewer is known."""
+    # The viewer's engine (psycopg under SQLAlchemy) and the data API's backends.
+    import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
+
     import workbench.data.arrow
     import workbench.data.backends.base
     import workbench.data.backends.postgres  # noqa: F401
