@@ -25,12 +25,21 @@ class Redactor:
     events (workbench.ops.tracking). Values shorter than 6 characters are not searched for.
     """
 
-    def __init__(self, secrets: list[str]) -> None:
+    def __init__(self, secrets: list[str], *, url_passwords: bool = True) -> None:
         self._secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+        self._url_passwords = url_passwords
 
     def redact(self, text: str) -> str:
+        """``text`` with the secrets (and, unless turned off, any URL's password) hidden.
+
+        ``url_passwords=False`` replaces the known values only: linear in the text's length,
+        for texts as large as a run's outputs, where the URL pattern can take quadratic time.
+        """
         for secret in self._secrets:
-            text = text.replace(secret, "***")
+            if secret in text:
+                text = text.replace(secret, "***")
+        if not self._url_passwords:
+            return text
         return _URL_PASSWORD.sub(r"\g<scheme>***@", text)
 
 

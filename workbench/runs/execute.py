@@ -505,7 +505,7 @@ def _redacted(value: Any, hidden: tuple[str, ...]) -> Any:
     ``***``, in place: what a cell printed or raised never keeps a secret the run was handed."""
     from workbench.ops.logging import Redactor
 
-    redactor = Redactor(list(hidden))
+    redactor = Redactor(list(hidden), url_passwords=False)  # outputs may be megabytes
 
     def walk(node: Any) -> Any:
         if type(node) is str:  # texts, not the statuses (a StrEnum) beside them
