@@ -183,21 +183,34 @@ def _run_with_progress(
     owner: str | None = None,
     team: str | None = None,
 ) -> Run:
-    from workbench.runs.api import notebook_params, queue_run
+    from workbench.runs.api import executed_by_service, notebook_params, queue_run, wait
     from workbench.runs.execute import execute_run
     from workbench.runs.notebook import locate_notebook
 
     # What was typed is converted by the notebook's types first, then queued like any values.
     path = locate_notebook(notebook, wb.settings)
     values = notebook_params(path).parse_text(parameters) if parameters else {}
+    # From a user's own login (team mode) the service executes the run, as that user.
+    by_service = executed_by_service(wb)
+    if by_service and cell_timeout is not None:
+        raise UsageError(
+            "--cell-timeout applies to runs executed here; the service executes the runs of "
+            "your own login: give the run a --timeout instead."
+        )
     run_id = queue_run(
         path, values, timeout=timeout, storage=storage, triggered_by="cli", owner=owner,
         team=team, workbench=wb,
     )  # fmt: skip
     with _progress_bar(notebook) as advance:
+
+        def progress(_run: Run | None, cell: int, total: int) -> None:
+            advance(cell, total)
+
+        if by_service:
+            return wait(run_id, workbench=wb, on_progress=progress)
         return execute_run(
             run_id, workbench=wb, kernels=kernels, cell_timeout=cell_timeout,
-            on_progress=lambda _run, cell, total: advance(cell, total),
+            on_progress=progress,
         )  # fmt: skip
 
 

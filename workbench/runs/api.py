@@ -7,13 +7,15 @@ before any kernel starts; a run is then recorded as queued and executed by
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench.app import resolve
-from workbench.runs.errors import ParameterError
+from workbench.db.models import RunStatus
+from workbench.runs.errors import ParameterError, RunStateError
 from workbench.runs.notebook import load_notebook, locate_notebook, notebook_schema
 from workbench.runs.params import ParameterSchema
 from workbench.runs.records import Run, cancel_run, create_run, get_run, list_runs
@@ -28,6 +30,7 @@ __all__ = [
     "Run",
     "Worker",
     "cancel",
+    "executed_by_service",
     "latest_result",
     "notebook_params",
     "queue_run",
@@ -36,6 +39,7 @@ __all__ = [
     "run",
     "runs",
     "show",
+    "wait",
 ]
 
 
@@ -105,11 +109,18 @@ def run(
 
     A failing notebook does not raise: look at ``Run.status`` and ``Run.error_message``.
     ``parameters`` takes names that clash with these options (e.g. ``timeout``, ``team``).
-    ``owner`` and ``team`` are those of :func:`queue_run`.
+    ``owner`` and ``team`` are those of :func:`queue_run`. From a user's own login in team
+    mode the service executes the run, as that user, and this waits for it (:func:`wait`).
     """
     from workbench.runs.execute import execute_run
 
     wb = worker.workbench if worker is not None else resolve(workbench)
+    by_service = executed_by_service(wb)
+    if by_service and cell_timeout is not None:
+        raise ParameterError(
+            "cell_timeout applies to runs executed in this process; the service executes the "
+            "runs of your own login: give the run a timeout instead."
+        )
     run_id = queue_run(
         notebook,
         {**(parameters or {}), **params},
@@ -119,6 +130,8 @@ def run(
         team=team,
         workbench=wb,
     )
+    if by_service:
+        return wait(run_id, workbench=wb, on_progress=on_progress)
     return execute_run(
         run_id,
         workbench=wb,
@@ -126,6 +139,47 @@ def run(
         cell_timeout=cell_timeout,
         on_progress=on_progress,
     )
+
+
+def executed_by_service(wb: Workbench) -> bool:
+    """Whether runs queued on ``wb`` are executed by the service (a user's own login)."""
+    from workbench.runs.acts import acts_as_user
+
+    with wb.engine.connect() as connection:
+        return acts_as_user(connection)
+
+
+def wait(
+    run_id: str | uuid.UUID,
+    *,
+    pickup_timeout: float = 60.0,
+    poll: float = 0.25,
+    workbench: Workbench | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> Run:
+    """Wait until run ``run_id`` (executed elsewhere: the scheduler, a worker) has finished.
+
+    ``on_progress`` hears of each cell the run starts. A run that no executor has picked up
+    within ``pickup_timeout`` seconds stays queued, and RunStateError says so.
+    """
+    wb = resolve(workbench)
+    started = time.monotonic()
+    seen = -1
+    while True:
+        found = get_run(wb, run_id)
+        if found.finished:
+            return found
+        if found.progress_cell != seen and found.status == RunStatus.RUNNING:
+            seen = found.progress_cell
+            if on_progress is not None:
+                on_progress(found, found.progress_cell, found.progress_total)
+        if found.status == RunStatus.QUEUED and time.monotonic() - started > pickup_timeout:
+            raise RunStateError(
+                f"Run {found.id} is still queued after {pickup_timeout:.0f} s: no scheduler or "
+                "worker has picked it up. Is `workbench scheduler` running for this database? "
+                f"The run stays queued (`workbench runs cancel {found.id}` cancels it)."
+            )
+        time.sleep(poll)
 
 
 def runs(
@@ -155,7 +209,11 @@ def show(run_id: str | uuid.UUID, *, workbench: Workbench | None = None) -> Run:
 
 
 class Worker:
-    """A long-lived runner that keeps ``size`` fresh kernels started ahead of runs."""
+    """A long-lived runner that keeps ``size`` fresh kernels started ahead of runs.
+
+    ``owner`` and ``team`` are those of :func:`queue_run` for the runs it queues (a run may
+    name its own).
+    """
 
     def __init__(
         self,
@@ -163,17 +221,20 @@ class Worker:
         *,
         workbench: Workbench | None = None,
         kernels: KernelPool | None = None,
+        owner: str | None = None,
+        team: str | None = None,
     ) -> None:
         from workbench.runs.kernels import KernelPool, kernel_env
 
         self.workbench = resolve(workbench)
+        self.owner, self.team = owner, team
         env = kernel_env()
         self._owns_kernels = kernels is None
         self.kernels: KernelPool = kernels or KernelPool(size, env=env)
 
     def run(self, notebook: str | Path, **options: Any) -> Run:
         """Like :func:`run`, on one of this worker's warm kernels."""
-        return run(notebook, worker=self, **options)
+        return run(notebook, worker=self, **{"owner": self.owner, "team": self.team, **options})
 
     def execute(self, run_id: str | uuid.UUID) -> Run:
         """Execute an already queued run on a warm kernel."""

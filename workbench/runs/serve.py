@@ -81,7 +81,8 @@ def _handle(worker: Any, request: dict[str, Any], send: Callable[[dict[str, Any]
         run_id = queue_run(
             request["notebook"], values,
             timeout=request.get("timeout"), storage=request.get("storage"),
-            triggered_by="cli", workbench=worker.workbench,
+            triggered_by="cli", owner=request.get("owner"), team=request.get("team"),
+            workbench=worker.workbench,
         )  # fmt: skip
         run = execute_run(
             run_id, workbench=worker.workbench, kernels=worker.kernels,

@@ -74,7 +74,7 @@ def _functions(schema: str) -> list[str]:
         """CREATE FUNCTION wb_private.my_user_id() RETURNS uuid
            LANGUAGE sql STABLE SECURITY DEFINER @PINNED@ AS $$
              SELECT u.id FROM @S@.users u WHERE u.db_role = session_user AND u.is_active $$""",
-        # An audit entry by the session's own user, and by no one else.
+        # An audit entry by the session's own user, of a user's act, and by no one else.
         """CREATE FUNCTION wb_private.audit(action text, target text, details jsonb DEFAULT '{}')
            RETURNS void LANGUAGE plpgsql SECURITY DEFINER @PINNED@ AS $$
            DECLARE
@@ -87,6 +87,13 @@ def _functions(schema: str) -> list[str]:
              IF audit.action IS NULL OR length(audit.action) NOT BETWEEN 1 AND 100 THEN
                RAISE EXCEPTION 'an audit action is 1 to 100 characters'
                  USING ERRCODE = 'invalid_parameter_value';
+             END IF;
+             -- Users record their own acts only: never the service's (backups, accounts),
+             -- which health checks and metrics read from the log.
+             IF split_part(audit.action, '.', 1) NOT IN ('run', 'job', 'secret', 'dataset',
+                                                          'dashboard', 'result') THEN
+               RAISE EXCEPTION 'a user''s login records only its own acts, not %', audit.action
+                 USING ERRCODE = 'insufficient_privilege';
              END IF;
              INSERT INTO @S@.audit_log (id, at, actor_id, action, target, details)
              VALUES (gen_random_uuid(), now(), me, audit.action, left(audit.target, 500),
