@@ -39,6 +39,7 @@ from workbench.data.arrow import decimals_as_floats
 from workbench.data.cache import cache_for, decode_key
 from workbench.data.cache import warm_up as warm_up_cache
 from workbench.db.models import Role
+from workbench.plugins.manager import get_plugins
 from workbench.runs.results import RecordedRun, latest_scheduled_results
 from workbench.runs.results import warm_up as warm_up_results
 
@@ -145,10 +146,8 @@ def _wait_for_page_request() -> None:
         os.environ.update({str(k): str(v) for k, v in json.loads(received[0]).items()})
 
 
-def _viewer(identity: ViewerIdentity, settings: Settings | None) -> Viewer:
-    """The viewer's workbench from what the server handed over (and nothing of the kernel's
-    own environment or working folder: no ``.env`` file is read)."""
-    base = settings if settings is not None else Settings(_env_file=None)
+def _viewer(identity: ViewerIdentity, base: Settings) -> Viewer:
+    """The viewer's workbench from what the server handed over, on ``base``'s knobs."""
     own_settings = base.model_copy(
         update={
             "database_url": SecretStr(identity.database_url),
@@ -171,13 +170,15 @@ def connect(settings: Settings | None = None) -> Viewer:
     """
     # The first query, cached query and recorded frame would otherwise import their readers
     # (the ADBC driver, the Redis client) after the request: a fifth of a second or more.
-    _warm_up()
+    # Nothing of the kernel's own environment or working folder: no ``.env`` file is read.
+    base = settings if settings is not None else Settings(_env_file=None)
+    _warm_up(base)
     _wait_for_page_request()
     identity = ViewerIdentity.load(os.environ.pop(VIEWER_ENV, None))
-    return _viewer(identity, settings)
+    return _viewer(identity, base)
 
 
-def _warm_up() -> None:
+def _warm_up(settings: Settings) -> None:
     """Import what the page's first queries need, before any viewer is known."""
     # The viewer's engine (psycopg under SQLAlchemy) and the data API's backends.
     import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
@@ -188,3 +189,6 @@ def _warm_up() -> None:
 
     warm_up_cache(redis=True)
     warm_up_results()
+    # The process-wide plugins (they do not depend on the login): the viewer's first
+    # connection would otherwise load them after the request, a tenth of a second.
+    get_plugins(settings)
