@@ -159,3 +159,40 @@ def celery_env(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env
+
+
+def make_owner(settings: Settings, url: str) -> str:
+    """An analyst with a database login, the only member of a team of their own; the name.
+
+    The login's password is encrypted with ``settings``' secret key (the executor decrypts
+    it with the service's); the login role is dropped with the test's database.
+    """
+    from workbench.accounts import api as accounts
+
+    name = f"owner_{uuid.uuid4().hex[:8]}"
+    bench = Workbench(settings, url)
+    try:
+        accounts.add_team(f"team-{name}", workbench=bench)
+        accounts.add_user(name, role="analyst", teams_=(f"team-{name}",), workbench=bench)
+    finally:
+        bench.close()
+    return name
+
+
+@pytest.fixture
+def pg_owner(request: pytest.FixtureRequest, settings: Settings) -> str | None:
+    """The owner the service names for runs and jobs in team mode; None on SQLite.
+
+    On the test's PostgreSQL database (``db_url`` or ``pg_url``), :func:`make_owner`'s
+    analyst. A secret key is written to the home folder first if there is none.
+    """
+    names = request.fixturenames
+    fixture = "db_url" if "db_url" in names else "pg_url" if "pg_url" in names else None
+    url = str(request.getfixturevalue(fixture)) if fixture else None
+    if url is None or not url.startswith("postgresql"):
+        return None
+    from workbench.core.home import ensure_home, ensure_secret_key
+
+    ensure_home(settings)
+    ensure_secret_key(settings)
+    return make_owner(settings, url)

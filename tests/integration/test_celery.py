@@ -73,10 +73,17 @@ def scheduler(celery_env: dict[str, str]) -> Iterator[Workbench]:
 
 
 def test_runs_execute_on_celery_workers(
-    worker: subprocess.Popen[bytes], scheduler: Workbench
+    pg_owner: str | None, worker: subprocess.Popen[bytes], scheduler: Workbench
 ) -> None:
     wb = scheduler
-    jobs.register("quick", SLEEPS, parameters={"seconds": 0.1}, max_concurrency=3, workbench=wb)
+    jobs.register(
+        "quick",
+        SLEEPS,
+        parameters={"seconds": 0.1},
+        max_concurrency=3,
+        owner=pg_owner,
+        workbench=wb,
+    )
     ids = [jobs.trigger("quick", workbench=wb) for _ in range(3)]
     wait_for(lambda: all(run_row(wb, i).status is RunStatus.SUCCEEDED for i in ids), 120, "3 runs")
     workers = {(run_row(wb, i).worker or "").split(":")[1] for i in ids}
@@ -84,13 +91,21 @@ def test_runs_execute_on_celery_workers(
 
 
 def test_kill_9_of_a_celery_worker_process_mid_run(
-    worker: subprocess.Popen[bytes], scheduler: Workbench
+    pg_owner: str | None, worker: subprocess.Popen[bytes], scheduler: Workbench
 ) -> None:
     wb = scheduler
     jobs.register(
-        "retried", SLEEPS, parameters={"seconds": 4}, retries=1, retry_delay=0, workbench=wb
+        "retried",
+        SLEEPS,
+        parameters={"seconds": 4},
+        retries=1,
+        retry_delay=0,
+        owner=pg_owner,
+        workbench=wb,
     )
-    jobs.register("lost", SLEEPS, parameters={"seconds": 60}, retries=0, workbench=wb)
+    jobs.register(
+        "lost", SLEEPS, parameters={"seconds": 60}, retries=0, owner=pg_owner, workbench=wb
+    )
     retried, lost = jobs.trigger("retried", workbench=wb), jobs.trigger("lost", workbench=wb)
     wait_for(
         lambda: (
@@ -116,13 +131,13 @@ def test_kill_9_of_a_celery_worker_process_mid_run(
 
 
 def test_worker_refuses_a_visibility_timeout_shorter_than_a_job(
-    celery_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    pg_owner: str | None, celery_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from workbench.api import init
 
     init()
     wb = Workbench(load_settings())
-    jobs.register("long", SLEEPS, timeout=7200, workbench=wb)
+    jobs.register("long", SLEEPS, timeout=7200, owner=pg_owner, workbench=wb)
     wb.close()
     monkeypatch.setenv("WORKBENCH_CELERY_VISIBILITY_TIMEOUT", "3600")
     with pytest.raises(ConfigError, match="at least 7260 s"):

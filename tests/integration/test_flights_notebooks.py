@@ -50,8 +50,10 @@ def _expected(carrier: str | None) -> tuple[pd.DataFrame, dict[str, float]]:
     return frame, totals
 
 
-def test_ingest_then_kpis_match_pandas(bench: Workbench) -> None:
-    ingest = wb.run(NOTEBOOKS / "ingest_flights.ipynb", workbench=bench, start=START, end=END)
+def test_ingest_then_kpis_match_pandas(pg_owner: str | None, bench: Workbench) -> None:
+    ingest = wb.run(
+        NOTEBOOKS / "ingest_flights.ipynb", owner=pg_owner, workbench=bench, start=START, end=END
+    )
     assert ingest.status is RunStatus.SUCCEEDED, ingest.error_message
     counts = wb.results(ingest.id, workbench=bench)["row_counts"]
     frame, totals = _expected(None)
@@ -61,7 +63,7 @@ def test_ingest_then_kpis_match_pandas(bench: Workbench) -> None:
 
     for carrier in (None, "UA"):
         run = wb.run(
-            NOTEBOOKS / "flights_kpis.ipynb", workbench=bench, start=START, end=END,
+            NOTEBOOKS / "flights_kpis.ipynb", owner=pg_owner, workbench=bench, start=START, end=END,
             carrier=carrier,
         )  # fmt: skip
         assert run.status is RunStatus.SUCCEEDED, run.error_message
@@ -76,7 +78,9 @@ def test_ingest_then_kpis_match_pandas(bench: Workbench) -> None:
         }
 
     by_carrier = wb.results(
-        wb.run(NOTEBOOKS / "flights_kpis.ipynb", workbench=bench, start=START, end=END).id,
+        wb.run(
+            NOTEBOOKS / "flights_kpis.ipynb", owner=pg_owner, workbench=bench, start=START, end=END
+        ).id,
         workbench=bench,
     )["by_carrier"]
     frame, _ = _expected(None)
@@ -99,14 +103,16 @@ def test_ingest_then_kpis_match_pandas(bench: Workbench) -> None:
     assert len(by_carrier) == frame["carrier"].nunique()
 
 
-def test_data_quality_passes_on_real_data_and_names_the_failed_check(bench: Workbench) -> None:
+def test_data_quality_passes_on_real_data_and_names_the_failed_check(
+    pg_owner: str | None, bench: Workbench
+) -> None:
     wb.ingest("flights", table="airlines", mode="replace", tables=["airlines"], workbench=bench)
     wb.ingest("flights", table="airports", mode="replace", tables=["airports"], workbench=bench)
     wb.ingest(
         "flights", table="flights", mode="replace", tables=["flights"],
         start=START, end=date(2013, 1, 31), workbench=bench,
     )  # fmt: skip
-    good = wb.run(NOTEBOOKS / "data_quality.ipynb", workbench=bench)
+    good = wb.run(NOTEBOOKS / "data_quality.ipynb", owner=pg_owner, workbench=bench)
     assert good.status is RunStatus.SUCCEEDED, good.error_message
     checks = wb.results(good.id, workbench=bench)["checks"]
     assert checks["passed"].all()
@@ -115,6 +121,6 @@ def test_data_quality_passes_on_real_data_and_names_the_failed_check(bench: Work
 
     flights = bench.read_table("flights")
     bench.write(flights.head(3), "flights", mode="append")  # three duplicated flights
-    bad = wb.run(NOTEBOOKS / "data_quality.ipynb", workbench=bench)
+    bad = wb.run(NOTEBOOKS / "data_quality.ipynb", owner=pg_owner, workbench=bench)
     assert bad.status is RunStatus.FAILED
     assert "one row per scheduled flight (3 rows)" in (bad.error_message or "")

@@ -188,6 +188,7 @@ def test_scheduler_readyz_fails_on_redis_livez_on_a_hung_loop(
 
 
 def test_scheduler_readyz_fails_at_sigterm_while_its_run_drains(
+    pg_owner: str | None,
     pg_url: str,
     processes: list[subprocess.Popen[bytes]],
     monkeypatch: pytest.MonkeyPatch,
@@ -198,7 +199,7 @@ def test_scheduler_readyz_fails_at_sigterm_while_its_run_drains(
     init()  # the secret key the kernels use
     wb = Workbench(load_settings())
     try:
-        jobs.register("sleepy", SLEEPS, parameters={"seconds": 30}, workbench=wb)
+        jobs.register("sleepy", SLEEPS, parameters={"seconds": 30}, owner=pg_owner, workbench=wb)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         scheduler = start_scheduler(pg_url, port, processes)

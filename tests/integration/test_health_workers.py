@@ -61,7 +61,7 @@ def rows(wb: Workbench) -> list[ServiceStatus]:
 
 
 def test_celery_worker_probes_heartbeat_and_drain(
-    celery_env: dict[str, str], processes: list[subprocess.Popen[bytes]]
+    pg_owner: str | None, celery_env: dict[str, str], processes: list[subprocess.Popen[bytes]]
 ) -> None:
     port, redis_port = free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
@@ -101,7 +101,7 @@ def test_celery_worker_probes_heartbeat_and_drain(
         assert rows(wb)[0].heartbeat_at > first_beat
 
         # SIGTERM while a run executes: not ready at once, and the run still finishes.
-        jobs.register("sleepy", SLEEPS, parameters={"seconds": 4}, workbench=wb)
+        jobs.register("sleepy", SLEEPS, parameters={"seconds": 4}, owner=pg_owner, workbench=wb)
         scheduler.start()
         run_id = jobs.trigger("sleepy", workbench=wb)
         wait_for(lambda: run_row(wb, run_id).status is RunStatus.RUNNING, 120, "the run")

@@ -68,16 +68,17 @@ def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
 
 
 def test_finished_failed_reaped_and_cancelled_runs_move_the_counters_by_one_each(
+    pg_owner: str | None,
     workbench: Workbench,
 ) -> None:
     before = scrape_here()
-    ok = queue_run(SLEEPS, {"seconds": 0.1}, workbench=workbench)
-    bad = queue_run(FAILS, workbench=workbench)
+    ok = queue_run(SLEEPS, {"seconds": 0.1}, owner=pg_owner, workbench=workbench)
+    bad = queue_run(FAILS, owner=pg_owner, workbench=workbench)
     assert execute_run(ok, workbench=workbench).status is RunStatus.SUCCEEDED
     assert execute_run(bad, workbench=workbench).status is RunStatus.FAILED
 
     # A run whose worker died: running, its lease expired, no attempts left.
-    lost = queue_run(SLEEPS, {"seconds": 0.1}, workbench=workbench)
+    lost = queue_run(SLEEPS, {"seconds": 0.1}, owner=pg_owner, workbench=workbench)
     with workbench.engine.begin() as conn:
         conn.execute(
             update(Run).where(Run.id == lost).values(
@@ -87,7 +88,7 @@ def test_finished_failed_reaped_and_cancelled_runs_move_the_counters_by_one_each
         )  # fmt: skip
     assert reap_expired(workbench).failed == [lost]
     cancelled = queue_run(
-        SLEEPS, {"seconds": 0.1}, triggered_by="nightly-batch", workbench=workbench
+        SLEEPS, {"seconds": 0.1}, triggered_by="nightly-batch", owner=pg_owner, workbench=workbench
     )
     records.cancel_run(workbench, cancelled)
     # A late report of the reaped attempt is fenced off and counts nothing.
@@ -111,9 +112,13 @@ def test_finished_failed_reaped_and_cancelled_runs_move_the_counters_by_one_each
     )
 
 
-def test_the_queue_is_read_from_the_database_when_scraped(workbench: Workbench) -> None:
+def test_the_queue_is_read_from_the_database_when_scraped(
+    pg_owner: str | None, workbench: Workbench
+) -> None:
     now = utcnow()
-    waiting = [queue_run(SLEEPS, {"seconds": 0.1}, workbench=workbench) for _ in range(3)]
+    waiting = [
+        queue_run(SLEEPS, {"seconds": 0.1}, owner=pg_owner, workbench=workbench) for _ in range(3)
+    ]
     with workbench.engine.begin() as conn:
         conn.execute(
             update(Run).where(Run.id == waiting[0]).values(queued_at=now - timedelta(minutes=10))
@@ -125,7 +130,7 @@ def test_the_queue_is_read_from_the_database_when_scraped(workbench: Workbench) 
             .values(queued_at=now - timedelta(hours=1), not_before=now + timedelta(minutes=5))
         )
         conn.execute(update(Run).where(Run.id == waiting[2]).values(status=RunStatus.RUNNING))
-    jobs.register("hourly", SLEEPS, schedule="0 * * * *", workbench=workbench)
+    jobs.register("hourly", SLEEPS, schedule="0 * * * *", owner=pg_owner, workbench=workbench)
     with workbench.session() as session, session.begin():
         session.execute(update(Job).where(Job.name == "hourly").values(
             next_run_at=now - timedelta(minutes=5)))  # fmt: skip
@@ -226,6 +231,7 @@ def _metrics_folder_of(pid: int) -> str | None:
 
 @pytest.mark.postgres
 def test_a_scheduler_scrape_counts_its_worker_processes_runs_and_reaps(
+    pg_owner: str | None,
     scheduler_process: tuple[subprocess.Popen[bytes], int],
     pg_url: str,
     tmp_path: Path,
@@ -242,9 +248,11 @@ def test_a_scheduler_scrape_counts_its_worker_processes_runs_and_reaps(
         for status in ("succeeded", "failed"):
             assert value(first, "workbench_runs_total", status=status, trigger="manual") == 0
 
-        jobs.register("ok", SLEEPS, parameters={"seconds": 0.1}, workbench=wb)
-        jobs.register("bad", FAILS, workbench=wb)
-        jobs.register("lost", SLEEPS, parameters={"seconds": 120}, retries=0, workbench=wb)
+        jobs.register("ok", SLEEPS, parameters={"seconds": 0.1}, owner=pg_owner, workbench=wb)
+        jobs.register("bad", FAILS, owner=pg_owner, workbench=wb)
+        jobs.register(
+            "lost", SLEEPS, parameters={"seconds": 120}, retries=0, owner=pg_owner, workbench=wb
+        )
         ok, bad, lost = (jobs.trigger(name, workbench=wb) for name in ("ok", "bad", "lost"))
         wait_for(
             lambda: (
@@ -289,7 +297,7 @@ def test_a_scheduler_scrape_counts_its_worker_processes_runs_and_reaps(
         with wb.session() as session, session.begin():
             session.add(AuditEntry(action=CREATED_ACTION, target="b1", details={}, at=made))
             session.add(AuditEntry(action=VERIFIED_ACTION, target="b1", details={}, at=made))
-        jobs.register("ok-again", SLEEPS, parameters={"seconds": 0.1}, workbench=wb)
+        jobs.register("ok-again", SLEEPS, parameters={"seconds": 0.1}, owner=pg_owner, workbench=wb)
         again = jobs.trigger("ok-again", workbench=wb)
         wait_for(lambda: run_row(wb, again).finished_at is not None, 120, "another run")
         seen = scrape(port)

@@ -78,7 +78,7 @@ def worker_port(initialised: None, tmp_path: Path) -> Iterator[int]:
 
 
 def test_a_worker_scrape_adds_up_its_forked_processes(
-    celery_env: dict[str, str], worker_port: int
+    pg_owner: str | None, celery_env: dict[str, str], worker_port: int
 ) -> None:
     url = f"http://127.0.0.1:{worker_port}/metrics"
     wb = Workbench(load_settings())
@@ -89,9 +89,11 @@ def test_a_worker_scrape_adds_up_its_forked_processes(
     )
     scheduler.start()
     try:
-        jobs.register("ok", SLEEPS, parameters={"seconds": 0.1}, workbench=wb)
-        jobs.register("bad", FAILS, workbench=wb)
-        jobs.register("lost", SLEEPS, parameters={"seconds": 120}, retries=0, workbench=wb)
+        jobs.register("ok", SLEEPS, parameters={"seconds": 0.1}, owner=pg_owner, workbench=wb)
+        jobs.register("bad", FAILS, owner=pg_owner, workbench=wb)
+        jobs.register(
+            "lost", SLEEPS, parameters={"seconds": 120}, retries=0, owner=pg_owner, workbench=wb
+        )
         ok, bad = jobs.trigger("ok", workbench=wb), jobs.trigger("bad", workbench=wb)
         wait_for(
             lambda: (

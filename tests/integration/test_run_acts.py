@@ -30,6 +30,7 @@ from workbench.runs.errors import (
     OwnerRequiredError,
     RunNotFoundError,
     RunPermissionError,
+    RunStateError,
     TeamChoiceError,
 )
 from workbench.scheduler import api as jobs
@@ -102,6 +103,9 @@ def test_plain_sql_from_an_analyst_cannot_create_queue_or_repoint_runs_and_jobs(
         "INSERT INTO audit_log (id, at, action, details) "
         "VALUES (gen_random_uuid(), now(), 'forged', '{}')",
         "SELECT wb_private.actor()",
+        # The audit function records the user's own acts, never the service's.
+        "SELECT wb_private.audit('backup.verified', 'forged', '{}')",
+        "SELECT wb_private.audit('user.create', 'forged', '{}')",
         f"SELECT wb_private.visible_job('{job.id}')",
         "SELECT value_encrypted FROM secrets",
     ]
@@ -116,6 +120,10 @@ def test_plain_sql_from_an_analyst_cannot_create_queue_or_repoint_runs_and_jobs(
                 "VALUES (gen_random_uuid(), %s, 'x', 'json', now())",
                 [run_id],
             )
+        conn.execute("SELECT wb_private.audit('run.note', 'mine', '{}')")
+    [note] = _audit(world, "run.note")
+    assert (note.actor_id, note.target) == (alice.id, "mine")
+    assert _audit(world, "backup.verified") == _audit(world, "user.create", "alice") == []
     run = runs.show(run_id, workbench=world.bench)
     assert (run.status, run.notebook, run.created_by) == (RunStatus.CANCELLED, NOTEBOOK, alice.id)
     assert jobs.get("nightly", workbench=world.bench).notebook == NOTEBOOK
@@ -341,3 +349,16 @@ def test_cli_from_an_analysts_environment(world: World, monkeypatch: pytest.Monk
         assert job is not None and job.team_id == world.team_b
     moved = run_cli("jobs", "transfer", "svc", "--owner", world.users["root"].username, env=service)
     assert moved.code == 0, moved.output
+
+
+def test_a_users_run_is_executed_by_the_service_and_waited_for(
+    world: World,  # noqa: F811
+    benches: dict[str, Workbench],
+) -> None:
+    alice = benches["alice"]
+    assert runs.executed_by_service(alice) and not runs.executed_by_service(world.bench)
+    run_id = runs.queue_run(NOTEBOOK, workbench=alice)
+    with pytest.raises(RunStateError, match="still queued"):
+        runs.wait(run_id, pickup_timeout=0.5, workbench=alice)
+    runs.cancel(run_id, workbench=world.bench)
+    assert runs.wait(run_id, workbench=alice).status == RunStatus.CANCELLED

@@ -27,6 +27,12 @@ def env(settings, db_url: str) -> dict[str, str]:
     return {"WORKBENCH_DATABASE_URL": db_url}
 
 
+@pytest.fixture
+def run_as(pg_owner: str | None) -> list[str]:
+    """`workbench run` options naming the run's owner: the service's runs in team mode."""
+    return ["--as", pg_owner] if pg_owner else []
+
+
 def _run_id(output: str) -> str:
     match = re.search(r"run ([0-9a-f-]{36}) ", output)
     assert match, output
@@ -47,8 +53,10 @@ def test_notebooks_params_prints_the_schema() -> None:
     }
 
 
-def test_run_then_list_show_logs(env, settings) -> None:
-    done = run_cli("run", str(NOTEBOOKS / "non_ascii_params.ipynb"), "-p", "city", "Köln", env=env)
+def test_run_then_list_show_logs(run_as, env, settings) -> None:
+    done = run_cli(
+        "run", *run_as, str(NOTEBOOKS / "non_ascii_params.ipynb"), "-p", "city", "Köln", env=env
+    )
     assert done.code == 0, done.output
     assert "succeeded" in done.stdout and "(cell 3 of 3)" in done.stdout
     run_id = _run_id(done.stdout)
@@ -65,8 +73,8 @@ def test_run_then_list_show_logs(env, settings) -> None:
     assert "Köln" in logs.stdout
 
 
-def test_failing_run_shows_the_cell_error_and_exits_non_zero(env) -> None:
-    failed = run_cli("run", str(NOTEBOOKS / "fails_in_cell_2.ipynb"), env=env)
+def test_failing_run_shows_the_cell_error_and_exits_non_zero(run_as, env) -> None:
+    failed = run_cli("run", *run_as, str(NOTEBOOKS / "fails_in_cell_2.ipynb"), env=env)
     assert failed.code == 1
     assert "failed" in failed.stdout
     assert "ValueError in cell 2" in failed.stderr
@@ -82,14 +90,14 @@ def test_failing_run_shows_the_cell_error_and_exits_non_zero(env) -> None:
         (["-p", "x"], "needs a name and a value"),
     ],
 )
-def test_bad_parameters_exit_2_without_a_traceback(env, args, message) -> None:
-    result = run_cli("run", str(NOTEBOOKS / "trivial.ipynb"), *args, env=env)
+def test_bad_parameters_exit_2_without_a_traceback(run_as, env, args, message) -> None:
+    result = run_cli("run", *run_as, str(NOTEBOOKS / "trivial.ipynb"), *args, env=env)
     assert result.code == 2, result.output
     assert message in result.stderr
     assert "Traceback" not in result.output
 
 
-def test_secrets_by_reference(env, settings) -> None:
+def test_secrets_by_reference(run_as, env, settings) -> None:
     value = "tok-cli-" + "Zq8" * 10
     stored = subprocess.run(
         [sys.executable, "-m", "workbench", "secrets", "set", "SERVICE_TOKEN"],
@@ -100,8 +108,9 @@ def test_secrets_by_reference(env, settings) -> None:
     assert value not in stored.stdout + stored.stderr
     assert "SERVICE_TOKEN" in run_cli("secrets", "list", env=env).stdout
     done = run_cli(
-        "run", str(NOTEBOOKS / "uses_secret.ipynb"), "-p", "token", "secret:SERVICE_TOKEN", env=env
-    )
+        "run", *run_as, str(NOTEBOOKS / "uses_secret.ipynb"), "-p", "token",
+        "secret:SERVICE_TOKEN", env=env,
+    )  # fmt: skip
     assert done.code == 0, done.output
     folder = settings.home_path / "runs" / _run_id(done.stdout)
     for path in folder.iterdir():
@@ -111,9 +120,9 @@ def test_secrets_by_reference(env, settings) -> None:
     assert run_cli("secrets", "delete", "SERVICE_TOKEN", env=env).code == 1
 
 
-def test_cancel_a_queued_run(env, settings, db_url) -> None:
+def test_cancel_a_queued_run(pg_owner: str | None, env, settings, db_url) -> None:
     with Workbench(settings, db_url) as wb:
-        run_id = str(queue_run(NOTEBOOKS / "trivial.ipynb", workbench=wb))
+        run_id = str(queue_run(NOTEBOOKS / "trivial.ipynb", owner=pg_owner, workbench=wb))
     first = run_cli("runs", "cancel", run_id, env=env)
     assert first.code == 0 and "cancelled" in first.stdout
     again = run_cli("runs", "cancel", run_id, env=env)
@@ -122,7 +131,7 @@ def test_cancel_a_queued_run(env, settings, db_url) -> None:
     assert missing.code == 1 and "is not a run id" in missing.stderr
 
 
-def test_run_hands_over_to_a_warm_worker(env, settings) -> None:
+def test_run_hands_over_to_a_warm_worker(run_as, env, settings) -> None:
     import os
     import signal
     import time
@@ -140,17 +149,17 @@ def test_run_hands_over_to_a_warm_worker(env, settings) -> None:
             time.sleep(0.1)
         assert sock.exists()
         assert sock.stat().st_mode & 0o077 == 0
-        done = run_cli("run", str(NOTEBOOKS / "trivial.ipynb"), "-p", "x", "2", env=env)
+        done = run_cli("run", *run_as, str(NOTEBOOKS / "trivial.ipynb"), "-p", "x", "2", env=env)
         assert done.code == 0, done.output
         shown = run_cli("runs", "show", _run_id(done.stdout), env=env)
         assert f":{server.pid}:" in shown.stdout  # executed by the warm worker's process
-        bad = run_cli("run", str(NOTEBOOKS / "trivial.ipynb"), "-p", "x", "two", env=env)
+        bad = run_cli("run", *run_as, str(NOTEBOOKS / "trivial.ipynb"), "-p", "x", "two", env=env)
         assert bad.code == 2 and "'x' expects int" in bad.stderr
         # A name in a notebook folder is found before the request goes to the warm worker.
         folder = Path("notebooks")
         folder.mkdir()
         shutil.copy(NOTEBOOKS / "trivial.ipynb", folder / "warm_by_name.ipynb")
-        by_name = run_cli("run", "warm_by_name", "-p", "x", "3", env=env)
+        by_name = run_cli("run", *run_as, "warm_by_name", "-p", "x", "3", env=env)
         assert by_name.code == 0, by_name.output
         with Workbench(settings, env["WORKBENCH_DATABASE_URL"]) as wb:
             run = show(_run_id(by_name.stdout), workbench=wb)
@@ -171,9 +180,11 @@ def _notebook_folder(cwd: Path) -> Path:
     return folder.resolve()
 
 
-def test_a_notebook_is_run_by_its_name_in_a_notebook_folder(env, settings, tmp_path) -> None:
+def test_a_notebook_is_run_by_its_name_in_a_notebook_folder(
+    run_as, env, settings, tmp_path
+) -> None:
     folder = _notebook_folder(tmp_path)
-    done = run_cli("run", "city_report", "-p", "city", "Köln", env=env)
+    done = run_cli("run", *run_as, "city_report", "-p", "city", "Köln", env=env)
     assert done.code == 0, done.output
     with Workbench(settings, env["WORKBENCH_DATABASE_URL"]) as wb:
         assert show(_run_id(done.stdout), workbench=wb).notebook == str(
@@ -181,7 +192,7 @@ def test_a_notebook_is_run_by_its_name_in_a_notebook_folder(env, settings, tmp_p
         )
     assert "Köln" in run_cli("runs", "logs", _run_id(done.stdout), env=env).stdout
 
-    missing = run_cli("run", "no_such_report", env=env)
+    missing = run_cli("run", *run_as, "no_such_report", env=env)
     assert missing.code == 2, missing.output
     assert "'no_such_report' does not exist" in missing.stderr
     assert str(folder) in missing.stderr  # where it looked
@@ -189,15 +200,17 @@ def test_a_notebook_is_run_by_its_name_in_a_notebook_folder(env, settings, tmp_p
     assert "Traceback" not in missing.output
 
 
-def test_an_existing_path_wins_over_the_notebook_folders(settings, db_url, tmp_path) -> None:
+def test_an_existing_path_wins_over_the_notebook_folders(
+    pg_owner: str | None, settings, db_url, tmp_path
+) -> None:
     from workbench.scheduler.jobs import checked_parameters
 
     folder = _notebook_folder(tmp_path)
     shutil.copy(NOTEBOOKS / "trivial.ipynb", tmp_path / "city_report.ipynb")
     with Workbench(settings, db_url) as wb:
-        here = queue_run("city_report.ipynb", workbench=wb)
+        here = queue_run("city_report.ipynb", owner=pg_owner, workbench=wb)
         assert show(here, workbench=wb).notebook == str((tmp_path / "city_report.ipynb").resolve())
-        by_name = queue_run("typed_params", {"carrier": "DL"}, workbench=wb)
+        by_name = queue_run("typed_params", {"carrier": "DL"}, owner=pg_owner, workbench=wb)
         assert show(by_name, workbench=wb).notebook == str(folder / "typed_params.ipynb")
     # Jobs take notebooks the same way and store the found notebook's absolute path.
     path, values = checked_parameters("typed_params.ipynb", {"min_delay": 5})

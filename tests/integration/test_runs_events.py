@@ -71,9 +71,11 @@ def recorded(db_url: str) -> Iterator[tuple[Workbench, Recorder]]:
     wb.close()
 
 
-def test_an_api_run_is_announced_when_queued(recorded: tuple[Workbench, Recorder]) -> None:
+def test_an_api_run_is_announced_when_queued(
+    pg_owner: str | None, recorded: tuple[Workbench, Recorder]
+) -> None:
     wb, recorder = recorded
-    run_id = queue_run(TRIVIAL, {"x": 2}, workbench=wb)
+    run_id = queue_run(TRIVIAL, {"x": 2}, owner=pg_owner, workbench=wb)
     (event,) = recorder.queued()
     assert event.run_id == run_id
     assert event.status == "queued"
@@ -84,10 +86,11 @@ def test_an_api_run_is_announced_when_queued(recorded: tuple[Workbench, Recorder
 
 
 def test_a_triggered_job_and_its_finished_run_carry_the_job_name(
+    pg_owner: str | None,
     recorded: tuple[Workbench, Recorder],
 ) -> None:
     wb, recorder = recorded
-    jobs.register("nightly", TRIVIAL, parameters={"x": 3}, workbench=wb)
+    jobs.register("nightly", TRIVIAL, parameters={"x": 3}, owner=pg_owner, workbench=wb)
     run_id = jobs.trigger("nightly", workbench=wb)
     (queued,) = recorder.queued()
     assert (queued.run_id, queued.job_name, queued.triggered_by) == (run_id, "nightly", "manual")
@@ -102,9 +105,13 @@ def test_a_triggered_job_and_its_finished_run_carry_the_job_name(
     ]
 
 
-def test_each_new_schedule_slot_is_announced_once(recorded: tuple[Workbench, Recorder]) -> None:
+def test_each_new_schedule_slot_is_announced_once(
+    pg_owner: str | None, recorded: tuple[Workbench, Recorder]
+) -> None:
     wb, recorder = recorded
-    jobs.register("hourly", TRIVIAL, schedule="0 * * * *", catchup="all", now=T0, workbench=wb)
+    jobs.register(
+        "hourly", TRIVIAL, schedule="0 * * * *", catchup="all", now=T0, owner=pg_owner, workbench=wb
+    )
     result = schedule_due(wb, T0 + timedelta(hours=2, minutes=1))
     assert len(result.created) == 2
     queued = recorder.queued()
@@ -114,9 +121,11 @@ def test_each_new_schedule_slot_is_announced_once(recorded: tuple[Workbench, Rec
     assert len(recorder.queued()) == 2
 
 
-def test_a_rolled_back_queue_is_not_announced(recorded: tuple[Workbench, Recorder]) -> None:
+def test_a_rolled_back_queue_is_not_announced(
+    pg_owner: str | None, recorded: tuple[Workbench, Recorder]
+) -> None:
     wb, recorder = recorded
-    jobs.register("undone", TRIVIAL, workbench=wb)
+    jobs.register("undone", TRIVIAL, owner=pg_owner, workbench=wb)
     with (
         wb.session() as session,
         pytest.raises(RuntimeError, match="changed my mind"),
@@ -130,9 +139,11 @@ def test_a_rolled_back_queue_is_not_announced(recorded: tuple[Workbench, Recorde
     assert records.list_runs(wb) == []
 
 
-def test_a_retry_is_announced_when_requeued(recorded: tuple[Workbench, Recorder]) -> None:
+def test_a_retry_is_announced_when_requeued(
+    pg_owner: str | None, recorded: tuple[Workbench, Recorder]
+) -> None:
     wb, recorder = recorded
-    jobs.register("flaky", FAILING, retries=2, retry_delay=0, workbench=wb)
+    jobs.register("flaky", FAILING, retries=2, retry_delay=0, owner=pg_owner, workbench=wb)
     run_id = jobs.trigger("flaky", workbench=wb)
 
     # A failed attempt is put back in the queue by its runner...
@@ -152,10 +163,11 @@ def test_a_retry_is_announced_when_requeued(recorded: tuple[Workbench, Recorder]
 
 
 def test_a_run_the_reaper_fails_is_announced_as_failed(
+    pg_owner: str | None,
     recorded: tuple[Workbench, Recorder],
 ) -> None:
     wb, recorder = recorded
-    jobs.register("lost", TRIVIAL, retries=0, workbench=wb)
+    jobs.register("lost", TRIVIAL, retries=0, owner=pg_owner, workbench=wb)
     run_id = jobs.trigger("lost", workbench=wb)
     assert records.claim_run(wb, run_id, worker="host:1:main", lease_seconds=-1) == 1
     assert reap_expired(wb).failed == [run_id]

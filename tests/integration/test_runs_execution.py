@@ -44,8 +44,8 @@ def kernels() -> Iterator[KernelPool]:
 
 
 @pytest.fixture
-def worker(wb: Workbench, kernels: KernelPool) -> Iterator[Worker]:
-    with Worker(workbench=wb, kernels=kernels) as w:
+def worker(wb: Workbench, kernels: KernelPool, pg_owner: str | None) -> Iterator[Worker]:
+    with Worker(workbench=wb, kernels=kernels, owner=pg_owner) as w:
         yield w
 
 
@@ -183,8 +183,10 @@ def test_recorded_results_read_back(worker: Worker, wb: Workbench) -> None:
     assert latest_result(nb, "rate", carrier="UA", workbench=wb) == 0.75  # the default
 
 
-def test_cancel_stops_a_running_notebook(worker: Worker, wb: Workbench) -> None:
-    run_id = queue_run(NOTEBOOKS / "sleeps_past_timeout.ipynb", workbench=wb)
+def test_cancel_stops_a_running_notebook(
+    worker: Worker, wb: Workbench, pg_owner: str | None
+) -> None:
+    run_id = queue_run(NOTEBOOKS / "sleeps_past_timeout.ipynb", owner=pg_owner, workbench=wb)
     outcome = {}
     thread = threading.Thread(target=lambda: outcome.update(run=worker.execute(run_id)))
     thread.start()

@@ -147,7 +147,7 @@ def test_kill_9_of_the_worker_leaves_no_kernel(tmp_path: Path) -> None:
 
 
 def test_a_timeout_still_kills_a_forked_kernel(
-    settings: Settings, db_url: str, pool: KernelPool
+    pg_owner: str | None, settings: Settings, db_url: str, pool: KernelPool
 ) -> None:
     ensure_home(settings)
     ensure_secret_key(settings)
@@ -157,7 +157,9 @@ def test_a_timeout_still_kills_a_forked_kernel(
         template = pool._forkserver.pid
         wait_for(lambda: len(children(template)) == 2, 60, "two warm kernels")
         before = set(children(template))
-        run_id = queue_run(NOTEBOOKS / "sleeps_past_timeout.ipynb", timeout=2, workbench=wb)
+        run_id = queue_run(
+            NOTEBOOKS / "sleeps_past_timeout.ipynb", timeout=2, owner=pg_owner, workbench=wb
+        )
         started = time.monotonic()
         record = execute_run(run_id, workbench=wb, kernels=pool)
         assert record.status is RunStatus.TIMED_OUT

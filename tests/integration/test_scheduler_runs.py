@@ -41,8 +41,8 @@ def _running(wb: Workbench, run_id: uuid.UUID, attempt: int, lease_left: timedel
         )  # fmt: skip
 
 
-def test_reaper_retries_then_fails_and_fences(workbench: Workbench) -> None:
-    jobs.register("j", SLEEPS, retries=1, retry_delay=30, workbench=workbench)
+def test_reaper_retries_then_fails_and_fences(pg_owner: str | None, workbench: Workbench) -> None:
+    jobs.register("j", SLEEPS, retries=1, retry_delay=30, owner=pg_owner, workbench=workbench)
     run_id = jobs.trigger("j", workbench=workbench)
     live = jobs.trigger("j", workbench=workbench)
     _running(workbench, run_id, attempt=1, lease_left=timedelta(seconds=-1))
@@ -76,9 +76,11 @@ def test_backoff_doubles_and_is_capped() -> None:
     assert retry_delay(3000, 5) == timedelta(hours=1)
 
 
-def test_dispatch_respects_per_job_and_global_limits(workbench: Workbench) -> None:
-    jobs.register("one-at-a-time", SLEEPS, max_concurrency=1, workbench=workbench)
-    jobs.register("two-at-a-time", SLEEPS, max_concurrency=2, workbench=workbench)
+def test_dispatch_respects_per_job_and_global_limits(
+    pg_owner: str | None, workbench: Workbench
+) -> None:
+    jobs.register("one-at-a-time", SLEEPS, max_concurrency=1, owner=pg_owner, workbench=workbench)
+    jobs.register("two-at-a-time", SLEEPS, max_concurrency=2, owner=pg_owner, workbench=workbench)
     for _ in range(3):
         jobs.trigger("one-at-a-time", workbench=workbench)
         jobs.trigger("two-at-a-time", workbench=workbench)
@@ -96,8 +98,8 @@ def test_dispatch_respects_per_job_and_global_limits(workbench: Workbench) -> No
     assert sorted(later) == sorted(first)
 
 
-def test_dispatch_global_limit_and_not_before(workbench: Workbench) -> None:
-    jobs.register("wide", SLEEPS, max_concurrency=10, workbench=workbench)
+def test_dispatch_global_limit_and_not_before(pg_owner: str | None, workbench: Workbench) -> None:
+    jobs.register("wide", SLEEPS, max_concurrency=10, owner=pg_owner, workbench=workbench)
     ids = [jobs.trigger("wide", workbench=workbench) for _ in range(5)]
     with workbench.engine.begin() as conn:
         conn.execute(
@@ -187,10 +189,20 @@ def _local_workbench(monkeypatch: pytest.MonkeyPatch, db_url: str, lease: float)
 
 
 def test_local_executor_runs_jobs_to_completion(
-    monkeypatch: pytest.MonkeyPatch, db_url: str, scheduler_thread: Callable[..., None]
+    pg_owner: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+    db_url: str,
+    scheduler_thread: Callable[..., None],
 ) -> None:
     wb = _local_workbench(monkeypatch, db_url, lease=10)
-    jobs.register("quick", SLEEPS, parameters={"seconds": 0.1}, max_concurrency=2, workbench=wb)
+    jobs.register(
+        "quick",
+        SLEEPS,
+        parameters={"seconds": 0.1},
+        max_concurrency=2,
+        owner=pg_owner,
+        workbench=wb,
+    )
     ids = [jobs.trigger("quick", workbench=wb) for _ in range(3)]
     scheduler_thread(wb, LocalExecutor(2))
     wait_for(lambda: all(run_row(wb, i).status is RunStatus.SUCCEEDED for i in ids), 90, "3 runs")
@@ -200,11 +212,21 @@ def test_local_executor_runs_jobs_to_completion(
 
 
 def test_a_finished_run_frees_its_worker_at_once_not_at_the_next_poll(
-    monkeypatch: pytest.MonkeyPatch, pg_url: str, scheduler_thread: Callable[..., None]
+    pg_owner: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+    pg_url: str,
+    scheduler_thread: Callable[..., None],
 ) -> None:
     poll = 120.0  # the scheduler's full tick: only the executor's wake-up dispatches sooner
     wb = _local_workbench(monkeypatch, pg_url, lease=30)
-    jobs.register("quick", SLEEPS, parameters={"seconds": 0.1}, max_concurrency=2, workbench=wb)
+    jobs.register(
+        "quick",
+        SLEEPS,
+        parameters={"seconds": 0.1},
+        max_concurrency=2,
+        owner=pg_owner,
+        workbench=wb,
+    )
     first, second = jobs.trigger("quick", workbench=wb), jobs.trigger("quick", workbench=wb)
     scheduler_thread(wb, LocalExecutor(1), poll)
     wait_for(lambda: run_row(wb, second).status is RunStatus.SUCCEEDED, poll - 10, "the second run")
@@ -214,14 +236,25 @@ def test_a_finished_run_frees_its_worker_at_once_not_at_the_next_poll(
 
 
 def test_kill_9_of_a_local_worker_mid_run(
-    monkeypatch: pytest.MonkeyPatch, pg_url: str, scheduler_thread: Callable[..., None]
+    pg_owner: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+    pg_url: str,
+    scheduler_thread: Callable[..., None],
 ) -> None:
     lease = 3.0
     wb = _local_workbench(monkeypatch, pg_url, lease=lease)
     jobs.register(
-        "retried", SLEEPS, parameters={"seconds": 4}, retries=1, retry_delay=0, workbench=wb
+        "retried",
+        SLEEPS,
+        parameters={"seconds": 4},
+        retries=1,
+        retry_delay=0,
+        owner=pg_owner,
+        workbench=wb,
     )
-    jobs.register("lost", SLEEPS, parameters={"seconds": 30}, retries=0, workbench=wb)
+    jobs.register(
+        "lost", SLEEPS, parameters={"seconds": 30}, retries=0, owner=pg_owner, workbench=wb
+    )
     retried, lost = jobs.trigger("retried", workbench=wb), jobs.trigger("lost", workbench=wb)
     executor = LocalExecutor(2)
     scheduler_thread(wb, executor)
@@ -254,7 +287,9 @@ def test_kill_9_of_a_local_worker_mid_run(
     assert RunStatus.RUNNING not in statuses
 
 
-def test_failed_attempts_are_retried_with_backoff_then_fail_once(db_url: str) -> None:
+def test_failed_attempts_are_retried_with_backoff_then_fail_once(
+    pg_owner: str | None, db_url: str
+) -> None:
     from workbench.plugins.events import RunEvent
     from workbench.plugins.hookspecs import hookimpl
     from workbench.plugins.manager import Plugins
@@ -272,7 +307,7 @@ def test_failed_attempts_are_retried_with_backoff_then_fail_once(db_url: str) ->
     plugins._register(Recorder(), "recorder", "1", builtin=False)
     wb = Workbench(settings, db_url, plugins=plugins)
     failing = str(NOTEBOOKS / "fails_in_cell_2.ipynb")
-    jobs.register("flaky", failing, retries=2, retry_delay=10, workbench=wb)
+    jobs.register("flaky", failing, retries=2, retry_delay=10, owner=pg_owner, workbench=wb)
     run_id = jobs.trigger("flaky", workbench=wb)
 
     first = execute_run(run_id, workbench=wb)

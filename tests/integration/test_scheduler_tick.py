@@ -29,13 +29,14 @@ def _runs(wb: Workbench, name: str) -> list[Run]:
         return list(s.scalars(select(Run).where(Run.job_id == job_id).order_by(Run.scheduled_for)))
 
 
-def test_dst_job_ticked_every_15_minutes(workbench: Workbench) -> None:
+def test_dst_job_ticked_every_15_minutes(pg_owner: str | None, workbench: Workbench) -> None:
     jobs.register(
         "berlin",
         NB,
         schedule="30 2 * * *",
         timezone="Europe/Berlin",
         now=datetime(2026, 3, 27, 12, tzinfo=UTC),
+        owner=pg_owner,
         workbench=workbench,
     )
     now = datetime(2026, 3, 27, 12, tzinfo=UTC)
@@ -51,7 +52,7 @@ def test_dst_job_ticked_every_15_minutes(workbench: Workbench) -> None:
     ]
 
 
-def test_job_settings_travel_with_the_run(workbench: Workbench) -> None:
+def test_job_settings_travel_with_the_run(pg_owner: str | None, workbench: Workbench) -> None:
     jobs.register(
         "kpis",
         KPIS,
@@ -60,6 +61,7 @@ def test_job_settings_travel_with_the_run(workbench: Workbench) -> None:
         retries=2,
         timeout=600,
         now=T0,
+        owner=pg_owner,
         workbench=workbench,
     )
     result = schedule_due(workbench, T0 + timedelta(hours=1))
@@ -78,7 +80,7 @@ def test_job_settings_travel_with_the_run(workbench: Workbench) -> None:
     [("none", 100, []), ("latest", 100, [5]), ("all", 100, [1, 2, 3, 4, 5]), ("all", 3, [3, 4, 5])],
 )
 def test_catch_up_after_downtime(
-    workbench: Workbench, policy: str, limit: int, expected_hours: list[int]
+    pg_owner: str | None, workbench: Workbench, policy: str, limit: int, expected_hours: list[int]
 ) -> None:
     jobs.register(
         "hourly",
@@ -87,6 +89,7 @@ def test_catch_up_after_downtime(
         catchup=policy,
         catchup_limit=limit,
         now=T0,
+        owner=pg_owner,
         workbench=workbench,
     )
     # The scheduler was down for five slots and comes back 30 minutes after the last one.
@@ -100,14 +103,22 @@ def test_catch_up_after_downtime(
     assert _runs(workbench, "hourly")[-1].scheduled_for == T0 + timedelta(hours=6)
 
 
-def test_catchup_none_still_runs_a_slot_that_is_on_time(workbench: Workbench) -> None:
-    jobs.register("j", NB, schedule="0 * * * *", catchup="none", now=T0, workbench=workbench)
+def test_catchup_none_still_runs_a_slot_that_is_on_time(
+    pg_owner: str | None, workbench: Workbench
+) -> None:
+    jobs.register(
+        "j", NB, schedule="0 * * * *", catchup="none", now=T0, owner=pg_owner, workbench=workbench
+    )
     schedule_due(workbench, T0 + timedelta(hours=1, seconds=20))
     assert [r.scheduled_for for r in _runs(workbench, "j")] == [T0 + timedelta(hours=1)]
 
 
-def test_paused_jobs_are_not_scheduled_and_resume_skips_the_pause(workbench: Workbench) -> None:
-    jobs.register("p", NB, schedule="0 * * * *", catchup="all", now=T0, workbench=workbench)
+def test_paused_jobs_are_not_scheduled_and_resume_skips_the_pause(
+    pg_owner: str | None, workbench: Workbench
+) -> None:
+    jobs.register(
+        "p", NB, schedule="0 * * * *", catchup="all", now=T0, owner=pg_owner, workbench=workbench
+    )
     jobs.pause("p", workbench=workbench)
     schedule_due(workbench, T0 + timedelta(hours=3))
     assert _runs(workbench, "p") == []
@@ -116,8 +127,8 @@ def test_paused_jobs_are_not_scheduled_and_resume_skips_the_pause(workbench: Wor
     assert [r.scheduled_for for r in _runs(workbench, "p")] == [T0 + timedelta(hours=4)]
 
 
-def test_trigger_queues_an_unscheduled_run(workbench: Workbench) -> None:
-    jobs.register("t", NB, parameters={"x": 1}, workbench=workbench)
+def test_trigger_queues_an_unscheduled_run(pg_owner: str | None, workbench: Workbench) -> None:
+    jobs.register("t", NB, parameters={"x": 1}, owner=pg_owner, workbench=workbench)
     first = jobs.trigger("t", workbench=workbench)
     second = jobs.trigger("t", workbench=workbench)
     runs = _runs(workbench, "t")
@@ -125,44 +136,58 @@ def test_trigger_queues_an_unscheduled_run(workbench: Workbench) -> None:
     assert all(r.scheduled_for is None and r.triggered_by == "manual" for r in runs)
 
 
-def test_unknown_job_and_bad_definitions(workbench: Workbench) -> None:
+def test_unknown_job_and_bad_definitions(pg_owner: str | None, workbench: Workbench) -> None:
     with pytest.raises(JobNotFoundError, match="jobs list"):
         jobs.trigger("nope", workbench=workbench)
     with pytest.raises(JobError, match="catchup must be one of"):
-        jobs.register("x", NB, schedule="0 * * * *", catchup="sometimes", workbench=workbench)
+        jobs.register(
+            "x", NB, schedule="0 * * * *", catchup="sometimes", owner=pg_owner, workbench=workbench
+        )
     with pytest.raises(JobError, match="catchup_limit"):
-        jobs.register("x", NB, schedule="0 * * * *", catchup_limit=0, workbench=workbench)
+        jobs.register(
+            "x", NB, schedule="0 * * * *", catchup_limit=0, owner=pg_owner, workbench=workbench
+        )
     with pytest.raises(JobError, match="max_concurrency"):
-        jobs.register("x", NB, max_concurrency=0, workbench=workbench)
+        jobs.register("x", NB, max_concurrency=0, owner=pg_owner, workbench=workbench)
     assert jobs.list_jobs(workbench=workbench) == []
 
 
-def test_parameters_are_validated_at_registration(workbench: Workbench) -> None:
+def test_parameters_are_validated_at_registration(
+    pg_owner: str | None, workbench: Workbench
+) -> None:
     from workbench.runs.errors import NotebookError, ParameterError
 
     with pytest.raises(ParameterError, match="Parameter 'x' expects int, got a value of type str"):
-        jobs.register("typed", NB, parameters={"x": "one"}, workbench=workbench)
+        jobs.register("typed", NB, parameters={"x": "one"}, owner=pg_owner, workbench=workbench)
     with pytest.raises(ParameterError, match="Unknown parameter 'y'; this notebook declares: x"):
-        jobs.register("typed", NB, parameters={"y": 1}, workbench=workbench)
+        jobs.register("typed", NB, parameters={"y": 1}, owner=pg_owner, workbench=workbench)
     with pytest.raises(NotebookError, match="does not exist"):
-        jobs.register("typed", "missing.ipynb", workbench=workbench)
+        jobs.register("typed", "missing.ipynb", owner=pg_owner, workbench=workbench)
     assert jobs.list_jobs(workbench=workbench) == []
-    job = jobs.register("typed", KPIS, parameters={"start": date(2013, 2, 1)}, workbench=workbench)
+    job = jobs.register(
+        "typed", KPIS, parameters={"start": date(2013, 2, 1)}, owner=pg_owner, workbench=workbench
+    )
     assert job.parameters == {"start": "2013-02-01"}  # typed, stored as JSON
     assert job.notebook == KPIS
     typed = notebook_params(KPIS).parse_text({"on_time_minutes": "5"})  # as `jobs add` does
-    cli = jobs.register("typed", KPIS, parameters=typed, workbench=workbench)
+    cli = jobs.register("typed", KPIS, parameters=typed, owner=pg_owner, workbench=workbench)
     assert cli.parameters == {"on_time_minutes": 5}
 
 
 def test_two_schedulers_over_1000_ticks_create_one_run_per_slot(
-    settings: Settings, pg_url: str
+    pg_owner: str | None, settings: Settings, pg_url: str
 ) -> None:
     """Two schedulers with their own pools tick the same instants concurrently."""
     setup = Workbench(settings, pg_url)
     for i in range(3):
         jobs.register(
-            f"minutely-{i}", NB, schedule="* * * * *", catchup="all", now=T0, workbench=setup
+            f"minutely-{i}",
+            NB,
+            schedule="* * * * *",
+            catchup="all",
+            now=T0,
+            owner=pg_owner,
+            workbench=setup,
         )
     ticks = [T0 + timedelta(seconds=30 * (i + 1)) for i in range(1000)]
     barrier = threading.Barrier(2)
@@ -203,7 +228,7 @@ def test_two_schedulers_over_1000_ticks_create_one_run_per_slot(
 
 
 def test_jobs_namespace_on_the_default_workbench(
-    monkeypatch: pytest.MonkeyPatch, db_url: str
+    monkeypatch: pytest.MonkeyPatch, db_url: str, pg_owner: str | None
 ) -> None:
     import workbench as wb
 
@@ -212,7 +237,7 @@ def test_jobs_namespace_on_the_default_workbench(
     try:
         wb.jobs.register(
             "daily", KPIS, schedule="0 6 * * *", timezone="America/New_York",
-            parameters={"carrier": "UA"}, retries=2, catchup="none",
+            parameters={"carrier": "UA"}, retries=2, catchup="none", owner=pg_owner,
         )  # fmt: skip
         assert [j.name for j in wb.jobs.list_jobs()] == ["daily"]
         assert wb.jobs.get("daily").catchup.value == "none"

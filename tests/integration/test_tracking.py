@@ -23,6 +23,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.cli import run_cli
+from tests.conftest import make_owner
 from tests.fakesentry import assert_no_secret, dsn, events, raw_bytes, token
 from tests.httpserver import LocalServer, local_server
 from tests.runs_helpers import run_row, wait_for
@@ -93,7 +94,10 @@ def test_a_failed_run_sends_one_event_without_secrets(
     assert sentry.received == []  # a command that succeeds sends nothing
 
     notebook = _secret_notebook(tmp_path / "refuses.ipynb")
-    failed = run_cli("run", notebook, "-p", "token", "secret:API_TOKEN", env=env)
+    owner = []  # in team mode the service names the run's owner
+    if url.startswith("postgresql"):
+        owner = ["--as", make_owner(load_settings(secret_key=values["secret key"]), db_url)]
+    failed = run_cli("run", *owner, notebook, "-p", "token", "secret:API_TOKEN", env=env)
     assert failed.code == 1, failed.output
     assert "ValueError in cell 2" in failed.stderr
     assert len(hook.received) == 1  # the webhook heard of it too
@@ -153,6 +157,7 @@ def test_only_the_last_attempt_of_a_retried_run_is_reported(
 
 
 def test_a_celery_worker_process_reports_the_failed_run(
+    pg_owner: str | None,
     sentry: LocalServer,
     settings: Any,
     pg_url: str,
@@ -189,7 +194,7 @@ def test_a_celery_worker_process_reports_the_failed_run(
     )
     try:
         with Workbench(load_settings()) as wb:
-            jobs.register("nightly", FAILING, workbench=wb)
+            jobs.register("nightly", FAILING, owner=pg_owner, workbench=wb)
             run_id = jobs.trigger("nightly", workbench=wb)
             executor = CeleryExecutor(wb.settings)
             try:
