@@ -212,8 +212,9 @@ def test_execute_run_is_safe_for_a_finished_run(worker: Worker, wb: Workbench) -
     assert again.attempt == 1 and again.finished_at == done.finished_at
 
 
-def test_outputs_go_to_an_fsspec_url(worker: Worker) -> None:
-    result = worker.run(NOTEBOOKS / "trivial.ipynb", x=4, storage="memory://wb-runs")
+def test_outputs_go_to_an_fsspec_url(worker: Worker, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKBENCH_RUNS_STORAGE", "memory://wb-runs")  # the executor's base
+    result = worker.run(NOTEBOOKS / "trivial.ipynb", x=4)
     assert result.ok
     assert result.output_uri == f"memory://wb-runs/{result.id}"
     assert b"injected-parameters" in _output(result)[0]

@@ -73,9 +73,6 @@ def run_command(
     cell_timeout: Annotated[
         int | None, typer.Option(help="Stop when one cell runs longer than this many seconds.")
     ] = None,
-    storage: Annotated[
-        str | None, typer.Option(help="Folder or fsspec URL for the outputs (default: home).")
-    ] = None,
     owner: Annotated[
         str | None,
         typer.Option(
@@ -94,7 +91,7 @@ def run_command(
     """
     settings = _settings(ctx)
     parameters = _pairs(list(ctx.args))
-    options = (timeout, cell_timeout, storage, owner, team)
+    options = (timeout, cell_timeout, owner, team)
     outcome = _run_on_warm_worker(settings, notebook, parameters, *options)
     if outcome is None:
         outcome = _run_here(ctx, notebook, parameters, *options)
@@ -120,7 +117,6 @@ def _run_on_warm_worker(
     parameters: dict[str, str],
     timeout: int | None,
     cell_timeout: int | None,
-    storage: str | None,
     owner: str | None,
     team: str | None,
 ) -> dict[str, Any] | None:
@@ -129,8 +125,7 @@ def _run_on_warm_worker(
 
     request = {
         "notebook": locate_notebook(notebook, settings), "parameters": parameters,
-        "timeout": timeout, "cell_timeout": cell_timeout, "storage": storage,
-        "owner": owner, "team": team,
+        "timeout": timeout, "cell_timeout": cell_timeout, "owner": owner, "team": team,
     }  # fmt: skip
     with _progress_bar(notebook) as advance:
         reply = request_run(settings, request, advance)
@@ -152,18 +147,19 @@ def _run_here(
     parameters: dict[str, str],
     timeout: int | None,
     cell_timeout: int | None,
-    storage: str | None,
     owner: str | None,
     team: str | None,
 ) -> dict[str, Any]:
     from workbench.runs.kernels import KernelPool, kernel_env
+    from workbench.runs.sandbox import kernel_user
 
     # The kernel boots while the database and the notebook are read.
-    kernels = KernelPool(1, env=kernel_env(), replenish=False, warmup=False)
+    user = kernel_user(_settings(ctx))
+    kernels = KernelPool(1, env=kernel_env(), replenish=False, warmup=False, kernel_user=user)
     try:
         with _workbench(ctx) as wb:
             run = _run_with_progress(
-                wb, kernels, notebook, parameters, timeout, cell_timeout, storage, owner, team
+                wb, kernels, notebook, parameters, timeout, cell_timeout, owner, team
             )
     finally:
         kernels.close()
@@ -179,7 +175,6 @@ def _run_with_progress(
     parameters: dict[str, str],
     timeout: int | None,
     cell_timeout: int | None,
-    storage: str | None,
     owner: str | None = None,
     team: str | None = None,
 ) -> Run:
@@ -198,7 +193,7 @@ def _run_with_progress(
             "your own login: give the run a --timeout instead."
         )
     run_id = queue_run(
-        path, values, timeout=timeout, storage=storage, triggered_by="cli", owner=owner,
+        path, values, timeout=timeout, triggered_by="cli", owner=owner,
         team=team, workbench=wb,
     )  # fmt: skip
     with _progress_bar(notebook) as advance:
@@ -319,10 +314,12 @@ def runs_logs(
 ) -> None:
     """What the run's cells printed (stdout, stderr and errors), from its output notebook."""
     from workbench.runs.api import show
+    from workbench.runs.storage import run_location
 
     with _workbench(ctx) as wb:
-        run = show(run_id, workbench=wb)
-    nb = _output_notebook(run.output_uri)
+        run = show(run_id, workbench=wb)  # the run must be visible to this login
+        # Read where the storage base and the run id say, never where the row says.
+        nb = _output_notebook(run_location(wb.settings, run.id))
     if nb is None:
         raise WorkbenchError(f"Run {run.id} has no output notebook yet ({run.status.value}).")
     number = 0

@@ -53,7 +53,6 @@ def queue_run(
     parameters: Mapping[str, Any] | None = None,
     *,
     timeout: int | None = None,
-    storage: str | None = None,
     triggered_by: str = "api",
     max_attempts: int = 1,
     owner: str | None = None,
@@ -82,7 +81,7 @@ def queue_run(
         wb,
         path,
         ParameterSchema.to_json(values),
-        output_base=default_base(wb.settings, storage),
+        output_base=default_base(wb.settings),
         timeout_seconds=timeout,
         triggered_by=triggered_by,
         max_attempts=max_attempts,
@@ -97,7 +96,6 @@ def run(
     *,
     timeout: int | None = None,
     cell_timeout: int | None = None,
-    storage: str | None = None,
     worker: Worker | None = None,
     workbench: Workbench | None = None,
     on_progress: ProgressCallback | None = None,
@@ -125,7 +123,6 @@ def run(
         notebook,
         {**(parameters or {}), **params},
         timeout=timeout,
-        storage=storage,
         owner=owner,
         team=team,
         workbench=wb,
@@ -225,12 +222,15 @@ class Worker:
         team: str | None = None,
     ) -> None:
         from workbench.runs.kernels import KernelPool, kernel_env
+        from workbench.runs.sandbox import kernel_user
 
         self.workbench = resolve(workbench)
         self.owner, self.team = owner, team
         env = kernel_env()
         self._owns_kernels = kernels is None
-        self.kernels: KernelPool = kernels or KernelPool(size, env=env)
+        self.kernels: KernelPool = kernels or KernelPool(
+            size, env=env, kernel_user=kernel_user(self.workbench.settings)
+        )
 
     def run(self, notebook: str | Path, **options: Any) -> Run:
         """Like :func:`run`, on one of this worker's warm kernels."""

@@ -342,12 +342,13 @@ def run_identity(wb: Workbench, run: Run, token: str) -> Identity:
 
     On the embedded database (one user) the kernel gets that database and home. In team mode
     it gets the owner's login; a run without an owner runs with the service's rights only when
-    the service queued it for one of Workbench's own notebooks (:mod:`.trust`); anything
+    the service queued it for one of Workbench's own notebooks (inside the installed package,
+    :func:`~workbench.runs.acts.is_service_notebook`); anything
     else, or an owner who is disabled, is refused (:class:`RunRefusedError`).
     """
     from workbench.db.identity_connect import user_database_url
+    from workbench.runs.acts import is_service_notebook
     from workbench.runs.secrets import values_for_run
-    from workbench.runs.trust import is_workbench_notebook
 
     env = {RUN_ID_ENV: str(run.id), RUN_TOKEN_ENV: token}
     hidden = [token]
@@ -359,7 +360,7 @@ def run_identity(wb: Workbench, run: Run, token: str) -> Identity:
     else:
         owner = records.run_owner(wb, run)
         if owner is None:
-            if run.created_by is not None or not is_workbench_notebook(run.notebook):
+            if run.created_by is not None or not is_service_notebook(run.notebook):
                 raise RunRefusedError(
                     f"Run {run.id} has no owner: in team mode every run belongs to an active "
                     "user. Queue it from the user's own login, or as an admin with `--as USER`."
@@ -382,7 +383,7 @@ def run_identity(wb: Workbench, run: Run, token: str) -> Identity:
 
 
 def _service_env(wb: Workbench) -> dict[str, str]:
-    """The service's own rights, for Workbench's own notebooks only (see :mod:`.trust`)."""
+    """The service's own rights, for Workbench's own notebooks only (see :func:`run_identity`)."""
     env = {"WORKBENCH_HOME": str(wb.settings.home_path), "WORKBENCH_DATABASE_URL": wb.database_url}
     key, _source = wb.settings.effective_secret_key()
     if key:

@@ -80,7 +80,7 @@ def _handle(worker: Any, request: dict[str, Any], send: Callable[[dict[str, Any]
         values = notebook_params(request["notebook"]).parse_text(typed) if typed else {}
         run_id = queue_run(
             request["notebook"], values,
-            timeout=request.get("timeout"), storage=request.get("storage"),
+            timeout=request.get("timeout"),
             triggered_by="cli", owner=request.get("owner"), team=request.get("team"),
             workbench=worker.workbench,
         )  # fmt: skip
