@@ -65,35 +65,6 @@ class World:
 #: LAST_WRITES_FUNCTION): an opaque digest of the last write of each named table the session's
 #: login may SELECT, for an active user (or the owner itself), whether or not the table's
 #: ``datasets`` row is visible to it. Installed here until the migration has it.
-LAST_WRITES_SQL = """
-CREATE OR REPLACE FUNCTION wb_private.last_writes(names text[])
-  RETURNS TABLE (name text, stamp text)
-  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT d.name::text,
-           md5(concat_ws('|', extract(epoch FROM d.last_write_at), d.last_write_mode,
-                         d.last_write_rows))
-    FROM @S@.datasets d
-    WHERE d.name = ANY (names)
-      AND (session_user = current_user
-           OR EXISTS (SELECT 1 FROM @S@.users u WHERE u.db_role = session_user AND u.is_active))
-      AND to_regclass(format('%I.%I', '@R@', d.name)) IS NOT NULL
-      AND has_table_privilege(session_user, to_regclass(format('%I.%I', '@R@', d.name)),
-                              'SELECT') $$;
-REVOKE ALL ON FUNCTION wb_private.last_writes(text[]) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION wb_private.last_writes(text[]) TO workbench_viewer, workbench_analyst;
-"""
-
-
-def install_last_writes(pg_url: str) -> None:
-    """Add ``wb_private.last_writes`` to the database of ``pg_url`` unless it has one."""
-    with services.admin_connect(pg_url.rsplit("/", 1)[1]) as conn:
-        if conn.execute("SELECT to_regprocedure('wb_private.last_writes(text[])')").fetchone()[0]:
-            return
-        schema = str(conn.execute("SELECT current_schema()").fetchone()[0])
-        quoted = '"' + schema.replace('"', '""') + '"'
-        conn.execute(LAST_WRITES_SQL.replace("@S@", quoted).replace("@R@", schema))
-
-
 def build_world(pg_url: str, home: Path, *, months: tuple[int, ...] = (1,)) -> World:
     """Write the flights of ``months``, give them to two teams, create a viewer in each."""
     secret_key = secrets.token_urlsafe(48)
@@ -142,7 +113,6 @@ def build_world(pg_url: str, home: Path, *, months: tuple[int, ...] = (1,)) -> W
         world.failed_runs["a"] = _seed_runs(bench, teams["a"], home)
         world.failed_runs["b"] = _seed_runs(bench, teams["b"], home, jobs=("b_only",))
         seed_kpi_run(bench, teams["a"], world.rows_of("a"), job_name=f"flights_kpis_{prefix}_a")
-        install_last_writes(pg_url)
         with bench.engine.begin() as conn:
             rls.protect_table(conn, "flights", team_id=teams["a"])
             conn.execute(

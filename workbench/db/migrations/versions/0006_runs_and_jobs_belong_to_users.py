@@ -53,6 +53,7 @@ FUNCTIONS = (
     ("trigger_job(uuid, text)", ANALYSTS),
     ("transfer_job(uuid, text)", ANALYSTS),
     ("owner_names(uuid[])", USERS),
+    ("last_writes(text[])", USERS),
 )
 NAME_COLUMNS = "id, name, team_id, created_at, updated_at"
 # The run whose results a user's login may write: its own, running, token presented.
@@ -337,8 +338,27 @@ def _functions(schema: str) -> list[str]:
                                AND j.team_id = ANY (wb_private.my_team_ids()))
                     OR EXISTS (SELECT 1 FROM @S@.runs r WHERE r.created_by = u.id
                                AND r.team_id = ANY (wb_private.my_team_ids()))) $$""",
+        # The query cache's freshness: a stamp of the last wb.write of each named table the
+        # login may read (when, how and how many rows: never a row), for dashboards whose
+        # viewer cannot see another team's datasets row but reads some of that table's rows.
+        """CREATE FUNCTION wb_private.last_writes(names text[])
+           RETURNS TABLE (name text, stamp text)
+           LANGUAGE sql STABLE SECURITY DEFINER @PINNED@ AS $$
+             SELECT d.name::text,
+                    md5(concat_ws('|', extract(epoch FROM d.last_write_at), d.last_write_mode,
+                                  d.last_write_rows))
+             FROM @S@.datasets d
+             WHERE d.name = ANY (names)
+               AND (session_user = current_user OR wb_private.my_user_id() IS NOT NULL)
+               AND to_regclass(format('%I.%I', @R@, d.name)) IS NOT NULL
+               AND has_table_privilege(session_user, to_regclass(format('%I.%I', @R@, d.name)),
+                                       'SELECT') $$""",
     ]
-    return [st.replace("@PINNED@", PINNED).replace("@S@", _q(schema)) for st in statements]
+    literal = "'" + schema.replace("'", "''") + "'"
+    return [
+        st.replace("@PINNED@", PINNED).replace("@S@", _q(schema)).replace("@R@", literal)
+        for st in statements
+    ]
 
 
 def _postgresql_upgrade() -> None:
