@@ -114,6 +114,29 @@ def test_queue_run_checks_the_runs_team(stored: World) -> None:
         queue_run(notebook, {"token": "secret:token"}, owner=bob, workbench=stored.bench)
 
 
+def test_a_job_naming_another_teams_secret_is_refused_when_saved(stored: World) -> None:
+    """Before, the job was saved and every one of its runs failed at execution."""
+    from workbench.scheduler import api as jobs
+
+    notebook = str(NOTEBOOKS / "uses_secret.ipynb")
+    alice = _login(stored, "alice")
+    try:
+        jobs.register("own", notebook, parameters={"token": "secret:token"}, workbench=alice)
+        with pytest.raises(SecretNotFoundError):
+            jobs.register(
+                "theirs", notebook, parameters={"token": "secret:b_token"}, workbench=alice
+            )
+        assert [job.name for job in jobs.list_jobs(workbench=alice)] == ["own"]
+    finally:
+        alice.close()
+    bob = stored.users["bob"].username
+    with pytest.raises(SecretNotFoundError):
+        jobs.register(
+            "b_job", notebook, parameters={"token": "secret:token"}, owner=bob,
+            workbench=stored.bench,
+        )  # fmt: skip
+
+
 def test_a_users_login_lists_names_only_and_sets_nothing(stored: World) -> None:
     for name, sees in (("alice", {"token", "override"}), ("vera", {"token", "override"})):
         bench = _login(stored, name)

@@ -29,6 +29,7 @@ from workbench.db.types import utcnow
 from workbench.runs import acts
 from workbench.runs.errors import TeamChoiceError
 from workbench.runs.records import announce_queued, queue_job_run
+from workbench.runs.secrets import check_references, referenced_names, team_for_new_run
 from workbench.scheduler.cron import next_slot
 from workbench.scheduler.errors import JobNotFoundError, JobPermissionError
 from workbench.scheduler.jobs import JobSpec, checked_parameters, coerce_catchup, seconds
@@ -92,10 +93,14 @@ def register(
     spec.validate()
     notebook, values = checked_parameters(spec.notebook, spec.parameters or {})
     spec = replace(spec, notebook=notebook, parameters=values)
+    wb = resolve(workbench)
+    if referenced_names(values):  # each must be a secret the job's team may use, now
+        job_team = team_for_new_run(wb, spec.notebook, owner=owner, team=team)
+        check_references(wb, values, team_id=job_team)
     now = now or utcnow()
     next_run_at = next_slot(spec.schedule, spec.timezone, now) if spec.schedule else None
     doing = f"Saving job {name!r}"
-    with _refusals(doing, name), resolve(workbench).session() as session, session.begin():
+    with _refusals(doing, name), wb.session() as session, session.begin():
         connection = session.connection()
         if acts.acts_as_user(connection):
             if owner is not None:
