@@ -83,13 +83,14 @@ def test_celery_worker_probes_heartbeat_and_drain(
         assert (row.name, row.details["executor"]) == ("celery-worker", "celery")
         wait_for(lambda: probe(base + "/livez")[0] == 200, 30, "the worker's /livez")
 
-        # Redis (WORKBENCH_REDIS_URL) is down; the broker (another Redis) is not.
-        code, body, _ = probe(base + "/readyz")
-        assert code == 503
-        assert body == {
+        # Redis (WORKBENCH_REDIS_URL) is down; the broker (another Redis) is not. Each check
+        # has a budget of 80 ms: on a loaded machine a first round may time one out, so the
+        # answer is awaited (it must come, and stay: the loop below probes again).
+        expected = {
             "status": "fail",
             "checks": {"database": "ok", "migrations": "ok", "redis": "fail", "broker": "ok"},
         }
+        wait_for(lambda: probe(base + "/readyz")[:2] == (503, expected), 20, "readyz's checks")
         report("worker /readyz (Redis down)", [probe(base + "/readyz")[2] for _ in range(20)])
         # Celery's loop touches the liveness every second: it stays fresh past its bound.
         for _ in range(12):

@@ -235,7 +235,48 @@ def test_a_hostile_scheduled_run_reaches_nothing_but_its_owners_rights(
     }
     found = [what for what, needle in needles.items() if needle and needle in haystack]
     assert found == []
+    _readers_of_the_finished_run(world, service, run_id)
     service.close()
+
+
+def _readers_of_the_finished_run(
+    world: World,  # noqa: F811
+    service: Workbench,
+    run_id: uuid.UUID,
+) -> None:
+    """Who reads the executed run: A's analyst, viewer and the admin do; B's analyst finds
+    neither the run, its results, its output nor its job (not found, as if missing)."""
+    from workbench.dashboards.auth import Account
+    from workbench.dashboards.outputs import run_output_html
+    from workbench.runs.api import runs as list_runs
+    from workbench.runs.api import show
+    from workbench.runs.errors import RunNotFoundError
+    from workbench.scheduler.errors import JobNotFoundError
+
+    expect = {"alice": True, "vera": True, "root": True, "bob": False}
+    for name, sees in expect.items():
+        user = world.users[name]
+        bench = _analyst(world, name)
+        try:
+            listed = [r.id for r in list_runs(workbench=bench)]
+            assert (run_id in listed) is sees, name
+            if sees:
+                assert show(run_id, workbench=bench).id == run_id
+                assert results(run_id, workbench=bench) == {"a_rows": 3}, name
+                assert "hostile" in [j.name for j in jobs.list_jobs(workbench=bench)], name
+            else:
+                with pytest.raises(RunNotFoundError):
+                    show(run_id, workbench=bench)
+                assert results(run_id, workbench=bench) == {}
+                assert jobs.list_jobs(workbench=bench) == []
+                with pytest.raises(JobNotFoundError):
+                    jobs.trigger("hostile", workbench=bench)
+        finally:
+            bench.close()
+        account = Account(str(user.id), user.username, user.role, True)
+        page = run_output_html(service, account, run_id)
+        # Outputs are for analysts and admins who see the run; viewers see dashboards.
+        assert (page is not None) is (sees and name != "vera"), name
 
 
 def _execute_by_the_scheduler(
