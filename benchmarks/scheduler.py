@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import func, select  # noqa: E402
 
 from tests import services  # noqa: E402
+from workbench.accounts import api as accounts  # noqa: E402
 from workbench.api import init  # noqa: E402
 from workbench.app import Workbench  # noqa: E402
 from workbench.core.config import load_settings  # noqa: E402
@@ -79,7 +80,11 @@ def _bench(kind: str, runs: int, workers: int, poll: float) -> dict[str, float]:
         )
         init()
         wb = Workbench(load_settings())
-        jobs.register("trivial", TRIVIAL, max_concurrency=workers * 2, workbench=wb)
+        # In team mode a job belongs to a user: its runs execute with that user's own login.
+        owner = f"bench_{uuid.uuid4().hex[:8]}"
+        accounts.add_team(f"team-{owner}", workbench=wb)
+        accounts.add_user(owner, role="analyst", teams_=(f"team-{owner}",), workbench=wb)
+        jobs.register("trivial", TRIVIAL, max_concurrency=workers * 2, owner=owner, workbench=wb)
         for _ in range(runs):
             jobs.trigger("trivial", workbench=wb)
         worker = None
