@@ -138,6 +138,9 @@ class User(Base):
     last_login_at: Mapped[datetime | None]
     db_role: Mapped[str | None] = mapped_column(String(63), unique=True)
     db_password_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Raised by sign-out, a new password, rotate-credentials and disable: sessions signed
+    under an older generation are refused (migration 0007)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
