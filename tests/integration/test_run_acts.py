@@ -216,6 +216,8 @@ def test_jobs_from_the_users_own_logins(world: World, benches: dict[str, Workben
         {"x": 2},
     )
     assert job.next_run_at is not None
+    with pytest.raises(JobPermissionError, match="owner= saves a job for another user"):
+        jobs.register("theirs", NOTEBOOK, owner=world.users["bob"].username, workbench=alice)
     # Names are unique per team: B's job of the same name is another job, and leaks nothing.
     other = jobs.register("nightly", NOTEBOOK, team=team_b, workbench=bob)
     assert other.id != job.id

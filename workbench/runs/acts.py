@@ -43,6 +43,7 @@ __all__ = [
     "owner_names",
     "refusal",
     "refusals",
+    "refuse_owner_from_a_login",
     "resolve_owner",
     "team_id_named",
 ]
@@ -64,6 +65,21 @@ class Owner:
 def acts_as_user(connection: Connection) -> bool:
     """Whether ``connection`` is a user's own login (acts go through the functions)."""
     return connection.dialect.name == "postgresql" and not rls.is_service(connection)
+
+
+def refuse_owner_from_a_login(
+    owner: str | None, *, act: str, yours: str, error: type[WorkbenchError]
+) -> None:
+    """Refuse ``owner=`` on a user's own login: only the service acts for another user.
+
+    ``act`` says what ``owner=`` would do ("queues a run"), ``yours`` whose the result is
+    ("the runs you queue").
+    """
+    if owner is not None:
+        raise error(
+            f"owner= {act} for another user, which only the service does; {yours} are yours "
+            "(leave owner= out)."
+        )
 
 
 def is_service_notebook(notebook: str | Path) -> bool:

@@ -277,11 +277,9 @@ def create_run(
     with _refusals(doing), wb.session() as session, session.begin():
         connection = session.connection()
         if acts.acts_as_user(connection):
-            if owner is not None:
-                raise RunPermissionError(
-                    "owner= queues a run for another user, which only the service does; the "
-                    "runs you queue are yours (leave owner= out)."
-                )
+            acts.refuse_owner_from_a_login(
+                owner, act="queues a run", yours="the runs you queue", error=RunPermissionError
+            )
             run_id = acts.call(
                 connection,
                 "wb_private.queue_run(:notebook, CAST(:parameters AS jsonb), :team, :timeout, "

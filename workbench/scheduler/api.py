@@ -103,11 +103,9 @@ def register(
     with _refusals(doing, name), wb.session() as session, session.begin():
         connection = session.connection()
         if acts.acts_as_user(connection):
-            if owner is not None:
-                raise JobPermissionError(
-                    "owner= saves a job for another user, which only the service does; the "
-                    "jobs you save are yours (leave owner= out)."
-                )
+            acts.refuse_owner_from_a_login(
+                owner, act="saves a job", yours="the jobs you save", error=JobPermissionError
+            )
             job_id = acts.call(
                 connection,
                 "wb_private.save_job(:name, :notebook, :schedule, :tz, CAST(:params AS jsonb), "
