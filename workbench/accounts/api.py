@@ -92,6 +92,7 @@ def list_users(*, workbench: Workbench | None = None) -> list[UserInfo]:
 
 
 def disable_user(username: str, *, workbench: Workbench | None = None) -> None:
+    """Disable sign-in and the database login; the user's dashboard sessions end at once."""
     wb = resolve(workbench)
     with wb.session() as session, session.begin():
         identity.disable_user(session, username)
@@ -100,14 +101,16 @@ def disable_user(username: str, *, workbench: Workbench | None = None) -> None:
 def set_password(
     username: str, password: str | None = None, *, workbench: Workbench | None = None
 ) -> str | None:
-    """Set (or, with ``None``, generate and return once) a user's sign-in password."""
+    """Set (or, with ``None``, generate and return once) a user's sign-in password; the user's
+    dashboard sessions end."""
     wb = resolve(workbench)
     with wb.session() as session, session.begin():
         return identity.set_password(session, username, password)
 
 
 def rotate_credentials(username: str, *, workbench: Workbench | None = None) -> None:
-    """Give the user's database login a new random password (creating the login if missing)."""
+    """Give the user's database login a new random password (creating the login if missing);
+    the user's dashboard sessions end."""
     wb = resolve(workbench)
     with wb.session() as session, session.begin():
         rls.require_postgresql(session.connection(), "Rotating database credentials")

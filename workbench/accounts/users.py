@@ -11,6 +11,7 @@ whose generated password is stored encrypted with the "db-credentials" key.
 from __future__ import annotations
 
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
@@ -18,7 +19,7 @@ from functools import cache
 import bcrypt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from workbench.accounts.errors import AccountError, AuthenticationError
@@ -37,6 +38,7 @@ __all__ = [
     "authenticate",
     "create_user",
     "disable_user",
+    "end_sessions",
     "generate_password",
     "get_user",
     "hash_password",
@@ -177,25 +179,45 @@ def provision_database_login(session: Session, settings: Settings, user: User) -
         if not user.is_active:
             roles.set_login_allowed(connection, user.db_role, False)
     user.db_password_encrypted = sealed
+    end_sessions(session, user.id)
     session.add(AuditEntry(action="user.rotate_credentials", target=user.username))
     session.flush()
 
 
+def end_sessions(session: Session, user_id: uuid.UUID) -> None:
+    """End every dashboard session of the user, on every server, from the next request on.
+
+    Raises ``users.session_generation`` in the database (one atomic ``UPDATE``); a session
+    cookie names the generation it was signed with, and the servers read the current one on
+    every request (:mod:`workbench.dashboards.auth`).
+    """
+    session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(session_generation=User.session_generation + 1)
+        .execution_options(synchronize_session="fetch")
+    )
+
+
 def set_password(session: Session, username: str, password: str | None = None) -> str | None:
-    """Set a new sign-in password (``None``: generate one, returned once); unlocks the account."""
+    """Set a new sign-in password (``None``: generate one, returned once); unlocks the account
+    and ends the user's dashboard sessions."""
     user = get_user(session, username)
     generated = generate_password() if password is None else None
     user.password_hash = hash_password(password or generated or "")
     user.failed_logins = 0
     user.locked_until = None
+    end_sessions(session, user.id)
     session.add(AuditEntry(action="user.passwd", target=username))
     return generated
 
 
 def disable_user(session: Session, username: str) -> User:
-    """Disable sign-in and database login; the row-level policies stop matching at once."""
+    """Disable sign-in and database login; the row-level policies stop matching at once, and
+    the user's dashboard sessions end."""
     user = get_user(session, username)
     user.is_active = False
+    end_sessions(session, user.id)
     if user.db_role is not None and session.get_bind().dialect.name == "postgresql":
         roles.set_login_allowed(session.connection(), user.db_role, False)
     session.add(AuditEntry(action="user.disable", target=username))

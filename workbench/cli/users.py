@@ -105,7 +105,8 @@ def list_(ctx: typer.Context) -> None:
 def disable(
     ctx: typer.Context, username: Annotated[str, typer.Argument(help="The account.")]
 ) -> None:
-    """Disable sign-in and the database login; the user's sessions see no rows from now on."""
+    """Disable sign-in and the database login; the user's sessions (database and dashboards)
+    end at once."""
     from workbench.accounts import api as accounts
 
     with workbench_of(ctx) as wb:
@@ -120,7 +121,8 @@ def passwd(
     password_file: PasswordFile = None,
     prompt: Prompt = False,
 ) -> None:
-    """Set a new sign-in password (generated unless given); also lifts a sign-in lock."""
+    """Set a new sign-in password (generated unless given); also lifts a sign-in lock and ends
+    the user's dashboard sessions."""
     from workbench.accounts import api as accounts
 
     password = _chosen_password(password_file, prompt)
@@ -138,7 +140,8 @@ def rotate_credentials(
     """Give the user's database login a new random password (team mode only).
 
     The password is stored encrypted and never shown; connections made for the user pick it
-    up. Creates the login if the account has none yet (e.g. the first admin).
+    up, and the user's dashboard sessions end. Creates the login if the account has none yet
+    (e.g. the first admin).
     """
     from workbench.accounts import api as accounts
 
