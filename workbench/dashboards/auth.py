@@ -6,6 +6,12 @@ page. It drops any ``X-Workbench-Viewer`` header a browser sends; the dashboard 
 it, on the page request only, to the viewer's identity (:meth:`WorkbenchIdentityProvider.
 viewer_identity`), which Voila copies into the page's kernel: that is how a dashboard learns
 who is looking, and the only login it gets (see :mod:`workbench.dashboards.viewer`).
+
+A session cookie names its account's session generation (:class:`~workbench.dashboards.tokens.
+Claim`); every authenticated request reads the account's row by its key (active? which
+generation?), so signing out, a new password, new database credentials or disabling end every
+session at once, on every server process. Sign-in is throttled per client address
+(:mod:`workbench.dashboards.throttle`) as well as per account.
 """
 
 from __future__ import annotations
@@ -14,20 +20,25 @@ import asyncio
 import logging
 import threading
 import time
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.auth.identity import IdentityProvider
 from jupyter_server.auth.identity import User as JupyterUser
 from jupyter_server.base.handlers import JupyterHandler
+from sqlalchemy import select
 from tornado import web
 
 from workbench.accounts.errors import AuthenticationError
-from workbench.accounts.users import authenticate
+from workbench.accounts.users import authenticate, end_sessions
 from workbench.core.errors import WorkbenchError
-from workbench.dashboards import pages
+from workbench.dashboards import headers, pages
+from workbench.dashboards.errors import SignInThrottledError
+from workbench.dashboards.throttle import AddressThrottle
 from workbench.dashboards.tokens import (
     SESSION_COOKIE,
     VIEWER_HEADER,
@@ -41,13 +52,18 @@ from workbench.ops import metrics
 if TYPE_CHECKING:
     from workbench.app import Workbench
 
-__all__ = ["Account", "LoginHandler", "LogoutHandler", "WorkbenchIdentityProvider"]
+__all__ = ["Account", "LoginHandler", "LogoutHandler", "WorkbenchIdentityProvider", "safe_next"]
 
 log = logging.getLogger(__name__)
 
-#: A session lasts a working day; the account is re-checked (disabled? role?) every minute.
+#: A session lasts a working day at most; the account's row is read on every request.
 SESSION_DAYS = 0.5
+#: How long the identity handed to a page's kernel (teams, login) is reused for one session
+#: generation; a new generation (new credentials, disabled) always reads it again.
 RECHECK_SECONDS = 60.0
+#: Where the per-request account (or its absence) is kept on a handler, so that the identity
+#: provider and the handlers that ask again in the same request read the row once.
+_MEMO = "_workbench_account"
 
 
 @dataclass(frozen=True)
@@ -58,64 +74,55 @@ class Account:
     username: str
     role: Role
     active: bool
+    generation: int = 0
+    """The account's session generation (``users.session_generation``) when it was read."""
 
 
 class _Accounts:
-    """Account look-ups by id, cached briefly so pages and websockets cost no query each."""
+    """Account look-ups by id: one primary-key read of four columns per request, so no
+    server process honours a session its account no longer has (a fraction of a millisecond
+    on PostgreSQL on this machine; see docs/dashboards.md)."""
 
     def __init__(self, workbench: Workbench) -> None:
         self.workbench = workbench
-        self._known: dict[str, tuple[float, Account | None]] = {}
-        self._identities: dict[str, tuple[float, ViewerIdentity | None]] = {}
+        self._identities: dict[str, tuple[float, int, ViewerIdentity | None]] = {}
         self._lock = threading.Lock()
 
     def get(self, user_id: str) -> Account | None:
-        now = time.monotonic()
-        with self._lock:
-            hit = self._known.get(user_id)
-        if hit is not None and now - hit[0] < RECHECK_SECONDS:
-            return hit[1]
-        account = self._load(user_id)
-        with self._lock:
-            self._known[user_id] = (now, account)
-        return account
-
-    def _load(self, user_id: str) -> Account | None:
+        """The account's current row, or ``None`` for an id that names no account."""
         try:
             key = uuid.UUID(user_id)
         except ValueError:
             return None
-        with self.workbench.session() as session:
-            user = session.get(User, key)
-            if user is None:
-                return None
-            return Account(str(user.id), user.username, user.role, user.is_active)
+        query = select(User.username, User.role, User.is_active, User.session_generation)
+        with self.workbench.engine.connect() as connection:
+            row = connection.execute(query.where(User.id == key)).first()
+        if row is None:
+            return None
+        return Account(
+            str(key), row.username, Role(row.role), row.is_active, row.session_generation
+        )
 
-    def identity(self, user_id: str) -> ViewerIdentity | None:
-        """What the kernel of this user's page gets (kept as long as an account look-up), or
-        ``None`` when the account may not open dashboards (disabled, or no database login)."""
+    def identity(self, account: Account) -> ViewerIdentity | None:
+        """What the kernel of this account's page gets (reused for :data:`RECHECK_SECONDS`
+        within one session generation), or ``None`` when the account may not open dashboards
+        (disabled, or no database login)."""
         now = time.monotonic()
         with self._lock:
-            hit = self._identities.get(user_id)
-        if hit is not None and now - hit[0] < RECHECK_SECONDS:
-            return hit[1]
+            hit = self._identities.get(account.user_id)
+        if hit is not None and hit[1] == account.generation and now - hit[0] < RECHECK_SECONDS:
+            return hit[2]
         identity = None
         with self.workbench.session() as session:
-            user = session.get(User, uuid.UUID(user_id))
+            user = session.get(User, uuid.UUID(account.user_id))
             if user is not None and user.is_active:
                 try:
                     identity = identity_of(self.workbench, user)
                 except WorkbenchError as exc:  # no login yet: say so in the log, not the page
                     log.warning("%s cannot open dashboards: %s", user.username, exc)
         with self._lock:
-            self._identities[user_id] = (now, identity)
+            self._identities[account.user_id] = (now, account.generation, identity)
         return identity
-
-    def remember(self, user: User) -> Account:
-        account = Account(str(user.id), user.username, user.role, user.is_active)
-        with self._lock:
-            self._known[account.user_id] = (time.monotonic(), account)
-        return account
 
 
 class WorkbenchIdentityProvider(IdentityProvider):
@@ -148,40 +155,66 @@ class WorkbenchIdentityProvider(IdentityProvider):
             app._workbench_accounts = found
         return found
 
+    @property
+    def throttle(self) -> AddressThrottle:
+        """The failed sign-ins of each client address, for this server process."""
+        app: Any = self.parent
+        found: AddressThrottle | None = getattr(app, "_workbench_throttle", None)
+        if found is None:
+            found = AddressThrottle()
+            app._workbench_throttle = found
+        return found
+
     def get_handlers(self) -> list[tuple[str, object]]:
         return [(r"/login", LoginHandler), (r"/logout", LogoutHandler)]
 
     def account(self, handler: web.RequestHandler) -> Account | None:
-        """The active account of the request's session cookie, if any."""
+        """The active account of the request's session cookie, if any: the account's row is
+        read once per request, and a cookie of an earlier session generation is refused."""
+        memo: tuple[Account | None] | None = getattr(handler, _MEMO, None)
+        if memo is not None:
+            return memo[0]
+        account = self._check(handler)
+        setattr(handler, _MEMO, (account,))
+        return account
+
+    def _check(self, handler: web.RequestHandler) -> Account | None:
         raw = handler.get_secure_cookie(SESSION_COOKIE, max_age_days=SESSION_DAYS)
         if not raw:
             return None
         try:
             claim = Claim.load(raw)
-        except (ValueError, KeyError):
+        except (ValueError, KeyError, TypeError):
             return None
         account = self.accounts.get(claim.user_id)
-        if account is None or not account.active or account.username != claim.username:
+        if (
+            account is None
+            or not account.active
+            or account.username != claim.username
+            or account.generation != claim.generation
+        ):
             return None
         return account
 
     def viewer_identity(self, account: Account) -> ViewerIdentity | None:
         """The identity for the kernel of ``account``'s page (see :meth:`_Accounts.identity`)."""
-        return self.accounts.identity(account.user_id)
+        return self.accounts.identity(account)
 
     def get_user(self, handler: web.RequestHandler) -> JupyterUser | None:
         # The browser never chooses who it is: drop any viewer header it sent.
         handler.request.headers.pop(VIEWER_HEADER, None)
+        headers.add_transport_headers(handler)
         account = self.account(handler)
         if account is None:
             return None
         return JupyterUser(username=account.username, name=account.username)
 
     def start_session(self, handler: web.RequestHandler, user: User) -> None:
-        account = self.accounts.remember(user)
+        """Sign ``user`` in on this browser, with the account's current session generation."""
+        claim = Claim(str(user.id), user.username, user.session_generation)
         handler.set_secure_cookie(
             SESSION_COOKIE,
-            Claim(account.user_id, account.username).dump(),
+            claim.dump(),
             expires_days=None,
             httponly=True,
             samesite="Lax",
@@ -189,7 +222,19 @@ class WorkbenchIdentityProvider(IdentityProvider):
             path=handler.settings.get("base_url", "/"),
         )
 
-    def end_session(self, handler: web.RequestHandler) -> None:
+    async def end_session(self, handler: web.RequestHandler) -> None:
+        """Sign out: every session of the account ends (on every browser and server), and
+        this browser's cookie is cleared."""
+        account = self.account(handler)
+        if account is not None:
+            bench = self.workbench
+
+            def bump() -> None:
+                with bench.session() as session, session.begin():
+                    end_sessions(session, uuid.UUID(account.user_id))
+
+            await asyncio.to_thread(bump)
+            setattr(handler, _MEMO, (None,))
         handler.clear_cookie(SESSION_COOKIE, path=handler.settings.get("base_url", "/"))
 
 
@@ -200,12 +245,28 @@ def _provider(handler: JupyterHandler) -> WorkbenchIdentityProvider:
     return provider
 
 
-def _safe_next(handler: JupyterHandler, target: str | None) -> str:
-    """Only redirect to a path on this server (no ``//host`` or ``scheme:``)."""
-    base: str = handler.base_url
-    if not target or not target.startswith(base) or target.startswith("//") or "\\" in target:
-        return base
+def safe_next(target: str | None, base_url: str = "/") -> str:
+    r"""``target`` when it is a path of this server under ``base_url``, else ``base_url``.
+
+    A browser reads ``/\t/host``, ``/\host`` or `` //host`` as another site (it drops tabs
+    and new lines, turns backslashes into slashes, trims spaces), so a target with any control,
+    format or space character, any backslash, a scheme or a host is refused whole, never
+    cleaned up; so is one that does not start with the base URL, or starts with ``//``.
+    """
+    if not target or "\\" in target or target.startswith("//"):
+        return base_url
+    if any(unicodedata.category(char)[0] in "CZ" for char in target):
+        return base_url  # controls (tab, CR, LF, NUL), zero-width and space characters
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/"):
+        return base_url
+    if not target.startswith(base_url):
+        return base_url
     return target
+
+
+def _safe_next(handler: JupyterHandler, target: str | None) -> str:
+    return safe_next(target, handler.base_url)
 
 
 class _PlainErrors(JupyterHandler):
@@ -239,6 +300,15 @@ class LoginHandler(_PlainErrors):
         username = self.get_body_argument("username", "").strip()
         password = self.get_body_argument("password", "")
         provider = _provider(self)
+        address = self.request.remote_ip or ""
+        try:  # before any password is checked: a refused address costs no argon2 work
+            provider.throttle.check(address)
+        except SignInThrottledError as exc:
+            metrics.sign_in(success=False)
+            self.set_status(429)
+            self.set_header("Retry-After", str(exc.retry_after))
+            self.finish(self._page(str(exc), username))
+            return
 
         def check() -> User:
             with provider.workbench.session() as session:
@@ -247,6 +317,7 @@ class LoginHandler(_PlainErrors):
         try:
             user = await asyncio.to_thread(check)
         except AuthenticationError:
+            provider.throttle.failed(address)
             metrics.sign_in(success=False)
             self.set_status(401)
             self.finish(self._page("Wrong user name or password.", username))
@@ -274,5 +345,5 @@ class LogoutHandler(_PlainErrors):
 
     @allow_unauthenticated
     async def post(self) -> None:
-        _provider(self).end_session(self)
+        await _provider(self).end_session(self)
         self.redirect(self.base_url + "login")

@@ -342,6 +342,10 @@ def build_app(workbench: Workbench, options: ServeOptions) -> WorkbenchVoila:
     config.Voila.root_dir = str(root)
     config.Voila.identity_provider_class = WorkbenchIdentityProvider
     config.Voila.cookie_secret = derive_key(workbench.settings, "dashboard-session")
+    # CSP, nosniff, referrer policy and framing on every answer of jupyter_server's handlers.
+    from workbench.dashboards.headers import SECURITY_HEADERS
+
+    config.Voila.tornado_settings = {"headers": dict(SECURITY_HEADERS)}
     config.VoilaConfiguration.show_tracebacks = False
     config.VoilaConfiguration.strip_sources = True
     config.VoilaConfiguration.allow_template_override = "NO"

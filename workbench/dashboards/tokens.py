@@ -47,18 +47,30 @@ VIEWER_ENV = "HTTP_X_WORKBENCH_VIEWER"
 
 @dataclass(frozen=True)
 class Claim:
-    """Who a session speaks for."""
+    """Who a session speaks for, and the account's session generation when it was signed.
+
+    The server honours a claim only while ``generation`` is the user's current
+    ``users.session_generation``: signing out, a new password, new database credentials and
+    disabling raise it, which ends every session signed before.
+    """
 
     user_id: str
     username: str
+    generation: int
 
     def dump(self) -> str:
-        return json.dumps({"id": self.user_id, "name": self.username}, sort_keys=True)
+        data = {"id": self.user_id, "name": self.username, "gen": self.generation}
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def load(cls, raw: bytes | str) -> Claim:
+        """The claim in a verified cookie value; ``ValueError``/``KeyError`` for another shape
+        (such as a cookie signed before sessions had generations)."""
         data = json.loads(raw)
-        return cls(user_id=str(data["id"]), username=str(data["name"]))
+        generation = data["gen"]
+        if not isinstance(generation, int) or isinstance(generation, bool):
+            raise ValueError("the session's generation is not a number")
+        return cls(user_id=str(data["id"]), username=str(data["name"]), generation=generation)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,10 @@ while the service's own loop is busy or stuck, which is the point of a liveness 
 ``?verbose`` adds each check's detail, but only for callers on this machine (loopback): the
 kubelet and everyone else learn ok or not and the names of the failed checks, never a URL, a
 host, a version or an error text.
+
+Every answer carries :data:`SECURITY_HEADERS`: nothing of it may be framed, sniffed as another
+type, or run as a page (its CSP allows nothing), and it sends no referrer. The port speaks plain
+HTTP only, so it never sends HSTS (:data:`HSTS` is for servers reached over TLS).
 """
 
 from __future__ import annotations
@@ -23,7 +27,15 @@ from workbench.ops import metrics
 from workbench.ops.errors import HealthPortError
 from workbench.ops.probes import Liveness, ProbeAnswer, Readiness
 
-__all__ = ["DEFAULT_HOST", "HealthServer", "is_loopback", "wants_verbose"]
+__all__ = [
+    "BASE_HEADERS",
+    "DEFAULT_HOST",
+    "HSTS",
+    "SECURITY_HEADERS",
+    "HealthServer",
+    "is_loopback",
+    "wants_verbose",
+]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +43,22 @@ log = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 
 Exposition = Callable[[], tuple[bytes, str]]
+
+#: What every Workbench HTTP server sends with every answer: no type sniffing, and a referrer
+#: only to its own pages (the dashboards server adds its own Content-Security-Policy).
+BASE_HEADERS: dict[str, str] = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+#: HSTS for an answer sent over TLS (a year; browsers ignore it over plain HTTP anyway).
+HSTS = ("Strict-Transport-Security", "max-age=31536000")
+#: The health port's answers are JSON and text for probes and Prometheus, never a page.
+SECURITY_HEADERS: dict[str, str] = {
+    **BASE_HEADERS,
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+}
 
 
 def is_loopback(address: str) -> bool:
@@ -142,6 +170,8 @@ class _ProbeHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        for name, value in SECURITY_HEADERS.items():
+            self.send_header(name, value)
         self.end_headers()
         if not head:
             self.wfile.write(body)
