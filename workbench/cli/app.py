@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.markup import escape
@@ -154,6 +154,8 @@ def doctor(
 
     from workbench.core.errors import InsecureConfigurationError
     from workbench.db.engine import create_workbench_engine
+    from workbench.db.errors import DatabaseMissingError
+    from workbench.db.failures import require_existing
     from workbench.ops.health import Check, run_checks
 
     settings = settings_of(ctx)
@@ -167,7 +169,10 @@ def doctor(
         ensure_production_safe(settings)
         console.print(_settings_table(settings))
     try:
+        require_existing(settings)  # a check creates nothing
         engine = create_workbench_engine(settings)
+    except DatabaseMissingError as exc:
+        checks = [Check("database", False, str(exc))]
     except WorkbenchError as exc:
         if not as_json:
             raise
@@ -247,6 +252,9 @@ def _settings_table(settings: Settings) -> Table:
 
 def _engine(ctx: typer.Context) -> Engine:
     from workbench.db.engine import create_workbench_engine
+    from workbench.db.failures import require_existing
+
+    require_existing(settings_of(ctx))
 
     return create_workbench_engine(settings_of(ctx))
 
@@ -373,21 +381,42 @@ def _add_plugin_commands() -> None:
 _plugin_commands_added = False
 
 
+def _fail(exc: WorkbenchError) -> NoReturn:
+    err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)
+    sys.exit(exc.exit_code)
+
+
+def _database_failure(exc: Exception) -> WorkbenchError | None:
+    """``exc`` in the user's terms when it is a failure to reach or open the database."""
+    sqlalchemy_errors = sys.modules.get("sqlalchemy.exc")  # not imported: not its error
+    if sqlalchemy_errors is None or not isinstance(exc, sqlalchemy_errors.SQLAlchemyError):
+        return None
+    from workbench.db.failures import explain
+
+    try:
+        url = load_settings().effective_database_url()
+    except WorkbenchError:
+        url = ""
+    return explain(exc, url)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     try:
         _add_plugin_commands()
         app(args=argv, prog_name="workbench")
     except WorkbenchError as exc:
-        err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)
-        sys.exit(exc.exit_code)
+        _fail(exc)
     except KeyboardInterrupt:
         err_console.print("Interrupted.")
         sys.exit(130)
-    except Exception as exc:  # a Workbench bug, not the user's mistake: report it, then fail
+    except Exception as exc:
+        explained = _database_failure(exc)
+        if explained is not None:  # the database could not be reached, opened or found
+            _fail(explained)
         from workbench.ops.tracking import report_exception
 
-        report_exception(exc)
+        report_exception(exc)  # a Workbench bug, not the user's mistake: report it, then fail
         raise
 
 

@@ -30,8 +30,11 @@ def settings_of(ctx: typer.Context) -> Settings:
 def workbench_of(ctx: typer.Context) -> Iterator[Workbench]:
     """A workbench on the configured database, closed when the command ends."""
     from workbench.app import Workbench
+    from workbench.db.failures import require_existing
 
-    wb = Workbench(settings_of(ctx))
+    settings = settings_of(ctx)
+    require_existing(settings)  # only `workbench init` creates the database
+    wb = Workbench(settings)
     try:
         yield wb
     finally:

@@ -38,9 +38,11 @@ def serve_command(
     skip_slow_imports()  # before Voila is imported
     from workbench.app import Workbench
     from workbench.dashboards.server import ServeOptions, serve
+    from workbench.db.failures import require_existing
 
     options = ServeOptions(host=host, port=port, pool_size=pool_size, folders=tuple(folder or ()))
     console.print(f"Serving dashboards at http://{escape(host)}:{port}/ (Ctrl-C stops)")
+    require_existing(_settings(ctx))  # only `workbench init` creates the database
     serve(Workbench(_settings(ctx)), options)
 
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from workbench.cli.common import settings_of as _settings
+from workbench.cli.common import workbench_of
 
 __all__ = ["ingest_command", "parse_options", "sources_command"]
 
@@ -68,14 +68,13 @@ def ingest_command(
     ] = False,
 ) -> None:
     """Read SOURCE and write it to a table, all or nothing, with a progress bar."""
-    from workbench.app import Workbench
     from workbench.sources.errors import SourceOptionError
     from workbench.sources.ingest import ingest
 
     if mode not in _MODES:
         raise SourceOptionError(f"--mode {mode!r} is not one of {', '.join(_MODES)}.")
     options = parse_options(option or [])
-    with Workbench(_settings(ctx)) as wb:
+    with workbench_of(ctx) as wb:
         result = ingest(
             source,
             table,

@@ -27,3 +27,20 @@ class ShareError(WorkbenchError):
 
 class IdentifierError(WorkbenchError):
     """A table or column name is not allowed; use letters, digits and underscores."""
+
+
+class DatabaseUnavailableError(WorkbenchError):
+    """The database cannot be reached or opened; check WORKBENCH_DATABASE_URL and the server."""
+
+
+class DatabaseMissingError(WorkbenchError):
+    """There is no Workbench database here yet; run `workbench init` first."""
+
+
+class SchemaMissingError(WorkbenchError):
+    """The database has no Workbench schema (or an old one); run `workbench init` or
+    `workbench db upgrade`."""
+
+
+class ReadOnlyDatabaseError(WorkbenchError):
+    """The database refuses writes; make it writable or point WORKBENCH_HOME elsewhere."""

@@ -290,5 +290,7 @@ def _progress_reporter(progress: bool | ProgressCallback, name: str) -> Iterator
         TextColumn("rows"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+    console = Console(stderr=True)
+    # In a pipe or a log the bar leaves nothing behind (the command prints its result).
+    with Progress(*columns, console=console, transient=not console.is_terminal) as bar:
         yield _RichReporter(bar, bar.add_task(f"reading {name}", total=None))

@@ -30,6 +30,7 @@ from workbench.core.config import Settings, mask_url
 from workbench.core.crypto import Encryptor
 from workbench.core.home import ensure_home
 from workbench.core.version import __version__
+from workbench.db.failures import explain
 from workbench.db.models import AuditEntry
 from workbench.db.types import utcnow
 from workbench.ops.backup import database as backup_db
@@ -176,7 +177,9 @@ def create_backup(
     try:
         manifest, name = _create(bench, store, include_key, key)
     except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
-        raise BackupError(f"The backup was not made: {backup_db.error_summary(exc)}") from None
+        explained = explain(exc, bench.database_url) if isinstance(exc, SQLAlchemyError) else None
+        reason = str(explained) if explained else backup_db.error_summary(exc)
+        raise BackupError(f"The backup was not made: {reason}") from None
     log.info(
         "backup %s written: %s database at revision %s, %d tables, %d files%s",
         shown_location(store.where(name)),
