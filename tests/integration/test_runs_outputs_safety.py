@@ -124,3 +124,23 @@ def test_a_location_is_built_from_a_run_id_only(settings: Settings) -> None:
     assert storage.run_location(settings, run_id).endswith(f"/runs/{run_id}")
     with pytest.raises(StorageError):
         storage.run_location(settings, "../../etc")  # type: ignore[arg-type]
+
+
+def test_the_operations_dashboards_output_link_matches_on_the_embedded_database(
+    bench: Workbench, tmp_path: Path
+) -> None:
+    """The operations dashboard reads run ids with plain SQL: SQLite returns them without
+    dashes. Its link, and the address in either spelling, reach the run's output route."""
+    import re
+
+    from workbench.dashboards.outputs import OUTPUT_PATH
+
+    run_id = queue_run(_notebook(tmp_path, "x = 1"), workbench=bench)
+    with bench.engine.connect() as connection:
+        raw = connection.execute(text("SELECT id FROM runs")).scalar_one()
+    assert "-" not in str(raw)  # how the embedded database answers a plain query
+    for spelling in (str(raw), str(run_id)):
+        found = re.fullmatch(OUTPUT_PATH, f"runs/{spelling}/output")
+        assert found and uuid.UUID(found.group(1)) == run_id, spelling
+    notebook = Path(__file__).resolve().parents[2] / "dashboards" / "workbench_operations.ipynb"
+    assert "runs/{uuid.UUID(str(r.id))}/output" in notebook.read_text()

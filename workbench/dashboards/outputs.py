@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 
 __all__ = ["OUTPUT_PATH", "RunOutputHandler", "output_url", "run_output_html"]
 
-#: The address pattern under the server's base URL (a UUID, nothing else).
-OUTPUT_PATH = r"runs/([0-9a-fA-F-]{36})/output"
+#: The address pattern under the server's base URL (a UUID, nothing else: with its dashes,
+#: or as the 32 hex digits SQLite stores and a query of the embedded database returns).
+OUTPUT_PATH = r"runs/([0-9a-fA-F]{32}|[0-9a-fA-F-]{36})/output"
 #: Who may read run outputs (viewers see dashboards, not notebooks).
 READERS = frozenset({Role.ADMIN, Role.ANALYST})
 #: The page is an analyst's notebook: its scripts run in a sandbox with an origin of its own,
