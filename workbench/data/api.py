@@ -162,7 +162,7 @@ def read_table(
             result = backend.fetch(statement, values)
             backend.commit()
         except backend.errors as exc:
-            raise backend.explain(exc, table) from None
+            raise backend.explain(exc, table, "read") from None
     if result is None:  # pragma: no cover - a SELECT always has a result
         raise DataError(f"Table {table!r} returned no result.")
     if columns is None and TEAM_COLUMN in result.column_names and TEAM_COLUMN not in specs:

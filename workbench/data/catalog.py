@@ -18,13 +18,14 @@ from workbench.data.errors import TableNotFoundError
 from workbench.db.engine import is_postgresql
 from workbench.db.identifiers import STAGING_PREFIX, reserved_tables
 from workbench.db.models import Dataset, User
+from workbench.db.rls import IS_SERVICE_SQL
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from workbench.db.handle import Database
 
-__all__ = ["ColumnInfo", "TableDescription", "describe_table", "list_tables"]
+__all__ = ["ColumnInfo", "TableDescription", "describe_table", "list_tables", "readable_tables"]
 
 
 @dataclass(frozen=True)
@@ -92,14 +93,21 @@ class TableDescription:
 
 
 def describe_table(workbench: Database, table: str) -> TableDescription:
-    """Read the table's shape from the database and its history from ``datasets``."""
+    """Read the table's shape from the database and its history from ``datasets``.
+
+    A table the login may not read is described as one that does not exist (same message).
+    """
     engine = workbench.engine
     inspector = sa.inspect(engine)
+    missing = TableNotFoundError(
+        f"Table {table!r} does not exist; check the name with wb.tables()."
+    )
     if not inspector.has_table(table):
-        raise TableNotFoundError(
-            f"Table {table!r} does not exist; check the name with wb.tables()."
-        )
+        raise missing
     with workbench.session() as session:
+        readable = readable_tables(session, [table])
+        if readable is not None and table not in readable:
+            raise missing
         dataset = session.scalar(sa.select(Dataset).where(Dataset.name == table))
         owner = None
         if dataset is not None and dataset.owner_id is not None and _may_read_users(session):
@@ -141,14 +149,33 @@ def _may_read_users(session: Session) -> bool:
     return bool(session.scalar(sa.text("SELECT has_table_privilege('users', 'SELECT')")))
 
 
+def readable_tables(session: Session, names: list[str] | None = None) -> set[str] | None:
+    """The tables (of ``names``; ``None``: all) the session's login may read, decided by the
+    database (``wb_private.readable_tables``); ``None`` when it may read every table: SQLite
+    (single-user) and the service. Names alone: never a size the login could not count."""
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    if session.scalar(sa.text(IS_SERVICE_SQL)):
+        return None
+    found = session.scalars(
+        sa.text("SELECT wb_private.readable_tables(CAST(:names AS text[]))"), {"names": names}
+    )
+    return {str(name) for name in found}
+
+
 def list_tables(workbench: Database) -> pd.DataFrame:
-    """Every table analysts can use, with the last write recorded for it."""
+    """Every table the login may read (not Workbench's own), with the last write recorded
+    for it: in team mode a user's login lists only its teams' tables, the tables shared with
+    it and those holding its teams' rows (admins: every protected table)."""
     names = sorted(
         n
         for n in sa.inspect(workbench.engine).get_table_names()
         if n not in reserved_tables() and not n.startswith(STAGING_PREFIX)
     )
     with workbench.session() as session:
+        readable = readable_tables(session)
+        if readable is not None:
+            names = [n for n in names if n in readable]
         datasets = {d.name: d for d in session.scalars(sa.select(Dataset))}
     records = [
         (

@@ -41,6 +41,8 @@ def write_frame(
                 f"Table {table!r} already exists; pass mode='append', 'replace' or 'upsert', "
                 "or choose another name."
             )
+        if existing is not None:
+            backend.check_existing(table)
         if existing is None:
             backend.new_table(table, data.schema, specs, key)
             backend.ingest(table, data)
@@ -74,6 +76,8 @@ def _upsert(
     try:
         backend.unique_index(table, key)
     except backend.errors as exc:
+        if "unique" not in str(exc).split("\n")[0].lower():  # refused, not duplicated
+            raise backend.explain(exc, table) from None
         raise DataError(
             f"Table {table!r}: the key {', '.join(key)} is not unique in the table, so rows "
             f"cannot be matched ({backend.explain(exc, table)}). Deduplicate the table first."

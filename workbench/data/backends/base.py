@@ -30,6 +30,7 @@ __all__ = ["AdbcError", "Backend", "placeholders", "to_positional"]
 
 AdbcError = adbc_driver_manager.Error
 
+_MISSING_RELATION = re.compile(r'relation "[^"]*" does not exist')
 # ``:name`` as SQLAlchemy's text() reads it: not after ':' / a word character / '\', not '::'.
 _PARAM = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
 
@@ -173,6 +174,10 @@ class Backend:
         if key:
             self.unique_index(table, key)
 
+    def check_existing(self, table: str) -> None:
+        """Called before a write changes the existing ``table``: refuses what the write's
+        options ask of it that it would not do (team mode: another team)."""
+
     def new_table(
         self, table: str, schema: pa.Schema, specs: Mapping[str, Spec], key: Sequence[str] = ()
     ) -> None:
@@ -299,17 +304,21 @@ class Backend:
 
     # -- errors -------------------------------------------------------------------------------
 
-    def explain(self, error: Exception, table: str) -> DataError:
-        """A :class:`DataError` naming the table (and column, when the database says)."""
+    def explain(self, error: Exception, table: str, operation: str = "write") -> DataError:
+        """A :class:`DataError` naming the table, the operation that failed (``"write"``,
+        ``"read"``) and the column, when the database says."""
         message = str(error).split("\n")[0]
         message = re.sub(r"^[A-Z_]+: (\[\w+\] )?", "", message)
         if self.is_missing_table(str(error)):
             return TableNotFoundError(
                 f"Table {table!r} does not exist; check the name with wb.tables()."
             )
+        changed = "; nothing was changed" if operation == "write" else ""
         return DataError(
-            f"Table {table!r}: the database refused the write ({message}); nothing was changed."
+            f"Table {table!r}: the database refused the {operation} ({message}){changed}."
         )
 
     def is_missing_table(self, message: str) -> bool:
-        return "does not exist" in message or "no such table" in message
+        """A missing table (not a missing column, which PostgreSQL also says "does not
+        exist" of)."""
+        return bool(_MISSING_RELATION.search(message)) or "no such table" in message

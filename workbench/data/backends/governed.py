@@ -157,6 +157,30 @@ class GovernedBackend(PostgresBackend):
 
     # -- replace, upsert, keys ------------------------------------------------------------
 
+    def check_existing(self, table: str) -> None:
+        """A ``team=`` naming another team than the existing table's is refused, never
+        ignored: a write keeps the table's team (docs/security.md). Checked before anything
+        changes, in the write's transaction."""
+        if self.team is None:
+            return
+        before = self._protection(table)
+        if before is None:
+            return  # the service protects it for team= now; a user's login sees no such row
+        wanted = self._service_team(table) if self.is_service else self._my_team(table)
+        if wanted == before.team_id:
+            return
+        if before.team_id is None:
+            now = "belongs to no team"
+        else:
+            name = self.scalar("SELECT wb_private.team_name(CAST($1 AS uuid))", [before.team_id])
+            now = f"belongs to team {name!r}" if name else "belongs to another team"
+        raise TeamChoiceError(
+            f"Table {table!r} {now}, not to team {self.team!r}: a write keeps the table's "
+            f"team, so team={self.team!r} was refused and nothing was changed. Write without "
+            f"team=, or, to give the rows to team {self.team!r}, write them to a new table with "
+            f"team={self.team!r} (an admin can then drop this one)."
+        )
+
     def can_swap(self, table: str) -> bool:
         return self.is_service
 
@@ -238,9 +262,14 @@ class GovernedBackend(PostgresBackend):
         else:
             self.execute("SELECT wb_private.share_table($1, NULL)", [table])
 
-    def explain(self, error: Exception, table: str) -> DataError:
-        explained = super().explain(error, table)
+    def explain(self, error: Exception, table: str, operation: str = "write") -> DataError:
+        explained = super().explain(error, table, operation)
         message = str(explained)
+        if "belongs to no team" in message:
+            return DataError(
+                f"Table {table!r} belongs to no team, so only admins and the service may share "
+                "it, add a key to it or give it to a team; ask an admin. Nothing was changed."
+            )
         if "name the team" in message:
             return TeamChoiceError(f"{message} Pass team='name' (`--team` on the command line).")
         if "must be owner" in message:
