@@ -29,8 +29,10 @@ from tests import services
 from tests.integration.test_rls_policies import World, _drop_roles, _team_name, world  # noqa: F401
 from workbench.accounts import api as accounts
 from workbench.app import Workbench
+from workbench.core.config import Settings
 from workbench.data.errors import DataError, TableNotFoundError, TeamChoiceError
-from workbench.db import rls
+from workbench.db import migrate, rls
+from workbench.db.engine import create_workbench_engine
 from workbench.db.identity_connect import user_database_url
 from workbench.db.models import Dataset, User
 
@@ -404,3 +406,22 @@ def test_a_failed_read_names_the_read(place: Place) -> None:
         assert not isinstance(missing.value, TableNotFoundError)
     with pytest.raises(TableNotFoundError):
         place.benches["vera"].read_table("no_such_table")
+
+
+def test_downgrade_restores_the_earlier_bodies(settings: Settings, pg_url: str) -> None:
+    engine = create_workbench_engine(settings, pg_url)
+    body = text("SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure(:f)")
+    try:
+        migrate.downgrade(engine, "0007")
+        with engine.connect() as conn:
+            restored = conn.execute(body, {"f": "wb_private.writable_dataset(text)"}).scalar()
+            gone = conn.execute(text("SELECT to_regprocedure('wb_private.team_name(uuid)')"))
+            assert gone.scalar() is None
+        assert restored is not None and "belongs to no team" not in restored
+        assert "owning = ANY (wb_private.my_team_ids())" in restored
+        migrate.upgrade(engine)
+        with engine.connect() as conn:
+            again = conn.execute(body, {"f": "wb_private.writable_dataset(text)"}).scalar()
+        assert again is not None and "belongs to no team" in again
+    finally:
+        engine.dispose()

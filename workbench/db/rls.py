@@ -160,6 +160,10 @@ def share_as_member(connection: Connection, table: str, team: str | None = None)
             )
     except DBAPIError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        if "belongs to no team" in reason:
+            reason = (
+                "it belongs to no team, so only admins and the service may share it; ask an admin"
+            )
         raise ShareError(f"Table {table!r} was not shared: {reason}.") from None
 
 
