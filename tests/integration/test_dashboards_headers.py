@@ -8,10 +8,12 @@ that one address's refusal is shown not to touch another's.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import os
 import secrets
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -24,12 +26,15 @@ from urllib.parse import urlencode, urlsplit
 import nbformat
 import pandas as pd
 import pytest
+from tornado import httpclient, web
 
 from tests.e2e.world import Server, World, free_port, start_server
 from workbench.accounts import api as accounts
 from workbench.app import Workbench
 from workbench.core.config import load_settings
-from workbench.dashboards.throttle import FAILURES
+from workbench.dashboards.errors import SignInThrottledError
+from workbench.dashboards.headers import add_transport_headers
+from workbench.dashboards.throttle import FAILURES, MAX_ADDRESSES, AddressThrottle
 from workbench.dashboards.tokens import SESSION_COOKIE
 
 #: What every answer of every Workbench HTTP server carries.
@@ -202,3 +207,76 @@ def test_failed_sign_ins_from_one_address_refuse_that_address_only(
     # Another address is not this one: the same account signs in from there at once.
     reply, _ = Client(server, source="127.0.0.1").sign_in(viewer.name, viewer.password)
     assert reply.status == 302
+
+
+class _Transport(web.RequestHandler):
+    """A page that adds the dashboards server's transport headers, as its sign-in does."""
+
+    def get(self) -> None:
+        add_transport_headers(self)
+        self.finish("ok")
+
+
+def test_hsts_is_sent_over_tls_only(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    async def fetch_both() -> dict[str, httpclient.HTTPResponse]:
+        app = web.Application([("/", _Transport)])
+        plain, secure = free_port(), free_port()
+        servers = [
+            app.listen(plain, "127.0.0.1"),
+            app.listen(secure, "127.0.0.1", ssl_options=context),
+        ]
+        client = httpclient.AsyncHTTPClient()
+        try:
+            return {
+                "http": await client.fetch(f"http://127.0.0.1:{plain}/"),
+                "https": await client.fetch(f"https://127.0.0.1:{secure}/", validate_cert=False),
+                # A client's claim of TLS is not TLS: the server trusts no forwarded header.
+                "forwarded": await client.fetch(
+                    f"http://127.0.0.1:{plain}/", headers={"X-Forwarded-Proto": "https"}
+                ),
+            }
+        finally:
+            for server in servers:
+                server.stop()
+
+    replies = asyncio.run(fetch_both())
+    assert replies["https"].headers.get("Strict-Transport-Security") == "max-age=31536000"
+    assert "Strict-Transport-Security" not in replies["http"].headers
+    assert "Strict-Transport-Security" not in replies["forwarded"].headers
+
+
+def test_the_address_throttle_forgets_failures_older_than_its_window() -> None:
+    now = [1000.0]
+    throttle = AddressThrottle(failures=3, window=60.0, clock=lambda: now[0])
+    for _ in range(3):
+        throttle.check("192.0.2.7")
+        throttle.failed("192.0.2.7")
+        now[0] += 10
+    with pytest.raises(SignInThrottledError, match="try again in 1 minute,") as refused:
+        throttle.check("192.0.2.7")
+    assert refused.value.retry_after == 30  # the first failure leaves the window at 1060
+    throttle.check("192.0.2.8")  # another address
+    now[0] = 1060.0
+    throttle.check("192.0.2.7")  # one failure has left the window: one more try
+    throttle.failed("192.0.2.7")
+    with pytest.raises(SignInThrottledError):
+        throttle.check("192.0.2.7")
+
+
+def test_the_address_throttle_remembers_a_bounded_number_of_addresses() -> None:
+    throttle = AddressThrottle(failures=1, window=60.0)
+    throttle.failed("198.51.100.1")
+    for index in range(MAX_ADDRESSES):
+        throttle.failed(f"10.{index // 65536}.{index // 256 % 256}.{index % 256}")
+    throttle.check("198.51.100.1")  # the least recent address was forgotten first
+    with pytest.raises(SignInThrottledError):
+        throttle.check("10.0.0.0")
