@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 import signal
 import time
@@ -24,6 +25,7 @@ from typing import Any, ClassVar
 
 import psutil
 from jupyter_server.auth.decorator import allow_unauthenticated
+from jupyter_server.services.kernels.handlers import KernelHandler
 from jupyter_server.services.kernels.kernelmanager import (
     AsyncMappingKernelManager,
     ServerKernelManager,
@@ -35,6 +37,7 @@ from tornado.log import access_log
 from traitlets.config import Config
 from voila.app import Voila
 from voila.request_info_handler import RequestInfoSocketHandler
+from voila.shutdown_kernel_handler import VoilaShutdownKernelHandler
 from voila.static_file_handler import (
     AllowListFileHandler,
     MultiStaticFileHandler,
@@ -42,6 +45,7 @@ from voila.static_file_handler import (
 )
 from voila.tornado.contentshandler import VoilaContentsHandler
 from voila.tornado.handler import TornadoVoilaHandler
+from voila.tornado.kernel_websocket_handler import VoilaKernelWebsocketHandler
 from voila.tornado.treehandler import TornadoVoilaTreeHandler
 
 from workbench.app import Workbench
@@ -85,10 +89,19 @@ class SpareKernelManager(ServerKernelManager):
     (:data:`kernel_user`, from WORKBENCH_KERNEL_USER) it runs as that user in a folder of its
     own (:func:`workbench.runs.sandbox.kernel_folder`: its HOME, working folder, connection
     file and IPC sockets; the spare's folder when it becomes the kernel), removed with it.
+
+    A pre-heated kernel also gets a secret of its own (:attr:`request_key`, in its environment
+    as :data:`.spare.REQUEST_KEY_ENV`) to receive its viewer on ``/voila/query``. The address
+    it reaches the server at is the server's own port, never the page request's ``Host``.
     """
 
     #: The OS user dashboard kernels run as (set by :func:`build_app`); ``None``: the server's.
     kernel_user: ClassVar[KernelUser | None] = None
+
+    request_key: str | None = None
+    """The pre-heated kernel's secret for its request socket, until it has its viewer."""
+    workbench_owner: str | None = None
+    """The account whose page started or took this kernel (:func:`.lockdown.claim_kernel`)."""
 
     _folder: Path | None = None
     _reserved: spare.Spare | None = None
@@ -112,6 +125,12 @@ class SpareKernelManager(ServerKernelManager):
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
         # Nothing of the server's environment reaches a kernel but the allow-listed part.
         kw["env"] = spare.kernel_environment(kw.get("env") or os.environ)
+        port = getattr(getattr(self.parent, "parent", None), "port", None)  # the Voila app's
+        if port:
+            kw["env"]["VOILA_APP_PORT"] = str(port)  # a request's Host may name another
+        if kw["env"].get("VOILA_PREHEAT") == "True":
+            self.request_key = secrets.token_urlsafe(32)
+            kw["env"][spare.REQUEST_KEY_ENV] = self.request_key
         if self._folder is not None:
             kw["env"].update(sandbox.user_env(self.kernel_user, self._folder))
         reserved, self._reserved = self._reserved, None
@@ -264,6 +283,9 @@ _REPLACED: dict[type, type] = {
     MultiStaticFileHandler: lockdown.SafeStaticHandler,
     TemplateStaticFileHandler: lockdown.SafeTemplateStaticHandler,
     RequestInfoSocketHandler: lockdown.LocalRequestInfoHandler,
+    KernelHandler: lockdown.OwnKernelHandler,
+    VoilaKernelWebsocketHandler: lockdown.OwnKernelSocketHandler,
+    VoilaShutdownKernelHandler: lockdown.OwnShutdownHandler,
 }
 
 

@@ -28,7 +28,16 @@ from typing import IO, TYPE_CHECKING
 if TYPE_CHECKING:
     from workbench.runs.sandbox import KernelUser
 
-__all__ = ["PRELOADED", "Spare", "kernel_environment", "reserve", "start", "take"]
+__all__ = [
+    "PRELOADED",
+    "REQUEST_KEY_ENV",
+    "REQUEST_KEY_HEADER",
+    "Spare",
+    "kernel_environment",
+    "reserve",
+    "start",
+    "take",
+]
 
 #: What a dashboard's kernel imports in any case, in the order a dashboard imports it.
 PRELOADED = (
@@ -41,12 +50,16 @@ PRELOADED = (
     "workbench.dashboards.viewer",
     "workbench.dashboards.widgets",
 )
-#: What Voila puts into a page's kernel for its request (CGI names), besides ``VOILA_*`` and
-#: the viewer header (``HTTP_X_WORKBENCH_VIEWER``).
-REQUEST_NAMES = frozenset(
-    {"SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "SERVER_SOFTWARE", "SERVER_PROTOCOL",
-     "SERVER_PORT", "SERVER_NAME", "HTTP_X_WORKBENCH_VIEWER"}
-)  # fmt: skip
+#: Of what Voila puts into a page's kernel for its request, besides ``VOILA_*``: the viewer
+#: header the server sets (``HTTP_X_WORKBENCH_VIEWER``). The rest (query string, host name and
+#: port, path) is the browser's to choose, and a kernel trusts nothing of the browser's.
+REQUEST_NAMES = frozenset({"HTTP_X_WORKBENCH_VIEWER"})
+#: ``VOILA_*`` variables a browser chooses (the page's address): never kept.
+BROWSER_NAMES = frozenset({"VOILA_REQUEST_URL"})
+#: A pre-heated kernel's secret for ``/voila/query/<its id>``, in its environment only, and
+#: the request header the kernel sends it in (see :class:`.lockdown.LocalRequestInfoHandler`).
+REQUEST_KEY_ENV = "WORKBENCH_PAGE_REQUEST_KEY"
+REQUEST_KEY_HEADER = "X-Workbench-Kernel-Key"
 #: Workbench settings a kernel may keep: none is a secret, a path or an address.
 KEPT_SETTINGS = frozenset(
     {"WORKBENCH_ENV", "WORKBENCH_PLUGINS", "WORKBENCH_TRACE_PLUGINS", "WORKBENCH_LOG_LEVEL",
@@ -58,8 +71,9 @@ _LAUNCHER = ("-m", "ipykernel_launcher")
 
 def kernel_environment(env: Mapping[str, str], home: str | None = None) -> dict[str, str]:
     """The environment of a dashboard kernel (or spare) from ``env``: an allow-list (what
-    Python and Jupyter need, as a run's kernel keeps; Voila's ``VOILA_*`` and request
-    variables; a few harmless Workbench settings), with ``HOME`` set to ``home`` if given."""
+    Python and Jupyter need, as a run's kernel keeps; Voila's ``VOILA_*`` but the page's
+    address; the viewer header; a few harmless Workbench settings), with ``HOME`` set to
+    ``home`` if given."""
     from workbench.runs.kernels import kernel_env
 
     kept = kernel_env(env)
@@ -67,7 +81,9 @@ def kernel_environment(env: Mapping[str, str], home: str | None = None) -> dict[
         {
             k: v
             for k, v in env.items()
-            if k.startswith("VOILA_") or k in REQUEST_NAMES or k in KEPT_SETTINGS
+            if (k.startswith("VOILA_") and k not in BROWSER_NAMES)
+            or k in REQUEST_NAMES
+            or k in KEPT_SETTINGS
         }
     )
     if home is not None:

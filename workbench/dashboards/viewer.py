@@ -29,10 +29,12 @@ from typing import Any
 import pandas as pd
 from pydantic import SecretStr
 from sqlalchemy.exc import SQLAlchemyError
+from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 from workbench.app import Workbench
 from workbench.core.config import Settings
+from workbench.dashboards.spare import REQUEST_KEY_ENV, REQUEST_KEY_HEADER
 from workbench.dashboards.tokens import VIEWER_ENV, ViewerIdentity
 from workbench.data.api import release_connections
 from workbench.data.arrow import decimals_as_floats
@@ -117,12 +119,15 @@ REQUEST_WAIT_SECONDS = 86400.0
 def _wait_for_page_request() -> None:
     """In a pre-heated kernel, block until a page request hands this kernel its viewer.
 
-    The same protocol as Voila's ``wait_for_request`` (one message with the request's
-    variables from ``/voila/query/<kernel id>``), without importing Voila into the kernel,
-    which alone would add over a second to every kernel's warm-up.
+    The protocol of Voila's ``wait_for_request`` (one message from ``/voila/query/<kernel
+    id>``), with the kernel's secret from the server (:data:`.spare.REQUEST_KEY_ENV`, read
+    once) in a header so no other client can take its place, and without importing Voila
+    into the kernel, which alone would add over a second to every kernel's warm-up. Of the
+    message only the viewer header is taken: the rest would be the browser's request.
     """
+    key = os.environ.pop(REQUEST_KEY_ENV, "")
     if os.environ.get("VOILA_PREHEAT", "False") != "True":
-        return  # a kernel started for the request already has the request's variables
+        return  # a kernel started for the request already has its viewer
     base = os.environ.get("VOILA_WS_BASE_URL", os.environ.get("VOILA_SERVER_URL", "/"))
     url = (
         f"{os.environ.get('VOILA_WS_PROTOCOL', 'ws')}://"
@@ -132,7 +137,8 @@ def _wait_for_page_request() -> None:
     received: list[str] = []
 
     async def receive() -> None:
-        connection = await websocket_connect(url, connect_timeout=10)
+        request = HTTPRequest(url, headers={REQUEST_KEY_HEADER: key}, connect_timeout=10)
+        connection = await websocket_connect(request)
         message = await asyncio.wait_for(connection.read_message(), REQUEST_WAIT_SECONDS)
         connection.close()
         if isinstance(message, str):
@@ -143,7 +149,9 @@ def _wait_for_page_request() -> None:
     thread.start()
     thread.join()
     if received:
-        os.environ.update({str(k): str(v) for k, v in json.loads(received[0]).items()})
+        handed = json.loads(received[0])
+        if isinstance(handed, dict) and isinstance(handed.get(VIEWER_ENV), str):
+            os.environ[VIEWER_ENV] = handed[VIEWER_ENV]
 
 
 def _viewer(identity: ViewerIdentity, base: Settings) -> Viewer:
