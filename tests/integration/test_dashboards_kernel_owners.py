@@ -36,6 +36,10 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 from tests import services
 from tests.e2e.world import Server, World, build_world, drop_roles, start_server
 from tests.integration.test_dashboards_hostile import login
+from workbench.app import Workbench
+from workbench.core.config import load_settings
+from workbench.dashboards import lockdown
+from workbench.dashboards.server import ServeOptions, build_app
 from workbench.dashboards.spare import REQUEST_KEY_ENV, REQUEST_KEY_HEADER
 from workbench.dashboards.tokens import VIEWER_HEADER
 
@@ -388,3 +392,29 @@ def test_nothing_the_browser_sends_reaches_the_kernel(scene: tuple[World, Server
         assert mark not in json.dumps(env), name
         assert not {k for k in env if k in {"QUERY_STRING", "SERVER_NAME", "VOILA_REQUEST_URL"}}
         assert env.get("VOILA_APP_PORT") == server.base.rsplit(":", 1)[1].strip("/"), name
+
+
+def test_every_route_taking_a_kernel_id_checks_whose_kernel_it_is(
+    isolated_env: Path, sqlite_url: str, tmp_path: Path
+) -> None:
+    """The server's own route table (Voila's and jupyter_server's routes as it registers
+    them): each that takes a kernel id is one of the owner-checking handlers."""
+    (tmp_path / "empty").mkdir()  # no notebook: no pool kernel starts
+    settings = load_settings(secret_key=secrets.token_urlsafe(48), database_url=sqlite_url)
+    bench = Workbench(settings, sqlite_url)
+    try:
+        app = build_app(bench, ServeOptions(pool_size=1, folders=(tmp_path / "empty",)))
+        app.connection_dir = str(tmp_path)
+        app.init_settings()
+        routes = {str(spec[0]): spec[1] for spec in app.init_handlers()}
+    finally:
+        bench.close()
+    checked = {
+        lockdown.OwnKernelHandler,
+        lockdown.OwnKernelSocketHandler,
+        lockdown.OwnShutdownHandler,
+        lockdown.LocalRequestInfoHandler,
+    }
+    taking = {p: h for p, h in routes.items() if "kernel" in p or "shutdown" in p or "query" in p}
+    assert set(taking.values()) == checked, taking
+    assert not [p for p in routes if p.rstrip("/$").endswith(("api/kernels", "api/sessions"))]
