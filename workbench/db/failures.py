@@ -23,7 +23,7 @@ from workbench.db.errors import (
     SchemaMissingError,
 )
 
-__all__ = ["explain", "require_existing", "sqlite_file"]
+__all__ = ["explain", "explain_reason", "require_existing", "sqlite_file"]
 
 _MISSING_TABLE = re.compile(
     r'no such table: (?:main\.)?"?(\w+)"?|relation "(?:\w+\.)?(\w+)" does not exist'
@@ -75,30 +75,39 @@ def explain(exc: SQLAlchemyError, url: str) -> WorkbenchError | None:
     when it is not a failure to reach, open or find the database (the caller re-raises)."""
     if not isinstance(exc, DBAPIError):
         return None
-    where = mask_url(url)
     reason = _first_line(exc)
-    path = sqlite_file(url)
-    if "readonly database" in reason or "read-only" in reason:
-        return ReadOnlyDatabaseError(
-            f"The database {path or where} refuses writes ({reason}): make it writable by "
-            "this user, or set WORKBENCH_HOME to a folder you can write."
-        )
-    missing = _MISSING_TABLE.search(reason)
-    table = (missing.group(1) or missing.group(2)) if missing else None
-    if table in _workbench_tables() or _MISSING_FUNCTIONS.search(reason):
-        what = f"table {table!r}" if table else "its functions"
-        return SchemaMissingError(
-            f"The database {where} has no Workbench schema ({what} missing): run "
-            "`workbench init` for a new database, or `workbench db upgrade` for an old one."
-        )
+    explained = explain_reason(reason, url)
+    if explained is not None:
+        return explained
     if exc.statement is None or exc.connection_invalidated:  # failed while connecting
+        path = sqlite_file(url)
         if path is not None:
             return DatabaseUnavailableError(
                 f"Cannot open the SQLite database {path} ({reason}): check that its folder "
                 "exists and that you may read and write it, or set WORKBENCH_HOME."
             )
         return DatabaseUnavailableError(
-            f"Cannot connect to the database {where} ({reason}): check that the server is "
-            "running, that the database exists and WORKBENCH_DATABASE_URL."
+            f"Cannot connect to the database {mask_url(url)} ({reason}): check that the "
+            "server is running, that the database exists and WORKBENCH_DATABASE_URL."
+        )
+    return None
+
+
+def explain_reason(reason: str, url: str | None = None) -> WorkbenchError | None:
+    """The database's own words ``reason`` (any driver's: SQLAlchemy, ADBC) in the user's
+    terms when they say the database is read-only or lacks Workbench's schema, else ``None``."""
+    where = "The database" + (f" {sqlite_file(url) or mask_url(url)}" if url else "")
+    if "readonly database" in reason or "read-only" in reason:
+        return ReadOnlyDatabaseError(
+            f"{where} refuses writes ({reason}): make it writable by this user, or set "
+            "WORKBENCH_HOME to a folder you can write."
+        )
+    missing = _MISSING_TABLE.search(reason)
+    table = (missing.group(1) or missing.group(2)) if missing else None
+    if table in _workbench_tables() or _MISSING_FUNCTIONS.search(reason):
+        what = f"table {table!r}" if table else "its functions"
+        return SchemaMissingError(
+            f"{where} has no Workbench schema ({what} missing): run `workbench init` for a "
+            "new database, or `workbench db upgrade` for an old one."
         )
     return None

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Dialect as SQLDialect
 from workbench.data.arrow import Dialect, Spec
 from workbench.data.errors import DataError, TableNotFoundError
 from workbench.db.errors import MultiUserError
+from workbench.db.failures import explain_reason
 from workbench.db.identifiers import STAGING_PREFIX, quote
 
 __all__ = ["AdbcError", "Backend", "placeholders", "to_positional"]
@@ -309,6 +310,9 @@ class Backend:
         ``"read"``) and the column, when the database says."""
         message = str(error).split("\n")[0]
         message = re.sub(r"^[A-Z_]+: (\[\w+\] )?", "", message)
+        database = explain_reason(message)  # read-only, or no Workbench schema at all
+        if database is not None:
+            return DataError(f"Table {table!r}: {database}")
         if self.is_missing_table(str(error)):
             return TableNotFoundError(
                 f"Table {table!r} does not exist; check the name with wb.tables()."
