@@ -12,11 +12,14 @@ KPIS = str(ROOT / "notebooks" / "flights_kpis.ipynb")
 
 
 def test_job_lifecycle_on_the_command_line() -> None:
+    """Parameters as for `workbench run`: `-p NAME VALUE` and a YAML file (in the test's own
+    folder, the working directory)."""
     assert run_cli("init").code == 0
+    Path("params.yaml").write_text("on_time_minutes: 15\ncarrier: AA\n")
     added = run_cli(
         "jobs", "add", "daily-kpis", KPIS,
         "--schedule", "30 2 * * *", "--timezone", "Europe/Berlin",
-        "-p", "carrier=UA", "-p", "on_time_minutes=15", "--retries", "2", "--catchup", "all",
+        "-p", "carrier", "UA", "-f", "params.yaml", "--retries", "2", "--catchup", "all",
     )  # fmt: skip
     assert added.code == 0, added.output
     assert "next run: " in added.stdout
@@ -63,7 +66,8 @@ def test_invalid_job_definitions_are_clear_errors() -> None:
 def test_job_parameters_are_checked_against_the_notebook_at_registration() -> None:
     assert run_cli("init").code == 0
     cases = [
-        (["-p", "on_time_minutes=soon"], "Parameter 'on_time_minutes' expects int"),
+        (["-p", "on_time_minutes=soon"], "on_time_minutes: 'soon' is not a whole number"),
+        (["-p", "on_time_minutes", "soon"], "on_time_minutes: 'soon' is not a whole number"),
         (["-p", "carier=UA"], "Unknown parameter 'carier'; this notebook declares: start, end"),
     ]
     for args, message in cases:
@@ -74,7 +78,7 @@ def test_job_parameters_are_checked_against_the_notebook_at_registration() -> No
     # The same mistake gives the same message through `workbench run`.
     direct = run_cli("run", KPIS, "-p", "on_time_minutes", "soon")
     assert direct.code == 2
-    assert "Parameter 'on_time_minutes' expects int" in direct.stderr
+    assert "on_time_minutes: 'soon' is not a whole number" in direct.stderr
     missing = run_cli("jobs", "add", "kpis", "no_such.ipynb")
     assert missing.code != 0
     assert "does not exist" in missing.stderr

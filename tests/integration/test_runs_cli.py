@@ -85,9 +85,12 @@ def test_failing_run_shows_the_cell_error_and_exits_non_zero(run_as, env) -> Non
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-p", "x", "seven"], "'x' expects int, got a value of type str"),
+        (["-p", "x", "seven"], "x: 'seven' is not a whole number (such as 15)."),
+        (["-p", "x=seven"], "x: 'seven' is not a whole number (such as 15)."),
         (["-p", "y", "1"], "Unknown parameter 'y'"),
-        (["-p", "x"], "needs a name and a value"),
+        (["-p", "x"], "-p x needs a value: write `-p NAME VALUE` or `-p NAME=VALUE`."),
+        (["-p", "x", "--timeout", "5"], "-p x needs a value"),
+        (["-f", "missing.yaml"], "Cannot read the parameters file missing.yaml"),
     ],
 )
 def test_bad_parameters_exit_2_without_a_traceback(run_as, env, args, message) -> None:
@@ -154,7 +157,7 @@ def test_run_hands_over_to_a_warm_worker(run_as, env, settings) -> None:
         shown = run_cli("runs", "show", _run_id(done.stdout), env=env)
         assert f":{server.pid}:" in shown.stdout  # executed by the warm worker's process
         bad = run_cli("run", *run_as, str(NOTEBOOKS / "trivial.ipynb"), "-p", "x", "two", env=env)
-        assert bad.code == 2 and "'x' expects int" in bad.stderr
+        assert bad.code == 2 and "x: 'two' is not a whole number" in bad.stderr
         # A name in a notebook folder is found before the request goes to the warm worker.
         folder = Path("notebooks")
         folder.mkdir()
@@ -245,3 +248,34 @@ def test_notebooks_list_shows_the_notebook_folders(settings, tmp_path) -> None:
     params = run_cli("notebooks", "params", "typed_params", "--json")
     assert params.code == 0, params.output
     assert "carrier" in json.loads(params.stdout)["properties"]
+
+
+def test_parameters_from_a_file_and_the_command_line_in_either_spelling(
+    run_as, env, tmp_path
+) -> None:
+    """`-f FILE` (YAML or JSON) gives values of their own types, `-p` wins over it, and
+    `-p NAME VALUE` and `-p NAME=VALUE` mean the same, on `run` as on `jobs add`."""
+    yaml_file = tmp_path / "params.yaml"
+    yaml_file.write_text("start: 2013-02-01\nmin_delay: 5\ntags: [a, b]\ncarrier: DL\n")
+    json_file = tmp_path / "params.json"
+    json_file.write_text('{"min_delay": 7, "mode": "departures"}')
+    notebook = str(NOTEBOOKS / "typed_params.ipynb")
+    done = run_cli(
+        "run", *run_as, notebook, "-f", str(yaml_file), "-p", "carrier", "AA",
+        "-p", "label=night shift", env=env,
+    )  # fmt: skip
+    assert done.code == 0, done.output
+    shown = run_cli("runs", "show", _run_id(done.stdout), env=env).stdout
+    assert '"start": "2013-02-01"' in shown and '"min_delay": 5' in shown
+    assert '"tags": ["a", "b"]' in shown and '"carrier": "AA"' in shown
+    assert '"label": "night shift"' in shown
+    from_json = run_cli("run", *run_as, notebook, "-f", str(json_file), env=env)
+    assert from_json.code == 0, from_json.output
+    shown = run_cli("runs", "show", _run_id(from_json.stdout), env=env).stdout
+    assert '"min_delay": 7' in shown and '"mode": "departures"' in shown
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    (tmp_path / "broken.yaml").write_text("start: [2013\n")
+    for name, words in (("list.yaml", "must hold a mapping"), ("broken.yaml", "not valid YAML")):
+        refused = run_cli("run", *run_as, notebook, "-f", str(tmp_path / name), env=env)
+        assert refused.code == 2 and words in refused.stderr, refused.output
+        assert "Traceback" not in refused.output

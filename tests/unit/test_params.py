@@ -87,25 +87,29 @@ def test_cli_lists_take_commas_or_json_and_optional_values_take_none(schema) -> 
     ("text", "words"),
     [
         ({"nope": "1"}, ["Unknown parameter 'nope'", "carrier"]),
-        ({"min_delay": "soon"}, ["'min_delay'", "expects int", "type str"]),
-        ({"ratio": "nan"}, ["'ratio'", "float"]),
-        ({"verbose": "maybe"}, ["'verbose'", "bool"]),
-        ({"mode": "sideways"}, ["'mode'", "one of 'arrivals', 'departures'"]),
-        ({"start": "yesterday"}, ["'start'", "date"]),
-        ({"tags": "[1"}, ["'tags'", "list[str]"]),
-        ({"tags": "[1]"}, ["'tags'", "str", "int"]),
-        ({"limit": "many"}, ["'limit'", "int or None"]),
+        ({"min_delay": "soon"}, ["min_delay: 'soon' is not a whole number (such as 15)."]),
+        ({"ratio": "nan"}, ["ratio: 'nan' is not a number"]),
+        ({"verbose": "maybe"}, ["verbose: 'maybe' is not true or false."]),
+        ({"mode": "sideways"}, ["mode: 'sideways' is not one of arrivals, departures."]),
+        ({"start": "2013-13-01"}, ["start: '2013-13-01' is not a date (YYYY-MM-DD)."]),
+        ({"tags": "[1"}, ["tags: '[1' is not a list (a,b or a JSON list) of text."]),
+        ({"tags": "[1]"}, ["'tags'", "str", "int"]),  # a JSON item is a Python value
+        ({"limit": "many"}, ["limit: 'many' is not a whole number (such as 15), or none."]),
+        ({"min_delay": "x" * 60}, ["min_delay: '" + "x" * 37 + "...' is not a whole number"]),
         ({"min_delay": "secret:TOKEN"}, ["'min_delay'", "secret reference"]),
         ({"carrier": "secret:bad name!"}, ["secret reference"]),
         ({"class": "1"}, ["not a valid parameter name"]),
     ],
 )
-def test_bad_cli_text_is_refused_with_a_clear_message(schema, text, words) -> None:
+def test_bad_cli_text_is_refused_in_the_users_terms(schema, text, words) -> None:
+    """What a person typed is named back with the type in words, never in Python's terms; a
+    ``secret:`` reference is never echoed."""
     with pytest.raises(ParameterError) as info:
         schema.parse_text(text)
     for word in words:
         assert word in str(info.value)
-    assert "soon" not in str(info.value)  # the value itself is never echoed
+    assert "TOKEN" not in str(info.value) and "bad name" not in str(info.value)
+    assert "datetime.date" not in str(info.value) and "type str" not in str(info.value)
 
 
 @pytest.mark.parametrize(

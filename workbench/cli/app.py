@@ -26,6 +26,7 @@ from workbench.cli import secrets as secrets_commands
 from workbench.cli import teams as teams_commands
 from workbench.cli import users as users_commands
 from workbench.cli.common import console, err_console, settings_of
+from workbench.cli.params import normalize_parameter_args
 from workbench.core.config import ENV_PREFIX, SECRET_FIELDS, Settings, load_settings, mask_url
 from workbench.core.errors import WorkbenchError
 from workbench.core.production import ensure_production_safe
@@ -45,9 +46,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Inspect and migrate the database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
-    runs_commands.run_command
-)
+app.command("run")(runs_commands.run_command)
 app.add_typer(runs_commands.runs_app, name="runs")
 app.add_typer(runs_commands.notebooks_app, name="notebooks")
 app.add_typer(secrets_commands.app, name="secrets")
@@ -404,7 +403,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     try:
         _add_plugin_commands()
-        app(args=argv, prog_name="workbench")
+        args = sys.argv[1:] if argv is None else argv
+        app(args=normalize_parameter_args(args), prog_name="workbench")
     except WorkbenchError as exc:
         _fail(exc)
     except KeyboardInterrupt:

@@ -6,12 +6,6 @@ from workbench.core.errors import WorkbenchError
 
 
 class UsageError(WorkbenchError):
-    """The command line is not valid; see `workbench run --help`."""
-
-    exit_code = 2
-
-
-class JobOptionError(WorkbenchError):
-    """A job option is not valid; see `workbench jobs add --help`."""
+    """The command line is not valid; see the command's `--help`."""
 
     exit_code = 2

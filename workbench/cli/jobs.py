@@ -14,8 +14,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from workbench.cli.common import console, workbench_of
-from workbench.cli.errors import JobOptionError
+from workbench.cli.common import console, settings_of, workbench_of
+from workbench.cli.params import ParameterFileOption, ParameterOption, parameter_input
 
 app = typer.Typer(
     help="Scheduled notebooks: add, list, show, pause, resume, trigger, transfer, delete.",
@@ -27,18 +27,6 @@ TeamOption: TypeAlias = Annotated[
 ]
 
 
-def _parameters(pairs: list[str]) -> dict[str, str]:
-    """NAME=VALUE pairs as typed text; the notebook's schema converts each value by its type,
-    exactly as for `workbench run -p NAME VALUE`."""
-    values: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, raw = pair.partition("=")
-        if not sep or not name:
-            raise JobOptionError(f"Parameter {pair!r} is not NAME=VALUE.")
-        values[name] = raw
-    return values
-
-
 @app.command("add")
 def add(
     ctx: typer.Context,
@@ -48,12 +36,8 @@ def add(
         str | None, typer.Option(help="Cron schedule, e.g. '0 6 * * *'; omit for on demand.")
     ] = None,
     timezone: Annotated[str, typer.Option(help="IANA time zone of the schedule.")] = "UTC",
-    parameter: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--parameter", "-p", help="NAME=VALUE, converted by the notebook's type; repeatable."
-        ),
-    ] = None,
+    parameter: ParameterOption = None,
+    parameters_file: ParameterFileOption = None,
     retries: Annotated[int, typer.Option(help="Retries after a failed attempt.")] = 0,
     retry_delay: Annotated[float, typer.Option(help="Seconds before the first retry.")] = 60,
     timeout: Annotated[float | None, typer.Option(help="Seconds a run may take.")] = None,
@@ -71,18 +55,17 @@ def add(
     ] = None,
 ) -> None:
     """Register a job, or update the job with that name in its team."""
-    from workbench.runs.api import notebook_params
-    from workbench.runs.notebook import locate_notebook
+    from workbench.runs.notebook import locate_notebook, notebook_schema, read_notebook
     from workbench.scheduler import api as jobs
 
-    typed = _parameters(parameter or [])
+    given = parameter_input(parameter, parameters_file)
+    # Checked against the notebook's types first, exactly as for `workbench run`.
+    values = (
+        given.typed(notebook_schema(read_notebook(locate_notebook(notebook, settings_of(ctx)))))
+        if given
+        else {}
+    )
     with workbench_of(ctx) as wb:
-        # What was typed is converted by the notebook's types first, as for `workbench run`.
-        values = (
-            notebook_params(locate_notebook(notebook, wb.settings)).parse_text(typed)
-            if typed
-            else {}
-        )
         job = jobs.register(
             name,
             notebook,

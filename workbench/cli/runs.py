@@ -21,6 +21,7 @@ from rich.text import Text
 from workbench.cli.common import settings_of as _settings
 from workbench.cli.common import workbench_of as _workbench
 from workbench.cli.errors import UsageError
+from workbench.cli.params import ParameterFileOption, ParameterOption, parameter_input
 from workbench.core.config import Settings
 from workbench.core.errors import WorkbenchError
 
@@ -43,20 +44,6 @@ _STATUS_STYLE = {
     "running": "cyan",
     "queued": "blue",
 }
-
-
-def _pairs(args: list[str]) -> dict[str, str]:
-    """``-p NAME VALUE`` pairs from the arguments the option parser left over."""
-    out: dict[str, str] = {}
-    i = 0
-    while i < len(args):
-        if args[i] not in {"-p", "--parameter"}:
-            raise UsageError(f"Unexpected argument {args[i]!r}; parameters are `-p NAME VALUE`.")
-        if i + 2 >= len(args):
-            raise UsageError(f"{args[i]} needs a name and a value: `-p NAME VALUE`.")
-        out[args[i + 1]] = args[i + 2]
-        i += 3
-    return out
 
 
 def run_command(
@@ -82,19 +69,28 @@ def run_command(
     team: Annotated[
         str | None, typer.Option(help="The run's team, when its owner has several.")
     ] = None,
+    parameter: ParameterOption = None,
+    parameters_file: ParameterFileOption = None,
 ) -> None:
-    """Run NOTEBOOK now: `workbench run NB -p NAME VALUE ...` (values coerced by type).
+    """Run NOTEBOOK now: `workbench run NB -p NAME VALUE ...` (or `-p NAME=VALUE`, `-f FILE`).
 
-    With `workbench runs serve` running for this database, the run goes to its warm kernels.
-    In team mode a run belongs to a user: your own login's runs are yours (`--team` picks the
-    team when you have several); the service names the user with `--as USERNAME`.
+    Values are converted by the notebook's declared types and checked before anything
+    starts. With `workbench runs serve` running for this database, the run goes to its warm
+    kernels. In team mode a run belongs to a user: your own login's runs are yours (`--team`
+    picks the team when you have several); the service names the user with `--as USERNAME`.
     """
+    from workbench.runs.notebook import locate_notebook, notebook_schema, read_notebook
+    from workbench.runs.params import ParameterSchema
+
     settings = _settings(ctx)
-    parameters = _pairs(list(ctx.args))
+    given = parameter_input(parameter, parameters_file)
+    path = locate_notebook(notebook, settings)
+    values = given.typed(notebook_schema(read_notebook(path))) if given else {}
+    parameters = ParameterSchema.to_json(values)
     options = (timeout, cell_timeout, owner, team)
-    outcome = _run_on_warm_worker(settings, notebook, parameters, *options)
+    outcome = _run_on_warm_worker(settings, Path(path), parameters, *options)
     if outcome is None:
-        outcome = _run_here(ctx, notebook, parameters, *options)
+        outcome = _run_here(ctx, Path(path), parameters, *options)
     _print_outcome(outcome)
     if outcome["status"] != "succeeded":
         raise typer.Exit(1)
@@ -114,17 +110,16 @@ def _progress_bar(notebook: Path) -> Iterator[Callable[[int, int], None]]:
 def _run_on_warm_worker(
     settings: Settings,
     notebook: Path,
-    parameters: dict[str, str],
+    parameters: dict[str, Any],
     timeout: int | None,
     cell_timeout: int | None,
     owner: str | None,
     team: str | None,
 ) -> dict[str, Any] | None:
-    from workbench.runs.notebook import locate_notebook
     from workbench.runs.serve import request_run
 
     request = {
-        "notebook": locate_notebook(notebook, settings), "parameters": parameters,
+        "notebook": str(notebook), "values": parameters,
         "timeout": timeout, "cell_timeout": cell_timeout, "owner": owner, "team": team,
     }  # fmt: skip
     with _progress_bar(notebook) as advance:
@@ -144,7 +139,7 @@ def _run_on_warm_worker(
 def _run_here(
     ctx: typer.Context,
     notebook: Path,
-    parameters: dict[str, str],
+    parameters: dict[str, Any],
     timeout: int | None,
     cell_timeout: int | None,
     owner: str | None,
@@ -172,19 +167,16 @@ def _run_with_progress(
     wb: Workbench,
     kernels: Any,
     notebook: Path,
-    parameters: dict[str, str],
+    parameters: dict[str, Any],
     timeout: int | None,
     cell_timeout: int | None,
     owner: str | None = None,
     team: str | None = None,
 ) -> Run:
-    from workbench.runs.api import executed_by_service, notebook_params, queue_run, wait
+    from workbench.runs.api import executed_by_service, queue_run, wait
     from workbench.runs.execute import execute_run
-    from workbench.runs.notebook import locate_notebook
 
-    # What was typed is converted by the notebook's types first, then queued like any values.
-    path = locate_notebook(notebook, wb.settings)
-    values = notebook_params(path).parse_text(parameters) if parameters else {}
+    path, values = str(notebook), parameters  # located and checked by run_command
     # From a user's own login (team mode) the service executes the run, as that user.
     by_service = executed_by_service(wb)
     if by_service and cell_timeout is not None:

@@ -58,6 +58,17 @@ _PY_NAMES = {
     "datetime": "datetime.datetime",
     "any": "Any",
 }
+_WORDS = {
+    "string": "text",
+    "integer": "a whole number (such as 15)",
+    "number": "a number (such as 1.5)",
+    "boolean": "true or false",
+    "date": "a date (YYYY-MM-DD)",
+    "datetime": "a date and time (YYYY-MM-DDTHH:MM:SS)",
+    "any": "a value",
+}
+#: The most of a typed value an error shows (the person typed it; it may still be long).
+_SHOWN = 40
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off"}
 _NULL = {"none", "null"}
@@ -85,6 +96,17 @@ class TypeSpec:
         else:
             text = _PY_NAMES[self.kind]
         return f"{text} or None" if self.nullable else text
+
+    def in_words(self) -> str:
+        """The type as a person reads it ("a date (YYYY-MM-DD)"), for errors about typed text."""
+        if self.kind == "literal":
+            text = "one of " + ", ".join(str(c) for c in self.choices)
+        elif self.kind == "list":
+            item = self.items.in_words() if self.items else "values"
+            text = f"a list (a,b or a JSON list) of {item}"
+        else:
+            text = _WORDS[self.kind]
+        return f"{text}, or none" if self.nullable else text
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any]
@@ -214,6 +236,13 @@ def _refuse(param: Parameter, value: object, spec: TypeSpec | None = None) -> Pa
     )
 
 
+def _refuse_text(param: Parameter, spec: TypeSpec, text: str) -> ParameterError:
+    """Text typed on a command line that is not of the parameter's type, said in its terms
+    (the person who typed it sees it again; a ``secret:`` reference never gets here)."""
+    shown = text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
+    return ParameterError(f"{param.name}: {shown!r} is not {spec.in_words()}.")
+
+
 def _secret_reference(param: Parameter, spec: TypeSpec, value: str) -> str:
     """A ``secret:NAME`` value, allowed for ``str`` (and untyped) parameters only."""
     if spec.kind not in {"string", "any"}:
@@ -276,7 +305,7 @@ def _parse(param: Parameter, spec: TypeSpec, value: Any) -> Any:
     try:
         return _from_text(param, spec, value)
     except (ValueError, TypeError, OverflowError):
-        raise _refuse(param, value, spec) from None
+        raise _refuse_text(param, spec, value) from None
 
 
 def _from_text(param: Parameter, spec: TypeSpec, text: str) -> Any:
@@ -284,7 +313,7 @@ def _from_text(param: Parameter, spec: TypeSpec, text: str) -> Any:
         for choice in spec.choices:
             if str(choice) == text:
                 return choice
-        raise _not_a_choice(param, spec)
+        raise _refuse_text(param, spec, text)
     if spec.kind == "list":
         items = json.loads(text) if text.startswith("[") else text.split(",")
         if not isinstance(items, list):

@@ -75,9 +75,10 @@ def _handle(worker: Any, request: dict[str, Any], send: Callable[[dict[str, Any]
     from workbench.runs.execute import execute_run
 
     try:
-        # The request carries the text typed on the command line: converted by type first.
-        typed: dict[str, str] = request.get("parameters") or {}
-        values = notebook_params(request["notebook"]).parse_text(typed) if typed else {}
+        # The command line checked the values against the notebook already; as JSON (dates as
+        # ISO text) they are checked once more, as any caller's values are.
+        given: dict[str, Any] = request.get("values") or {}
+        values = notebook_params(request["notebook"]).validate(given) if given else {}
         run_id = queue_run(
             request["notebook"], values,
             timeout=request.get("timeout"),
