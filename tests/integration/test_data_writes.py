@@ -25,7 +25,9 @@ def frame(n: int, start: int = 0) -> pd.DataFrame:
 
 def test_create_refuses_an_existing_table(workbench: Workbench) -> None:
     assert workbench.write(frame(3), "t") == 3
-    with pytest.raises(DataError, match=r"'t' already exists.*mode='append'"):
+    with pytest.raises(
+        DataError, match=r"'t' already exists.*mode append, replace or upsert.*--mode"
+    ):
         workbench.write(frame(3), "t")
 
 

@@ -189,8 +189,14 @@ def test_cli_ingest(db_url: str, sales: Path) -> None:
     assert "sales: 3 rows (create)" in ok.stdout
     again = run_cli("ingest", "files", "-t", "sales", "-o", f"path={sales / '*.csv'}", env=env)
     assert again.code != 0
-    assert "already exists" in again.stderr
+    assert "already exists" in again.stderr and "--mode" in again.stderr
+    assert "mode='" not in again.stderr  # the command line's spelling, not Python's
     assert "Traceback" not in again.output
+    replaced = run_cli(
+        "ingest", "files", "-t", "sales", "--mode", "replace", "-o", f"path={sales / '*.csv'}",
+        env=env,
+    )  # fmt: skip
+    assert replaced.code == 0 and "sales: 3 rows (replace)" in replaced.stdout, replaced.output
     bad = run_cli("ingest", "files", "-t", "other", "-o", "colour=red", env=env)
     assert bad.code == 2
     assert "colour: unknown option" in bad.stderr

@@ -38,8 +38,9 @@ def write_frame(
         existing = backend.columns(table)
         if mode == "create" and existing is not None:
             raise DataError(
-                f"Table {table!r} already exists; pass mode='append', 'replace' or 'upsert', "
-                "or choose another name."
+                f"Table {table!r} already exists; write it with mode append, replace or "
+                "upsert (`--mode` on the command line, `mode=` in Python), or choose another "
+                "name."
             )
         if existing is not None:
             backend.check_existing(table)

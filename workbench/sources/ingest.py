@@ -112,8 +112,9 @@ def _check_targets(wb: Workbench, targets: list[str], mode: str) -> None:
             taken = [t for t in targets if inspect(conn).has_table(t)]
         if taken:
             raise DataError(
-                f"Table(s) {', '.join(taken)} already exist; nothing was written. Pass "
-                "mode='replace' or 'append', or choose the tables with the source's options."
+                f"Table(s) {', '.join(taken)} already exist; nothing was written. Write "
+                "them with mode replace or append (`--mode` on the command line, `mode=` in "
+                "Python), or choose the tables with the source's options."
             )
 
 
