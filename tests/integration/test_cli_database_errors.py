@@ -90,33 +90,30 @@ def _one_error_line(command: list[str], capsys: pytest.CaptureFixture[str], *exp
     return lines[0]
 
 
-def test_a_closed_port(
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    inputs: dict[str, str],
-    isolated_env: Path,
-) -> None:
-    url = f"postgresql://wb:{PASSWORD}@127.0.0.1:{_free_port()}/wb"
-    monkeypatch.setenv("WORKBENCH_DATABASE_URL", url)
-    monkeypatch.setenv("WORKBENCH_SECRET_KEY", "k" * 48)
-    for command in (*COMMANDS, ("init",)):
-        _one_error_line(_argv(command, inputs), capsys, "onnect to", "127.0.0.1")
-
-
-def test_a_database_that_does_not_exist(
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    inputs: dict[str, str],
-    postgres_available: None,
-) -> None:
+def _unreachable(kind: str, request: pytest.FixtureRequest) -> tuple[str, tuple[str, ...]]:
+    """A database URL that cannot be used, and what its error must name."""
     from tests import services
 
+    if kind == "closed port":
+        return f"postgresql://wb:{PASSWORD}@127.0.0.1:{_free_port()}/wb", ("127.0.0.1",)
+    request.getfixturevalue("postgres_available")  # the server answers; the database is missing
     name = services.new_database_name("wb_missing")
-    url = services.sqlalchemy_url(name)
+    return services.sqlalchemy_url(name), (name, "does not exist")
+
+
+@pytest.mark.parametrize("kind", ["closed port", "missing database"])
+def test_a_database_that_cannot_be_reached(
+    kind: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    inputs: dict[str, str],
+    request: pytest.FixtureRequest,
+) -> None:
+    url, named = _unreachable(kind, request)
     monkeypatch.setenv("WORKBENCH_DATABASE_URL", url)
     monkeypatch.setenv("WORKBENCH_SECRET_KEY", "k" * 48)
     for command in (*COMMANDS, ("init",)):
-        _one_error_line(_argv(command, inputs), capsys, "onnect to", name, "does not exist")
+        _one_error_line(_argv(command, inputs), capsys, "onnect to", *named)
 
 
 def test_a_home_before_init_gets_no_database_file(
