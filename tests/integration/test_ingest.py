@@ -227,3 +227,39 @@ def test_module_level_ingest_uses_the_default_workbench(
         assert len(wb.read_table("sales")) == 3
     finally:
         wb.close()
+
+
+def test_the_progress_bar_counts_the_write_in_a_terminal_and_leaves_nothing_in_a_pipe(
+    sqlite_url: str, sales: Path
+) -> None:
+    """In a terminal the bar ends at the rows written of the rows read ("written 3/3"); in a
+    pipe nothing of it reaches stderr."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    env = {**os.environ, "WORKBENCH_DATABASE_URL": sqlite_url, "COLUMNS": "120"}
+    args = [sys.executable, "-m", "workbench", "ingest", "files", "-t", "sales"]
+    args += ["-o", f"path={sales / '*.csv'}"]
+    leader, follower = pty.openpty()
+    with subprocess.Popen(args, env=env, stdin=follower, stdout=follower, stderr=follower) as p:
+        os.close(follower)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed with the process
+                break
+            if not chunk:
+                break
+            seen += chunk
+        assert p.wait(timeout=120) == 0, seen
+    os.close(leader)
+    shown = seen.decode("utf-8", "replace")
+    assert "written" in shown and "3/3" in shown, shown
+    piped = run_cli(
+        "ingest", "files", "-t", "sales", "--mode", "replace", "-o", f"path={sales / '*.csv'}",
+        env={"WORKBENCH_DATABASE_URL": sqlite_url},
+    )  # fmt: skip
+    assert piped.code == 0 and piped.stderr.strip() == "", piped.stderr

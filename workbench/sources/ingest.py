@@ -87,12 +87,16 @@ def ingest(
                 reasons = "; ".join(str(s) for s in result.skipped[:10])
                 raise SourceError(f"Nothing was ingested: every input was skipped ({reasons}).")
             _check_targets(wb, list(frames), mode)
+            sizes = {target: sum(row_count(p) for p in parts) for target, parts in frames.items()}
+            everything, written = sum(sizes.values()), 0
             for target, parts in frames.items():
-                reporter.stage(f"writing {target}")
+                reporter.written(f"writing {target}", written, everything)
                 frame = to_pandas(parts)
                 result.tables[target] = _write(
                     wb, src, frame, target, mode, key, result, team=team, shared=shared
                 )
+                written += sizes[target]
+            reporter.written("written", written, everything)
     result.seconds = time.perf_counter() - started
     log.debug("ingested %d rows from %s into %s", result.rows, name, ", ".join(result.tables))
     return result
@@ -252,7 +256,9 @@ class Reporter:
         if self._callback is not None:
             self._callback(done, total)
 
-    def stage(self, text: str) -> None:
+    def written(self, stage: str, done: int, total: int) -> None:
+        """Writing: ``done`` of the ``total`` rows read are in their tables (shown, not called
+        back: the callback counts rows read)."""
         return
 
 
@@ -264,8 +270,8 @@ class _RichReporter(Reporter):
     def rows(self, done: int, total: int | None) -> None:
         self._bar.update(self._task, completed=done, total=total)
 
-    def stage(self, text: str) -> None:
-        self._bar.update(self._task, description=text)
+    def written(self, stage: str, done: int, total: int) -> None:
+        self._bar.update(self._task, description=stage, completed=done, total=total)
 
 
 @contextmanager
