@@ -244,3 +244,26 @@ def test_signing_in_goes_on_to_a_page_of_this_server(scene: Scene) -> None:
         f"{server.base}login", params={"next": target}, timeout=30, allow_redirects=False
     )
     assert (reply.status_code, reply.headers["Location"]) == (302, target)
+
+
+@pytest.mark.parametrize("scene", ["postgresql"], indirect=True)
+def test_a_database_outage_is_a_plain_503_and_sessions_resume_after(scene: Scene) -> None:
+    """While the database refuses connections no session can be checked: the servers answer
+    503 with their error page (no traceback), and the same cookie works once it is back."""
+    name, password = scene.add_viewer()
+    cookie = sign_in(scene.servers[0], name, password).cookies[SESSION_COOKIE]
+    dbname = scene.world.url.rsplit("/", 1)[1]
+    with services.admin_connect() as admin:
+        admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
+        try:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (dbname,),
+            )
+            for server in scene.servers:
+                reply = replay(server, cookie)
+                assert reply.status_code == 503, reply.status_code
+                assert "Traceback" not in reply.text and "psycopg" not in reply.text
+        finally:
+            admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
+    assert_signed_in(scene, cookie)

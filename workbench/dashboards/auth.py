@@ -31,6 +31,7 @@ from jupyter_server.auth.identity import IdentityProvider
 from jupyter_server.auth.identity import User as JupyterUser
 from jupyter_server.base.handlers import JupyterHandler
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from tornado import web
 
 from workbench.accounts.errors import AuthenticationError
@@ -96,8 +97,13 @@ class _Accounts:
         except ValueError:
             return None
         query = select(User.username, User.role, User.is_active, User.session_generation)
-        with self.workbench.engine.connect() as connection:
-            row = connection.execute(query.where(User.id == key)).first()
+        try:
+            with self.workbench.engine.connect() as connection:
+                row = connection.execute(query.where(User.id == key)).first()
+        except SQLAlchemyError as exc:  # no account can be checked: nobody is let in
+            reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
+            log.warning("accounts cannot be read, answering 503: %s", reason)
+            raise web.HTTPError(503, "the database is not answering") from None
         if row is None:
             return None
         return Account(
