@@ -1,11 +1,14 @@
 """Workbench: one governed database, one plugin system and one task system on Jupyter.
 
-``import workbench as wb`` is cheap: submodules load on first use of a name.
+``import workbench as wb`` is cheap: submodules load on first use of a name. Every function
+reached through this facade raises its WorkbenchErrors from itself, without the frames of
+the internals below it (:mod:`workbench.core.boundary`).
 """
 
 from __future__ import annotations
 
 from importlib import import_module
+from types import FunctionType
 from typing import TYPE_CHECKING, Any
 
 from workbench.core.version import __version__
@@ -126,14 +129,19 @@ _SUBMODULES = {"jobs": "workbench.scheduler.api"}
 
 
 def __getattr__(name: str) -> Any:
+    from workbench.core.boundary import public, public_namespace
+
     if name in _SUBMODULES:
-        return import_module(_SUBMODULES[name])
-    if name not in __all__:
+        value: Any = public_namespace(import_module(_SUBMODULES[name]), f"workbench.{name}")
+    elif name not in __all__:
         raise AttributeError(f"module 'workbench' has no attribute {name!r}")
-    module = _LAZY.get(name)
-    if module is None:
-        module = next(m for m in _WHOLE_MODULES if name in import_module(m).__all__)
-    value = getattr(import_module(module), name)
+    else:
+        module = _LAZY.get(name)
+        if module is None:
+            module = next(m for m in _WHOLE_MODULES if name in import_module(m).__all__)
+        value = getattr(import_module(module), name)
+        if isinstance(value, FunctionType):
+            value = public(value)
     globals()[name] = value
     return value
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from workbench.core.boundary import public
 from workbench.core.config import Settings, load_settings, mask_url
 from workbench.core.production import ensure_production_safe
 from workbench.data import api as data
@@ -85,18 +86,20 @@ class Workbench:
             self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         return self._sessions()
 
+    @public
     def upgrade(self, revision: str = "head") -> None:
         migrate.upgrade(self.engine, revision)
 
+    @public
     def migration_status(self) -> migrate.MigrationStatus:
         return migrate.migration_status(self.engine)
 
-    # The data API, one definition each in workbench.data.api.
-    sql = data.sql
-    read_table = data.read_table
-    write = data.write
-    tables = data.tables
-    describe = data.describe
+    # The data API, one definition each in workbench.data.api, behind the public boundary.
+    sql = public(data.sql)
+    read_table = public(data.read_table)
+    write = public(data.write)
+    tables = public(data.tables)
+    describe = public(data.describe)
 
     def close(self) -> None:
         """Close every pooled connection."""
@@ -113,6 +116,7 @@ class Workbench:
         self.close()
 
 
+@public
 def connect(database_url: str | None = None, **settings: Any) -> Workbench:
     """A workbench for ``database_url`` (default: the configured one); settings override env."""
     resolved = load_settings(**settings)
@@ -124,6 +128,7 @@ _default: Workbench | None = None
 _default_lock = threading.Lock()
 
 
+@public
 def default() -> Workbench:
     """The workbench the module-level functions use, built from the settings on first use."""
     global _default
@@ -150,11 +155,12 @@ def close() -> None:
 def on_default(function: Callable[Concatenate[Workbench, P], R]) -> Callable[P, R]:
     """``function`` without its first argument, acting on the default workbench.
 
-    ``wb.sql = on_default(data.sql)``: one signature and docstring, written once.
+    ``wb.sql = on_default(data.sql)``: one signature and docstring, written once; a
+    WorkbenchError is raised from it (:func:`~workbench.core.boundary.public`).
     """
 
     @functools.wraps(function)
     def on_the_default(*args: P.args, **kwargs: P.kwargs) -> R:
         return function(default(), *args, **kwargs)
 
-    return on_the_default
+    return public(on_the_default)
