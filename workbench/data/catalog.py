@@ -68,6 +68,20 @@ class TableDescription:
             ("last write", written),
         ]
 
+    def __repr__(self) -> str:
+        # Table, rows and as many column names as fit in ~90 characters; __str__ and the HTML
+        # give every column.
+        names = [c.name for c in self.columns]
+        shown: list[str] = []
+        for name in names:
+            if shown and len(", ".join([*shown, name])) > 90:
+                break
+            shown.append(name)
+        more = f", +{len(names) - len(shown)} more" if len(shown) < len(names) else ""
+        rows = f"{self.rows:,} row" + ("" if self.rows == 1 else "s")
+        columns = f"{len(names)} column" + ("" if len(names) == 1 else "s")
+        return f"<TableDescription {self.name}: {rows}, {columns} ({', '.join(shown)}{more})>"
+
     def __str__(self) -> str:
         lines = [f"Table {self.name}"]
         lines += [f"  {k}: {v}" for k, v in self._summary()]

@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from workbench.db import display
 from workbench.db.types import JSONDocument, UTCDateTime, utcnow
 
 __all__ = [
@@ -199,6 +200,12 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
+    def __repr__(self) -> str:
+        return display.job_repr(self)
+
+    def _repr_html_(self) -> str:
+        return display.job_repr_html(self)
+
 
 class Run(Base):
     """One execution of a notebook; claimed with a lease, fenced by its attempt number."""
@@ -245,6 +252,12 @@ class Run(Base):
         ForeignKey("users.id", ondelete="SET NULL")
     )
     team_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("teams.id", ondelete="SET NULL"))
+
+    def __repr__(self) -> str:
+        return display.run_repr(self)
+
+    def _repr_html_(self) -> str:
+        return display.run_repr_html(self)
 
 
 class RunResult(Base):
