@@ -40,6 +40,7 @@ from workbench.ops import metrics
 from workbench.plugins.events import RunEvent
 from workbench.runs import acts
 from workbench.runs.errors import RunNotFoundError, RunPermissionError, RunStateError
+from workbench.runs.lookup import run_id_in
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -149,9 +150,10 @@ def _not_found(run_id: uuid.UUID) -> RunNotFoundError:
 
 
 def get_run(wb: Workbench, run_id: str | uuid.UUID) -> Run:
-    """The run ``run_id``; a run the login may not see (another team's) is not found."""
-    rid = parse_run_id(run_id)
-    with _refusals(f"Reading run {rid}", rid), wb.session() as session:
+    """The run ``run_id`` (a full id or a unique prefix, see :mod:`workbench.runs.lookup`);
+    a run the login may not see (another team's) is not found."""
+    with _refusals(f"Reading run {run_id}"), wb.session() as session:
+        rid = run_id_in(session, run_id)
         row = session.get(RunRow, rid)
         if row is None:
             raise _not_found(rid)
