@@ -25,7 +25,8 @@ from workbench.cli import scheduler as scheduler_commands
 from workbench.cli import secrets as secrets_commands
 from workbench.cli import teams as teams_commands
 from workbench.cli import users as users_commands
-from workbench.cli.common import console, err_console, settings_of
+from workbench.cli.common import WorkbenchTyper, console, err_console, settings_of
+from workbench.cli.output import print_table
 from workbench.cli.params import normalize_parameter_args
 from workbench.core.config import ENV_PREFIX, SECRET_FIELDS, Settings, load_settings, mask_url
 from workbench.core.errors import WorkbenchError
@@ -37,14 +38,14 @@ if TYPE_CHECKING:
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(
+app = WorkbenchTyper(
     name="workbench",
     help="Workbench: governed data, scheduled notebooks and dashboards on Jupyter.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-db_app = typer.Typer(help="Inspect and migrate the database schema.", no_args_is_help=True)
+db_app = WorkbenchTyper(help="Inspect and migrate the database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.command("run")(runs_commands.run_command)
 app.add_typer(runs_commands.runs_app, name="runs")
@@ -122,7 +123,10 @@ def init(
         lines.append(f"admin:       {result.admin_username} (created)")
     else:
         lines.append(f"admin:       {result.admin_username} (exists, unchanged)")
-    console.print(Panel("\n".join(escape(line) for line in lines), title="Workbench initialised"))
+    # Plain lines, never wrapped: the home and the database URL are copied from here.
+    console.print("[bold]Workbench initialised[/]")
+    for line in lines:
+        console.print("  " + escape(line), soft_wrap=True, highlight=False)
     if result.admin_password:
         console.print(
             Panel(
@@ -166,7 +170,7 @@ def doctor(
             first.append(Check("production", False, "; ".join(exc.problems)))
     else:
         ensure_production_safe(settings)
-        console.print(_settings_table(settings))
+        print_table(_settings_table(settings))
     try:
         require_existing(settings)  # a check creates nothing
         engine = create_workbench_engine(settings)
@@ -206,8 +210,8 @@ def doctor(
         typer.echo(json.dumps(report, indent=2))
     else:
         checks_table = Table(title="Checks")
-        checks_table.add_column("check")
-        checks_table.add_column("status")
+        checks_table.add_column("check", no_wrap=True)
+        checks_table.add_column("status", no_wrap=True)
         checks_table.add_column("detail")
         checks_table.add_row(
             "secret key",
@@ -216,7 +220,7 @@ def doctor(
         )
         for check in checks:
             checks_table.add_row(check.name, _DOCTOR_STATUS[check.status], escape(check.detail))
-        console.print(checks_table)
+        print_table(checks_table)
     if code != DOCTOR_OK:
         raise typer.Exit(code)
 
@@ -242,8 +246,8 @@ def _settings_values(settings: Settings) -> dict[str, str]:
 
 def _settings_table(settings: Settings) -> Table:
     table = Table(title="Settings")
-    table.add_column("setting")
-    table.add_column("value")
+    table.add_column("setting", no_wrap=True)
+    table.add_column("value", no_wrap=True)  # the database URL, paths: copied, never cut
     for name, shown in _settings_values(settings).items():
         table.add_row(name, escape(shown))
     return table
@@ -310,12 +314,12 @@ def db_history() -> None:
     from workbench.db import migrate
 
     table = Table()
-    table.add_column("revision")
-    table.add_column("revises")
+    table.add_column("revision", no_wrap=True)
+    table.add_column("revises", no_wrap=True)
     table.add_column("change")
     for rev in migrate.history():
         table.add_row(rev.revision, rev.down_revision or "-", escape(rev.message.splitlines()[0]))
-    console.print(table)
+    print_table(table)
 
 
 @db_app.command("check")

@@ -10,10 +10,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from workbench.cli.common import console, settings_of, workbench_of
+from workbench.cli.common import WorkbenchTyper, console, settings_of, workbench_of
 from workbench.cli.errors import UsageError
 
-app = typer.Typer(
+app = WorkbenchTyper(
     help="Backups that prove they restore: create, verify, restore, list, prune, schedule.",
     no_args_is_help=True,
 )

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from workbench.core.config import Settings, load_settings
 
 if TYPE_CHECKING:
     from workbench.app import Workbench
 
-__all__ = ["console", "err_console", "settings_of", "workbench_of"]
+__all__ = ["WorkbenchTyper", "console", "err_console", "settings_of", "workbench_of"]
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -39,3 +40,46 @@ def workbench_of(ctx: typer.Context) -> Iterator[Workbench]:
         yield wb
     finally:
         wb.close()
+
+
+def _plain_metavars(params: list[Any]) -> list[Any]:
+    """Arguments named in capitals (NOTEBOOK), flags with no `<bool>` type after them."""
+    for param in params:
+        if isinstance(param, TyperArgument) and param.metavar is None and param.name:
+            param.metavar = param.name.upper()
+        elif param.param_type_name == "option" and getattr(param, "is_flag", False):
+            param.metavar = ""  # typer shows a flag's metavar in place of its type
+    return params
+
+
+# typer carries its own copy of click: its contexts and parameters are typed as Any here.
+class WorkbenchCommand(TyperCommand):
+    """A command whose help reads as a user types it: `run [OPTIONS] NOTEBOOK`, and flags
+    (`--json`, `--help`) with no `<bool>` after them."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_metavars(super().get_params(ctx))  # with the help option
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        # typer writes a required argument as {name}; the usage line names it bare.
+        pieces = super().collect_usage_pieces(ctx)
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in pieces]
+
+
+class WorkbenchGroup(TyperGroup):
+    """A command group whose `--help` flag has no `<bool>` after it either."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_metavars(super().get_params(ctx))
+
+
+class WorkbenchTyper(typer.Typer):
+    """A Typer of :class:`WorkbenchGroup` and :class:`WorkbenchCommand` unless told otherwise."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("cls", WorkbenchGroup)
+        super().__init__(*args, **kwargs)
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+        kwargs.setdefault("cls", WorkbenchCommand)
+        return super().command(*args, **kwargs)

@@ -8,11 +8,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
+from workbench.cli.common import WorkbenchTyper
 from workbench.cli.common import settings_of as _settings
+from workbench.cli.output import Column, JsonOption, print_rows
 
-app = typer.Typer(help="Serve and list the Voila dashboards.", no_args_is_help=True)
+app = WorkbenchTyper(help="Serve and list the Voila dashboards.", no_args_is_help=True)
 console = Console()
 
 
@@ -50,16 +51,26 @@ def serve_command(
 def list_command(
     ctx: typer.Context,
     folder: Annotated[list[Path] | None, typer.Option(help="A dashboards folder.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """List the dashboards that `serve` would offer, and who may open them."""
     from workbench.dashboards import catalog
 
     settings = _settings(ctx)
-    table = Table(title="Dashboards")
-    for column in ("dashboard", "title", "roles", "folder"):
-        table.add_column(column)
-    for path in catalog.dashboard_folders(settings, list(folder or ())):
-        for dashboard in catalog.list_dashboards(path):
-            roles = ", ".join(sorted(r.value for r in dashboard.roles or ())) or "everyone"
-            table.add_row(escape(dashboard.name), escape(dashboard.title), roles, escape(str(path)))
-    console.print(table)
+    rows = [
+        {
+            "dashboard": dashboard.name,
+            "title": dashboard.title,
+            "roles": sorted(r.value for r in dashboard.roles or ()) or ["everyone"],
+            "folder": str(path),
+        }
+        for path in catalog.dashboard_folders(settings, list(folder or ()))
+        for dashboard in catalog.list_dashboards(path)
+    ]
+    columns = (
+        Column("dashboard", "dashboard", identifier=True),
+        Column("title", "title"),
+        Column("roles", "roles"),
+        Column("folder", "folder", identifier=True),
+    )
+    print_rows(rows, columns, as_json=as_json, title="Dashboards")

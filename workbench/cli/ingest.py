@@ -8,9 +8,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from workbench.cli.common import workbench_of
+from workbench.cli.output import Column, JsonOption, print_rows
 
 __all__ = ["ingest_command", "parse_options", "sources_command"]
 
@@ -95,13 +95,13 @@ def ingest_command(
     console.print(f"done in {result.seconds:.1f} s")
 
 
-def sources_command() -> None:
+def sources_command(as_json: JsonOption = False) -> None:
     """List the data sources: built-in and from installed plugins."""
     from workbench.sources.registry import available_sources
 
-    table = Table(title="Sources")
-    table.add_column("source")
-    table.add_column("description")
-    for name, source in sorted(available_sources().items()):
-        table.add_row(escape(name), escape(str(getattr(source, "description", ""))))
-    console.print(table)
+    rows = [
+        {"source": name, "description": str(getattr(source, "description", "")) or None}
+        for name, source in sorted(available_sources().items())
+    ]
+    columns = (Column("source", "source", identifier=True), Column("description", "description"))
+    print_rows(rows, columns, as_json=as_json, title="Sources")

@@ -6,18 +6,16 @@ In team mode a job belongs to a user and a team: from your own login, your team'
 
 from __future__ import annotations
 
-import json
-from datetime import UTC
 from typing import Annotated, TypeAlias
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from workbench.cli.common import console, settings_of, workbench_of
+from workbench.cli.common import WorkbenchTyper, console, settings_of, workbench_of
+from workbench.cli.output import Column, JsonOption, print_record, print_rows
 from workbench.cli.params import ParameterFileOption, ParameterOption, parameter_input
 
-app = typer.Typer(
+app = WorkbenchTyper(
     help="Scheduled notebooks: add, list, show, pause, resume, trigger, transfer, delete.",
     no_args_is_help=True,
 )
@@ -87,60 +85,74 @@ def add(
 
 
 @app.command("list")
-def list_(ctx: typer.Context) -> None:
+def list_(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List jobs with their schedule, state and next run."""
     from workbench.scheduler import api as jobs
 
     with workbench_of(ctx) as wb:
-        rows = jobs.list_jobs(workbench=wb)
-        owners = jobs.owner_names(rows, workbench=wb)
-    table = Table(title="Jobs")
-    columns = ("name", "owner", "notebook", "schedule", "time zone", "state", "next run (UTC)")
-    for column in columns:
-        table.add_column(column)
-    for job in rows:
-        table.add_row(
-            escape(job.name),
-            escape(owners.get(job.owner_id, "-") if job.owner_id else "-"),
-            escape(job.notebook),
-            escape(job.schedule or "on demand"),
-            job.timezone,
-            "paused" if job.paused else "active",
-            job.next_run_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if job.next_run_at else "-",
-        )
-    console.print(table)
+        found = jobs.list_jobs(workbench=wb)
+        owners = jobs.owner_names(found, workbench=wb)
+    rows = [
+        {
+            "name": job.name,
+            "owner": owners.get(job.owner_id) if job.owner_id else None,
+            "notebook": job.notebook,
+            "schedule": job.schedule,
+            "timezone": job.timezone,
+            "state": "paused" if job.paused else "active",
+            "next_run_at": job.next_run_at,
+        }
+        for job in found
+    ]
+    if not as_json:
+        for row in rows:
+            row["schedule"] = row["schedule"] or "on demand"
+    print_rows(
+        rows, _JOB_COLUMNS, as_json=as_json, title="Jobs",
+        empty="No jobs yet: `workbench jobs add NAME NOTEBOOK --schedule CRON`.",
+    )  # fmt: skip
+
+
+_JOB_COLUMNS = (
+    Column("name", "name", identifier=True),
+    Column("owner", "owner", identifier=True),
+    Column("notebook", "notebook", identifier=True),
+    Column("schedule", "schedule"),
+    Column("timezone", "time zone"),
+    Column("state", "state"),
+    Column("next_run_at", "next run (UTC)"),
+)
 
 
 @app.command("show")
-def show(ctx: typer.Context, name: str, team: TeamOption = None) -> None:
+def show(
+    ctx: typer.Context, name: str, team: TeamOption = None, as_json: JsonOption = False
+) -> None:
     """Show one job's full definition."""
     from workbench.scheduler import api as jobs
 
     with workbench_of(ctx) as wb:
         job = jobs.get(name, team=team, workbench=wb)
         owners = jobs.owner_names([job], workbench=wb)
-    fields = {
+    record = {
         "name": job.name,
-        "owner": owners.get(job.owner_id, "-") if job.owner_id else "-",
+        "id": job.id,
+        "owner": owners.get(job.owner_id) if job.owner_id else None,
         "notebook": job.notebook,
-        "schedule": job.schedule or "on demand",
+        "schedule": job.schedule if as_json else job.schedule or "on demand",
         "timezone": job.timezone,
-        "parameters": json.dumps(job.parameters, default=str),
+        "parameters": job.parameters,
         "retries": job.retries,
-        "retry delay (s)": job.retry_delay_seconds,
-        "timeout (s)": job.timeout_seconds or "none",
-        "max concurrency": job.max_concurrency,
-        "catch-up": f"{job.catchup.value} (limit {job.catchup_limit})",
+        "retry_delay_seconds": job.retry_delay_seconds,
+        "timeout_seconds": job.timeout_seconds,
+        "max_concurrency": job.max_concurrency,
+        "catchup": job.catchup.value,
+        "catchup_limit": job.catchup_limit,
         "state": "paused" if job.paused else "active",
-        "next run": job.next_run_at.isoformat() if job.next_run_at else "-",
-        "last scheduled slot": job.last_scheduled_for.isoformat()
-        if job.last_scheduled_for
-        else "-",
+        "next_run_at": job.next_run_at,
+        "last_scheduled_for": job.last_scheduled_for,
     }
-    table = Table(show_header=False)
-    for key, value in fields.items():
-        table.add_row(key, escape(str(value)))
-    console.print(table)
+    print_record(record, as_json=as_json)
 
 
 @app.command("pause")

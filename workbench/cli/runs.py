@@ -18,9 +18,18 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from workbench.cli.common import WorkbenchTyper
 from workbench.cli.common import settings_of as _settings
 from workbench.cli.common import workbench_of as _workbench
 from workbench.cli.errors import UsageError
+from workbench.cli.output import (
+    Column,
+    JsonOption,
+    print_json,
+    print_record,
+    print_rows,
+    print_table,
+)
 from workbench.cli.params import ParameterFileOption, ParameterOption, parameter_input
 from workbench.core.config import Settings
 from workbench.core.errors import WorkbenchError
@@ -31,10 +40,16 @@ if TYPE_CHECKING:
 
 __all__ = ["notebooks_app", "run_command", "runs_app"]
 
-runs_app = typer.Typer(help="List, inspect and cancel notebook runs.", no_args_is_help=True)
-notebooks_app = typer.Typer(help="List and inspect parameterised notebooks.", no_args_is_help=True)
+runs_app = WorkbenchTyper(help="List, inspect and cancel notebook runs.", no_args_is_help=True)
+notebooks_app = WorkbenchTyper(
+    help="List and inspect parameterised notebooks.", no_args_is_help=True
+)
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
+
+RunIdArgument = Annotated[
+    str, typer.Argument(metavar="RUN_ID", help="The run id, or a unique prefix of it (4+).")
+]
 
 _STATUS_STYLE = {
     "succeeded": "green",
@@ -251,38 +266,54 @@ def _failing_traceback(output_uri: str | None) -> str:
     return ""
 
 
+def _status_style(status: str) -> str:
+    return _STATUS_STYLE.get(status, "white")
+
+
+_RUN_COLUMNS = (
+    Column("id", "id", identifier=True),
+    Column("notebook", "notebook", identifier=True),
+    Column("status", "status", style=_status_style),
+    Column("queued_at", "queued (UTC)"),
+    Column("duration_seconds", "duration (s)"),
+    Column("cells", "cells"),
+    Column("triggered_by", "by"),
+)
+
+
 @runs_app.command("list")
 def runs_list(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option(help="How many runs, newest first.")] = 20,
     notebook: Annotated[str | None, typer.Option(help="Only runs of this notebook.")] = None,
     status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """The newest runs."""
+    """The newest runs (ids in full; `runs show` and the others take a unique prefix)."""
     from workbench.runs.api import runs
 
     with _workbench(ctx) as wb:
         found = runs(limit=limit, notebook=notebook, status=status, workbench=wb)
-    table = Table()
-    for column in ("id", "notebook", "status", "queued", "duration", "cells", "by"):
-        table.add_column(column)
-    for run in found:
-        style = _STATUS_STYLE.get(run.status.value, "white")
-        table.add_row(
-            str(run.id),
-            escape(Path(run.notebook).name),
-            f"[{style}]{run.status.value}[/]",
-            run.queued_at.strftime("%Y-%m-%d %H:%M:%S"),
-            f"{run.duration:.2f} s" if run.duration is not None else "-",
-            f"{run.progress_cell}/{run.progress_total}",
-            escape(run.triggered_by),
-        )
-    console.print(table)
+    rows = [
+        {
+            "id": run.id,
+            "notebook": run.notebook if as_json else Path(run.notebook).name,
+            "status": run.status.value,
+            "queued_at": run.queued_at,
+            "duration_seconds": round(run.duration, 2) if run.duration is not None else None,
+            "cells": f"{run.progress_cell}/{run.progress_total}",
+            "triggered_by": run.triggered_by,
+        }
+        for run in found
+    ]
+    print_rows(rows, _RUN_COLUMNS, as_json=as_json, empty="No runs yet: `workbench run NB`.")
 
 
 @runs_app.command("show")
 def runs_show(
-    ctx: typer.Context, run_id: Annotated[str, typer.Argument(help="The run id.")]
+    ctx: typer.Context,
+    run_id: RunIdArgument,
+    as_json: JsonOption = False,
 ) -> None:
     """Every field of one run's record, and the names of its recorded results."""
     from workbench.runs.api import results, show
@@ -290,22 +321,18 @@ def runs_show(
     with _workbench(ctx) as wb:
         run = show(run_id, workbench=wb)
         names = sorted(results(run.id, workbench=wb))
-    table = Table(show_header=False)
-    table.add_column("field")
-    table.add_column("value")
-    for name, value in vars(run).items():
-        shown = json.dumps(value, ensure_ascii=False) if name == "parameters" else value
-        table.add_row(name, escape("-" if shown is None else str(shown)))
-    table.add_row("results", escape(", ".join(names) or "-"))
-    console.print(table)
+    record: dict[str, Any] = dict(vars(run))
+    record["status"] = run.status.value
+    record["duration_seconds"] = run.duration
+    record["results"] = names
+    print_record(record, as_json=as_json)
 
 
 @runs_app.command("logs")
-def runs_logs(
-    ctx: typer.Context, run_id: Annotated[str, typer.Argument(help="The run id.")]
-) -> None:
+def runs_logs(ctx: typer.Context, run_id: RunIdArgument) -> None:
     """What the run's cells printed (stdout, stderr and errors), from its output notebook."""
     from workbench.runs.api import show
+    from workbench.runs.notebook import INJECTED_TAG
     from workbench.runs.storage import run_location
 
     with _workbench(ctx) as wb:
@@ -314,11 +341,9 @@ def runs_logs(
         nb = _output_notebook(run_location(wb.settings, run.id))
     if nb is None:
         raise WorkbenchError(f"Run {run.id} has no output notebook yet ({run.status.value}).")
-    number = 0
+    number = 0  # the notebook's own numbering: every cell as written, never the injected one
     for cell in nb.get("cells", []):
-        if cell.get("cell_type") != "code":
-            continue
-        if "injected-parameters" not in cell.get("metadata", {}).get("tags", []):
+        if INJECTED_TAG not in cell.get("metadata", {}).get("tags", []):
             number += 1
         for out in cell.get("outputs", []):
             kind = out.get("output_type")
@@ -344,9 +369,7 @@ def runs_serve(
 
 
 @runs_app.command("cancel")
-def runs_cancel(
-    ctx: typer.Context, run_id: Annotated[str, typer.Argument(help="The run id.")]
-) -> None:
+def runs_cancel(ctx: typer.Context, run_id: RunIdArgument) -> None:
     """Cancel a queued or running run; a running notebook is stopped within about a second."""
     from workbench.runs.api import cancel
 
@@ -371,17 +394,31 @@ def notebooks_params(
 
     schema = notebook_params(locate_notebook(notebook))
     if as_json:
-        console.print_json(json.dumps(schema.to_dict(), ensure_ascii=False))
+        print_json(schema.to_dict())
         return
     table = Table(title=escape(notebook.name))
-    for column in ("name", "type", "default", "description"):
-        table.add_column(column)
+    table.add_column("name", no_wrap=True)
+    table.add_column("type")
+    table.add_column("default", no_wrap=True)
+    table.add_column("description")
     for p in schema.parameters:
-        default = repr(p.default) if p.has_default else "(required)"
+        default = _as_typed(p.default) if p.has_default else "(required)"
         table.add_row(
             escape(p.name), escape(p.type.describe()), escape(default), escape(p.description)
         )
-    console.print(table)
+    print_table(table)
+
+
+def _as_typed(value: Any) -> str:
+    """A default as the user would type it after `-p NAME`: 2013-01-01, 15, AA, true."""
+    from workbench.runs.params import ParameterSchema
+
+    plain = ParameterSchema.to_json({"value": value})["value"]
+    if plain is None:
+        return "(none)"
+    if isinstance(plain, str):
+        return plain if plain.strip() == plain and plain else json.dumps(plain)
+    return json.dumps(plain, ensure_ascii=False)
 
 
 @notebooks_app.command("list")
@@ -397,7 +434,7 @@ def notebooks_list(
         rows = [
             {"folder": str(n.folder), "name": n.name, "parameters": n.parameters} for n in found
         ]
-        console.print_json(json.dumps(rows, ensure_ascii=False))
+        print_json(rows)
         return
     if not found:
         console.print(
@@ -406,9 +443,10 @@ def notebooks_list(
         )
         return
     table = Table(title="Notebooks")
-    for column in ("folder", "name", "parameters"):
-        table.add_column(column)
+    table.add_column("folder", no_wrap=True)
+    table.add_column("name", no_wrap=True)
+    table.add_column("parameters")
     for n in found:
         count = "unreadable" if n.parameters is None else str(n.parameters)
         table.add_row(escape(str(n.folder)), escape(n.name), count)
-    console.print(table)
+    print_table(table)

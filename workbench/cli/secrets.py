@@ -14,14 +14,14 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from workbench.cli.common import console, workbench_of
+from workbench.cli.common import WorkbenchTyper, console, workbench_of
 from workbench.cli.errors import UsageError
+from workbench.cli.output import Column, JsonOption, print_rows
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Secrets notebooks use as `secret:NAME`.", no_args_is_help=True)
+app = WorkbenchTyper(help="Secrets notebooks use as `secret:NAME`.", no_args_is_help=True)
 
 TeamOption = Annotated[
     str | None,
@@ -67,22 +67,28 @@ def secrets_list(
         str | None,
         typer.Option("--team", help="Only those a run of this team may use (its and global)."),
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """The secrets you may use, by name and team (never their values)."""
     from workbench.runs.secrets import list_secrets
 
     with workbench_of(ctx) as wb:
         found = list_secrets(wb, team=team)
-    if not found:
-        console.print("No secrets; an admin stores one with `workbench secrets set NAME`.")
-        return
-    table = Table()
-    table.add_column("name")
-    table.add_column("team")
-    for info in found:
-        shown = "(global)" if info.team_id is None else info.team or "(one of your teams)"
-        table.add_row(escape(info.name), escape(shown))
-    console.print(table)
+    rows = [
+        {
+            "name": info.name,
+            "team": info.team if as_json else _team_shown(info.team_id, info.team),
+            "global": info.team_id is None,
+        }
+        for info in found
+    ]
+    columns = (Column("name", "name", identifier=True), Column("team", "team", identifier=True))
+    empty = "No secrets yet: `workbench secrets set NAME` (an admin, in team mode)."
+    print_rows(rows, columns, as_json=as_json, empty=empty)
+
+
+def _team_shown(team_id: object, team: str | None) -> str:
+    return "(global)" if team_id is None else team or "(one of your teams)"
 
 
 @app.command("delete")

@@ -6,11 +6,11 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from workbench.cli.common import console, workbench_of
+from workbench.cli.common import WorkbenchTyper, console, workbench_of
+from workbench.cli.output import Column, JsonOption, print_rows
 
-app = typer.Typer(help="Teams: add, list, add-member, remove-member.", no_args_is_help=True)
+app = WorkbenchTyper(help="Teams: add, list, add-member, remove-member.", no_args_is_help=True)
 
 
 @app.command("add")
@@ -28,23 +28,22 @@ def add(
 
 
 @app.command("list")
-def list_(ctx: typer.Context) -> None:
+def list_(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List teams and their members."""
     from workbench.accounts import api as accounts
 
     with workbench_of(ctx) as wb:
         teams = accounts.list_teams(workbench=wb)
-    table = Table()
-    table.add_column("team")
-    table.add_column("members")
-    table.add_column("description")
-    for team in teams:
-        table.add_row(
-            escape(team.name),
-            escape(", ".join(team.members)) or "-",
-            escape(team.description or ""),
-        )
-    console.print(table)
+    rows = [
+        {"team": t.name, "members": list(t.members), "description": t.description or None}
+        for t in teams
+    ]
+    columns = (
+        Column("team", "team", identifier=True),
+        Column("members", "members"),
+        Column("description", "description"),
+    )
+    print_rows(rows, columns, as_json=as_json, empty="No teams yet: `workbench teams add NAME`.")
 
 
 @app.command("add-member")

@@ -12,12 +12,12 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 from rich.panel import Panel
-from rich.table import Table
 
-from workbench.cli.common import console, workbench_of
+from workbench.cli.common import WorkbenchTyper, console, workbench_of
+from workbench.cli.output import Column, JsonOption, print_rows
 from workbench.db.models import Role
 
-app = typer.Typer(
+app = WorkbenchTyper(
     help="Accounts: add, list, disable, passwd, rotate-credentials.", no_args_is_help=True
 )
 
@@ -77,28 +77,40 @@ def add(
 
 
 @app.command("list")
-def list_(ctx: typer.Context) -> None:
+def list_(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List accounts with their role, teams and state."""
     from workbench.accounts import api as accounts
 
     with workbench_of(ctx) as wb:
         users = accounts.list_users(workbench=wb)
-    table = Table()
-    for column in ("user", "role", "state", "teams", "database login", "last sign-in"):
-        table.add_column(column)
+    rows = []
     for user in users:
         state = "active" if user.is_active else "disabled"
-        if user.is_active and user.locked_until is not None:
-            state = "locked until " + user.locked_until.strftime("%Y-%m-%d %H:%M UTC")
-        table.add_row(
-            escape(user.username),
-            user.role.value,
-            state,
-            escape(", ".join(user.teams)) or "-",
-            "yes" if user.has_database_login else "no",
-            user.last_login_at.strftime("%Y-%m-%d %H:%M UTC") if user.last_login_at else "never",
+        locked = user.locked_until if user.is_active else None
+        if locked is not None and not as_json:
+            state = "locked until " + locked.strftime("%Y-%m-%d %H:%M UTC")
+        rows.append(
+            {
+                "user": user.username,
+                "role": user.role.value,
+                "state": "locked" if locked is not None and as_json else state,
+                "locked_until": locked,
+                "teams": list(user.teams),
+                "database_login": user.has_database_login,
+                "last_login_at": user.last_login_at,
+            }
         )
-    console.print(table)
+    print_rows(rows, _USER_COLUMNS, as_json=as_json)
+
+
+_USER_COLUMNS = (  # the table names the lock in its state; JSON has locked_until apart
+    Column("user", "user", identifier=True),
+    Column("role", "role"),
+    Column("state", "state"),
+    Column("teams", "teams"),
+    Column("database_login", "database login"),
+    Column("last_login_at", "last sign-in (UTC)"),
+)
 
 
 @app.command("disable")
