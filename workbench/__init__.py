@@ -129,19 +129,21 @@ _SUBMODULES = {"jobs": "workbench.scheduler.api"}
 
 
 def __getattr__(name: str) -> Any:
-    from workbench.core.boundary import public, public_namespace
+    from workbench.app import explain_database, public_api
+    from workbench.core.boundary import public_namespace
 
     if name in _SUBMODULES:
-        value: Any = public_namespace(import_module(_SUBMODULES[name]), f"workbench.{name}")
+        module = import_module(_SUBMODULES[name])
+        value: Any = public_namespace(module, f"workbench.{name}", explain=explain_database)
     elif name not in __all__:
         raise AttributeError(f"module 'workbench' has no attribute {name!r}")
     else:
-        module = _LAZY.get(name)
-        if module is None:
-            module = next(m for m in _WHOLE_MODULES if name in import_module(m).__all__)
-        value = getattr(import_module(module), name)
+        lazy = _LAZY.get(name)
+        if lazy is None:
+            lazy = next(m for m in _WHOLE_MODULES if name in import_module(m).__all__)
+        value = getattr(import_module(lazy), name)
         if isinstance(value, FunctionType):
-            value = public(value)
+            value = public_api(value)
     globals()[name] = value
     return value
 

@@ -12,8 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from workbench.app import Workbench, on_default
-from workbench.core.boundary import public
+from workbench.app import Workbench, on_default, public_api
 from workbench.core.config import Settings, load_settings, mask_url
 from workbench.core.errors import DatabaseError
 from workbench.core.production import ensure_production_safe
@@ -41,7 +40,7 @@ class InitResult:
     """The generated one-time admin password; ``None`` if supplied or the admin existed."""
 
 
-@public
+@public_api
 def init(
     settings: Settings | None = None,
     *,

@@ -12,13 +12,15 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from workbench.core.boundary import public
 from workbench.core.config import Settings, load_settings, mask_url
+from workbench.core.errors import WorkbenchError
 from workbench.core.production import ensure_production_safe
 from workbench.data import api as data
-from workbench.db import migrate
+from workbench.db import failures, migrate
 from workbench.db.engine import create_workbench_engine
 
 if TYPE_CHECKING:
@@ -26,10 +28,37 @@ if TYPE_CHECKING:
 
     from workbench.plugins.manager import Plugins
 
-__all__ = ["Workbench", "close", "connect", "default", "on_default", "resolve"]
+__all__ = [
+    "Workbench",
+    "close",
+    "connect",
+    "default",
+    "explain_database",
+    "on_default",
+    "public_api",
+    "resolve",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def explain_database(
+    exc: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> WorkbenchError | None:
+    """A database the call could not reach, open or find, in the user's terms
+    (:func:`workbench.db.failures.explain`); ``None`` for anything else (a bug)."""
+    if not isinstance(exc, SQLAlchemyError):
+        return None
+    given = [a for a in (*args, kwargs.get("workbench")) if isinstance(a, Workbench)]
+    bench = given[0] if given else _default
+    return failures.explain(exc, bench.database_url) if bench is not None else None
+
+
+def public_api(function: Callable[P, R]) -> Callable[P, R]:
+    """``function`` behind the public boundary (:func:`workbench.core.boundary.public`), a
+    database that cannot be reached or opened explained."""
+    return public(function, explain=explain_database)
 
 
 class Workbench:
@@ -86,20 +115,20 @@ class Workbench:
             self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         return self._sessions()
 
-    @public
+    @public_api
     def upgrade(self, revision: str = "head") -> None:
         migrate.upgrade(self.engine, revision)
 
-    @public
+    @public_api
     def migration_status(self) -> migrate.MigrationStatus:
         return migrate.migration_status(self.engine)
 
     # The data API, one definition each in workbench.data.api, behind the public boundary.
-    sql = public(data.sql)
-    read_table = public(data.read_table)
-    write = public(data.write)
-    tables = public(data.tables)
-    describe = public(data.describe)
+    sql = public_api(data.sql)
+    read_table = public_api(data.read_table)
+    write = public_api(data.write)
+    tables = public_api(data.tables)
+    describe = public_api(data.describe)
 
     def close(self) -> None:
         """Close every pooled connection."""
@@ -156,11 +185,11 @@ def on_default(function: Callable[Concatenate[Workbench, P], R]) -> Callable[P, 
     """``function`` without its first argument, acting on the default workbench.
 
     ``wb.sql = on_default(data.sql)``: one signature and docstring, written once; a
-    WorkbenchError is raised from it (:func:`~workbench.core.boundary.public`).
+    WorkbenchError is raised from it (:func:`public_api`).
     """
 
     @functools.wraps(function)
     def on_the_default(*args: P.args, **kwargs: P.kwargs) -> R:
         return function(default(), *args, **kwargs)
 
-    return public(on_the_default)
+    return public_api(on_the_default)

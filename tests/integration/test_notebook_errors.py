@@ -9,6 +9,7 @@ function the cell called, named as that function. A bug (any other exception) ke
 from __future__ import annotations
 
 import re
+import socket
 import traceback
 from pathlib import Path
 from typing import Any
@@ -48,14 +49,11 @@ def _frames(error_output: dict[str, Any]) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip().startswith(headers)]
 
 
-@pytest.fixture
-def errors(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """The error output of each mistake's cell, run in order in one real kernel."""
-    monkeypatch.setenv("WORKBENCH_DATABASE_URL", sqlite_url)
+def _errors(setup: str, cells: list[str]) -> list[dict[str, Any]]:
+    """The error output of each cell after ``setup``, run in order in one real kernel (which
+    inherits this process's environment: the database the test set)."""
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(SETUP)] + [
-        nbformat.v4.new_code_cell(cell) for cell, *_ in MISTAKES
-    ]
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in (setup, *cells)]
     NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True).execute()
     assert not [o for o in nb.cells[0].outputs if o["output_type"] == "error"]
     found = []
@@ -66,10 +64,12 @@ def errors(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, A
     return found
 
 
-def test_a_mistake_shows_only_the_public_function_called(errors: list[dict[str, Any]]) -> None:
-    for (cell, function, ename, phrase), output in zip(MISTAKES, errors, strict=True):
-        assert output["ename"] == ename, cell
-        assert phrase in output["evalue"], cell
+def _assert_one_public_frame(
+    expected: list[tuple[str, str, str, str]], errors: list[dict[str, Any]]
+) -> None:
+    for (cell, function, ename, phrase), output in zip(expected, errors, strict=True):
+        assert output["ename"] == ename, (cell, output["evalue"])
+        assert phrase in output["evalue"], (cell, output["evalue"])
         frames = _frames(output)
         inside = [f for f in frames if PACKAGE in f]
         assert len(inside) == 1, (cell, frames)
@@ -78,6 +78,44 @@ def test_a_mistake_shows_only_the_public_function_called(errors: list[dict[str, 
         assert len(frames) == 2 and frames[0].startswith("Cell In["), (cell, frames)
         text = ANSI.sub("", "\n".join(output["traceback"]))
         assert "direct cause" not in text and "During handling" not in text, cell
+
+
+def test_a_mistake_shows_only_the_public_function_called(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WORKBENCH_DATABASE_URL", sqlite_url)
+    _assert_one_public_frame(MISTAKES, _errors(SETUP, [cell for cell, *_ in MISTAKES]))
+
+
+#: Calls on a database that cannot be reached (or has no schema): (cell, function, error, phrase)
+UNREACHABLE = [
+    ("wb.sql('select 1')", "sql", "DatabaseError", "Could not connect"),  # the ADBC driver's
+    ("wb.jobs.list_jobs()", "list_jobs", "DatabaseUnavailableError", "Cannot connect"),
+    ("bench.tables()", "tables", "DatabaseUnavailableError", "Cannot connect"),
+]
+NO_SCHEMA = [
+    ("wb.jobs.list_jobs()", "list_jobs", "SchemaMissingError", "workbench init"),
+    ("wb.jobs.get('nightly')", "get", "SchemaMissingError", "workbench init"),
+]
+
+
+def test_a_database_out_of_reach_is_one_message_from_the_function_called(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("WORKBENCH_DATABASE_URL", f"postgresql://nobody@127.0.0.1:{port}/none")
+    setup = "import workbench as wb\nbench = wb.connect()"
+    _assert_one_public_frame(UNREACHABLE, _errors(setup, [c for c, *_ in UNREACHABLE]))
+
+
+def test_a_database_without_the_schema_says_to_init(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WORKBENCH_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    setup = "import workbench as wb"
+    _assert_one_public_frame(NO_SCHEMA, _errors(setup, [c for c, *_ in NO_SCHEMA]))
 
 
 def _innermost() -> None:
