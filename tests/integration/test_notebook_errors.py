@@ -93,6 +93,7 @@ UNREACHABLE = [
     ("wb.jobs.list_jobs()", "list_jobs", "DatabaseUnavailableError", "Cannot connect"),
     ("bench.tables()", "tables", "DatabaseUnavailableError", "Cannot connect"),
 ]
+PASSWORD = "not-shown-7f3a"
 NO_SCHEMA = [
     ("wb.jobs.list_jobs()", "list_jobs", "SchemaMissingError", "workbench init"),
     ("wb.jobs.get('nightly')", "get", "SchemaMissingError", "workbench init"),
@@ -105,9 +106,13 @@ def test_a_database_out_of_reach_is_one_message_from_the_function_called(
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    monkeypatch.setenv("WORKBENCH_DATABASE_URL", f"postgresql://nobody@127.0.0.1:{port}/none")
+    url = f"postgresql://nobody:{PASSWORD}@127.0.0.1:{port}/none"
+    monkeypatch.setenv("WORKBENCH_DATABASE_URL", url)
     setup = "import workbench as wb\nbench = wb.connect()"
-    _assert_one_public_frame(UNREACHABLE, _errors(setup, [c for c, *_ in UNREACHABLE]))
+    errors = _errors(setup, [c for c, *_ in UNREACHABLE])
+    _assert_one_public_frame(UNREACHABLE, errors)
+    for output in errors:  # the login's password never reaches the notebook's output
+        assert PASSWORD not in output["evalue"] + "".join(output["traceback"])
 
 
 def test_a_database_without_the_schema_says_to_init(
