@@ -54,11 +54,13 @@ def test_a_failed_run_says_id_status_notebook_times_and_error(bench: Workbench) 
     text = repr(record)
     assert len(text) < SHORT, text
     assert str(record.id) in text and "failed" in text and "fails_in_cell_2.ipynb" in text
-    assert "ValueError" in text and "took" in text and record.run_token_hash not in text
+    assert f"; ValueError in cell {record.error_cell}>" in text and "took" in text
+    assert record.run_token_hash not in text
     shown = _formats(record)
     assert shown["text/plain"] == text
     page = shown["text/html"]
-    assert "cell two fails on purpose" in page and str(record.id) in page
+    assert f"ValueError in cell {record.error_cell}: cell two fails on purpose" in page
+    assert page.count("ValueError") == 1 and str(record.id) in page
     assert str(NOTEBOOKS / "fails_in_cell_2.ipynb") in page
     assert record.run_token_hash not in page
 
@@ -94,6 +96,19 @@ def test_a_run_hides_an_output_urls_password_and_escapes_html() -> None:
     assert "took 2.5 s" in text and "succeeded" in text and len(text) < SHORT
     assert "hunter2" not in text + page and "f" * 64 not in text + page
     assert "&lt;report&gt;.ipynb" in page and "<report>" not in page
+
+
+def test_a_run_recorded_with_its_errors_name_in_the_message_shows_it_once() -> None:
+    record = Run(
+        id=uuid.uuid4(),
+        notebook="a.ipynb",
+        status=RunStatus.FAILED,
+        error_name="KeyError",
+        error_message="KeyError: 'carrier'",
+    )
+    assert repr(record).endswith("; KeyError>")
+    page = record._repr_html_()
+    assert "KeyError: &#x27;carrier&#x27;" in page and page.count("KeyError") == 1
 
 
 def test_a_job_says_name_notebook_schedule_and_next_run_not_its_parameters(

@@ -55,17 +55,29 @@ def _took(record: object) -> str:
     return f"{(finished - started).total_seconds():.1f} s"
 
 
+def _error(run: object) -> str:
+    """``ValueError in cell 6``: the error's name and the cell as numbered in the notebook."""
+    cell = _get(run, "error_cell")
+    return f"{_get(run, 'error_name')}" + (f" in cell {cell}" if cell is not None else "")
+
+
+def _error_text(run: object) -> str:
+    """The error's message without its name in front (runs recorded before carry it twice)."""
+    name, message = _get(run, "error_name") or "", _get(run, "error_message") or ""
+    return message.removeprefix(f"{name}: ") if name else message
+
+
 def run_repr(run: object) -> str:
-    """``<Run ID STATUS NOTEBOOK started TIME, took N s; ERROR>``: its text is error_message."""
+    """``<Run ID STATUS NOTEBOOK started TIME, took N s; ERROR in cell N>`` (the message:
+    ``error_message``)."""
     started = _get(run, "started_at")
     times = f"queued {_when(_get(run, 'queued_at'))}"
     if started is not None:
         times = f"started {_when(started)}" + (f", took {_took(run)}" if _took(run) else "")
-    error = _get(run, "error_name")
     status = _get(run, "status")
     return (
         f"<Run {_get(run, 'id')} {status or '?'} {_notebook_name(run)} {times}"
-        + (f"; {error}" if error else "")
+        + (f"; {_error(run)}" if _get(run, "error_name") else "")
         + ">"
     )
 
@@ -85,7 +97,8 @@ def run_repr_html(run: object) -> str:
         ("output", mask_url(output) if output and "://" in output else output or "-"),
     ]
     if _get(run, "error_name"):
-        fields.append(("error", _get(run, "error_message") or _get(run, "error_name")))
+        message = _error_text(run)
+        fields.append(("error", _error(run) + (f": {message}" if message else "")))
     return _table(f"Run {_get(run, 'id')}", fields)
 
 
