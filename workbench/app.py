@@ -2,7 +2,8 @@
 
 Every layer below the public facade receives a :class:`Workbench` (or, below this module, the
 narrow :class:`~workbench.db.handle.Database` shape it satisfies). The data API's functions
-are its methods as they are: ``bench.sql(...)`` is :func:`workbench.data.api.sql` on ``bench``.
+are its methods: ``bench.sql(...)`` is :func:`workbench.data.api.sql` on ``bench``, behind the
+public boundary (:func:`public_api`) as every function the facade hands out.
 """
 
 from __future__ import annotations
