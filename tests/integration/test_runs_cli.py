@@ -58,7 +58,8 @@ def test_run_then_list_show_logs(run_as, env, settings) -> None:
         "run", *run_as, str(NOTEBOOKS / "non_ascii_params.ipynb"), "-p", "city", "Köln", env=env
     )
     assert done.code == 0, done.output
-    assert "succeeded" in done.stdout and "(cell 3 of 3)" in done.stdout
+    # The notebook has two cells; the injected parameters cell is never counted.
+    assert "succeeded" in done.stdout and "(cell 2 of 2)" in done.stdout
     run_id = _run_id(done.stdout)
     folder = settings.home_path / "runs" / run_id
     assert (folder / NOTEBOOK_NAME).is_file() and (folder / HTML_NAME).is_file()
@@ -80,6 +81,28 @@ def test_failing_run_shows_the_cell_error_and_exits_non_zero(run_as, env) -> Non
     assert "ValueError in cell 2" in failed.stderr
     assert "cell two fails on purpose" in failed.stderr
     assert "Traceback" not in failed.stderr.split("ValueError in cell 2")[0]
+
+
+def test_every_place_numbers_the_failing_cell_as_the_notebook_does(run_as, env, settings) -> None:
+    """Cell 6 of 7 (markdown cells count, the injected parameters cell does not) in the
+    outcome line, the error line, the stored record (which the dashboards show as
+    `error_name: error_message`, the name once) and `runs logs`."""
+    notebook = NOTEBOOKS / "fails_in_cell_6_after_markdown.ipynb"
+    failed = run_cli("run", *run_as, str(notebook), "-p", "x", "2", env=env)
+    assert failed.code == 1, failed.output
+    assert "(cell 6 of 7)" in failed.stdout, failed.stdout
+    assert "ValueError in cell 6: cell six fails on purpose" in failed.stderr, failed.stderr
+    run_id = _run_id(failed.stdout)
+    with Workbench(settings, env["WORKBENCH_DATABASE_URL"]) as wb:
+        record = show(run_id, workbench=wb)
+    assert (record.error_cell, record.progress_cell, record.progress_total) == (6, 6, 7)
+    assert record.error_name == "ValueError"
+    assert record.error_message == "cell six fails on purpose"  # not "ValueError: ..."
+    logs = run_cli("runs", "logs", run_id, env=env)
+    assert "[cell 4 stdout] step four ran 2" in logs.stdout, logs.stdout
+    assert "[cell 6 error]" in logs.stdout and "[cell 5" not in logs.stdout
+    listed = json.loads(run_cli("runs", "list", "--json", env=env).stdout)
+    assert listed[0]["id"] == run_id and listed[0]["cells"] == "6/7"
 
 
 @pytest.mark.parametrize(

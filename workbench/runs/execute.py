@@ -105,7 +105,9 @@ class _Client(NotebookClient):
         self.on_cell_execute = self._started
 
     def _started(self, cell: NotebookNode, cell_index: int) -> None:
-        self._state.cell += 1
+        # Progress counts the notebook's own cells (see _original_cell); the injected
+        # parameters cell keeps the count where it was.
+        self._state.cell = _original_cell(self.nb, cell_index) or self._state.cell
         self._state.cell_index = cell_index
 
     def output(
@@ -159,13 +161,20 @@ def prepare_notebook(wb: Workbench, run: Run) -> dict[str, Any]:
     return nb
 
 
+def _is_injected(cell: dict[str, Any]) -> bool:
+    return INJECTED_TAG in cell.get("metadata", {}).get("tags", [])
+
+
 def _original_cell(nb: NotebookNode | None, index: int) -> int | None:
-    """1-based position of executed cell ``index`` in the notebook as written (no injection)."""
+    """1-based position of executed cell ``index`` in the notebook as written (no injection).
+
+    The one numbering of cells everywhere (progress, the stored error, `runs logs`, the
+    dashboards): every cell counts, markdown too, as JupyterLab shows them; the injected
+    parameters cell never does.
+    """
     if nb is None or index < 0:
         return None
-    injected = [
-        i for i, c in enumerate(nb.cells) if INJECTED_TAG in c.get("metadata", {}).get("tags", [])
-    ]
+    injected = [i for i, c in enumerate(nb.cells) if _is_injected(c)]
     if index in injected:
         return None
     return index + 1 - sum(1 for i in injected if i < index)
@@ -238,8 +247,8 @@ def _describe(error: BaseException, state: _State) -> dict[str, Any]:
         name, value = error.ename, error.evalue
         if name == "SystemExit":
             message = f"The notebook called sys.exit({value}) in {where}."
-        else:
-            message = f"{name}: {value}" if value else name
+        else:  # the name is error_name's: "ValueError: ValueError: ..." nowhere
+            message = value or name
         return {
             "status": RunStatus.FAILED,
             "error_name": name[:200],
@@ -325,7 +334,7 @@ def execute_run(
             wb, run, attempt, RunStatus.FAILED, retry=False,
             error_name=type(exc).__name__, error_message=str(exc),
         )  # fmt: skip
-    state = _State(total=sum(1 for c in nb["cells"] if c.get("cell_type") == "code"))
+    state = _State(total=sum(1 for c in nb["cells"] if not _is_injected(c)))
     pool = kernels or _cold_pool(wb)
     future = pool.submit(_execute(pool, nb, run, identity, state, cell_timeout))
     _watch(wb, run, attempt, state, future, on_progress)
@@ -456,9 +465,10 @@ def _finish(wb: Workbench, run: Run, attempt: int, state: _State, identity: Iden
                 outcome = {"error_name": type(exc).__name__, "error_message": str(exc)}
     if state.kernel_started_at is not None:
         extra["kernel_started_at"] = state.kernel_started_at
+    cell = state.total if status == RunStatus.SUCCEEDED else state.cell  # every cell ran
     return _conclude(
         wb, run, attempt, status,
-        progress_cell=state.cell, progress_total=state.total, **extra, **outcome,
+        progress_cell=cell, progress_total=state.total, **extra, **outcome,
     )  # fmt: skip
 
 
