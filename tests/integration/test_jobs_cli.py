@@ -1,11 +1,17 @@
-"""`workbench jobs` as a user runs it, on the embedded database."""
+"""`workbench jobs` as a user runs it (the embedded database, and both for saving again)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.cli import run_cli
+from workbench.app import Workbench
+from workbench.core.home import ensure_home, ensure_secret_key
+from workbench.db.models import Job
+from workbench.scheduler import api as jobs
 
 ROOT = Path(__file__).resolve().parents[2]
 KPIS = str(ROOT / "notebooks" / "flights_kpis.ipynb")
@@ -90,3 +96,51 @@ def test_job_parameters_are_checked_against_the_notebook_at_registration() -> No
     shown = run_cli("jobs", "show", "kpis")
     assert '"on_time_minutes": 30' in shown.stdout
     assert '"carrier": "UA"' in shown.stdout
+
+
+@pytest.fixture
+def env(settings, db_url: str) -> dict[str, str]:
+    ensure_home(settings)
+    ensure_secret_key(settings)
+    return {"WORKBENCH_DATABASE_URL": db_url}
+
+
+def _definition(job: Job) -> tuple[object, ...]:
+    return (
+        job.schedule, job.timezone, job.parameters, job.retries, job.retry_delay_seconds,
+        job.timeout_seconds, job.max_concurrency, job.catchup.value, job.catchup_limit,
+    )  # fmt: skip
+
+
+def test_saving_a_job_again_keeps_what_is_not_given(env, settings, db_url, pg_owner) -> None:
+    """`jobs add` again with only --schedule, then `wb.jobs.register` with only schedule=:
+    the time zone, parameters and every other option stay; what is given changes."""
+    owner = ["--owner", pg_owner] if pg_owner else []
+    first = run_cli(
+        "jobs", "add", "kpis", KPIS, *owner, "--schedule", "30 2 * * *",
+        "--timezone", "Europe/Berlin", "-p", "carrier", "UA", "--retries", "2",
+        "--retry-delay", "30", "--timeout", "600", "--max-concurrency", "2",
+        "--catchup", "all", "--catchup-limit", "5", env=env,
+    )  # fmt: skip
+    assert first.code == 0, first.output
+    again = run_cli("jobs", "add", "kpis", KPIS, *owner, "--schedule", "0 6 * * *", env=env)
+    assert again.code == 0, again.output
+    with Workbench(settings, db_url) as wb:
+        job = jobs.get("kpis", workbench=wb)
+        expected = ("0 6 * * *", "Europe/Berlin", None, 2, 30, 600, 2, "all", 5)
+        assert _definition(job)[:2] == expected[:2] and _definition(job)[3:] == expected[3:]
+        assert job.parameters["carrier"] == "UA"
+        kept = dict(job.parameters)
+        saved = jobs.register("kpis", KPIS, schedule="15 7 * * *", owner=pg_owner, workbench=wb)
+        assert _definition(saved) == ("15 7 * * *", "Europe/Berlin", kept, 2, 30, 600, 2, "all", 5)
+        changed = jobs.register(
+            "kpis", KPIS, schedule="15 7 * * *", timezone="UTC", parameters={"carrier": "AA"},
+            timeout=0, retries=0, owner=pg_owner, workbench=wb,
+        )  # fmt: skip
+        assert changed.timezone == "UTC" and changed.parameters["carrier"] == "AA"
+        assert changed.timeout_seconds is None and changed.retries == 0
+        assert changed.max_concurrency == 2  # still kept
+        fresh = jobs.register("other", KPIS, owner=pg_owner, workbench=wb)
+        assert _definition(fresh)[1:] == ("UTC", fresh.parameters, 0, 60, None, 1, "latest", 100)
+    shown = " ".join(run_cli("jobs", "add", "--help").stdout.split())
+    assert "(new job: UTC)" in shown and "keeps the job's current value" in shown

@@ -6,13 +6,21 @@ In team mode a job belongs to a user and a team: from your own login, your team'
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, TypeAlias
 
 import typer
 from rich.markup import escape
 
 from workbench.cli.common import WorkbenchTyper, console, settings_of, workbench_of
-from workbench.cli.output import Column, JsonOption, print_record, print_rows
+from workbench.cli.output import (
+    Column,
+    JsonOption,
+    json_value,
+    print_json,
+    print_record,
+    print_rows,
+)
 from workbench.cli.params import ParameterFileOption, ParameterOption, parameter_input
 
 app = WorkbenchTyper(
@@ -33,17 +41,30 @@ def add(
     schedule: Annotated[
         str | None, typer.Option(help="Cron schedule, e.g. '0 6 * * *'; omit for on demand.")
     ] = None,
-    timezone: Annotated[str, typer.Option(help="IANA time zone of the schedule.")] = "UTC",
+    timezone: Annotated[
+        str | None, typer.Option(help="IANA time zone of the schedule. (new job: UTC)")
+    ] = None,
     parameter: ParameterOption = None,
     parameters_file: ParameterFileOption = None,
-    retries: Annotated[int, typer.Option(help="Retries after a failed attempt.")] = 0,
-    retry_delay: Annotated[float, typer.Option(help="Seconds before the first retry.")] = 60,
-    timeout: Annotated[float | None, typer.Option(help="Seconds a run may take.")] = None,
-    max_concurrency: Annotated[int, typer.Option(help="Runs of this job at once.")] = 1,
+    retries: Annotated[
+        int | None, typer.Option(help="Retries after a failed attempt. (new job: 0)")
+    ] = None,
+    retry_delay: Annotated[
+        float | None, typer.Option(help="Seconds before the first retry. (new job: 60)")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds a run may take; 0 for no limit. (new job: none)")
+    ] = None,
+    max_concurrency: Annotated[
+        int | None, typer.Option(help="Runs of this job at once. (new job: 1)")
+    ] = None,
     catchup: Annotated[
-        str, typer.Option(help="After downtime: none, latest or all missed slots.")
-    ] = "latest",
-    catchup_limit: Annotated[int, typer.Option(help="Most missed runs 'all' creates.")] = 100,
+        str | None,
+        typer.Option(help="After downtime: none, latest or all missed slots. (new job: latest)"),
+    ] = None,
+    catchup_limit: Annotated[
+        int | None, typer.Option(help="Most missed runs 'all' creates. (new job: 100)")
+    ] = None,
     owner: Annotated[
         str | None,
         typer.Option(help="The service in team mode: the user (USERNAME) the job runs as."),
@@ -52,7 +73,12 @@ def add(
         str | None, typer.Option(help="The job's team, when you (or its owner) have several.")
     ] = None,
 ) -> None:
-    """Register a job, or update the job with that name in its team."""
+    """Register a job, or update the job with that name in its team.
+
+    Updating changes only what is given: an option left out keeps the job's current value
+    (parameters too, unless `-p` or `-f` is given), but for `--schedule`, whose absence makes
+    the job on demand.
+    """
     from workbench.runs.notebook import locate_notebook, notebook_schema, read_notebook
     from workbench.scheduler import api as jobs
 
@@ -61,7 +87,7 @@ def add(
     values = (
         given.typed(notebook_schema(read_notebook(locate_notebook(notebook, settings_of(ctx)))))
         if given
-        else {}
+        else None  # the job keeps its parameters
     )
     with workbench_of(ctx) as wb:
         job = jobs.register(
@@ -134,25 +160,37 @@ def show(
     with workbench_of(ctx) as wb:
         job = jobs.get(name, team=team, workbench=wb)
         owners = jobs.owner_names([job], workbench=wb)
+    owner = owners.get(job.owner_id) if job.owner_id else None
+    if as_json:
+        print_json(
+            {
+                "name": job.name, "id": job.id, "owner": owner, "notebook": job.notebook,
+                "schedule": job.schedule, "timezone": job.timezone, "parameters": job.parameters,
+                "retries": job.retries, "retry_delay_seconds": job.retry_delay_seconds,
+                "timeout_seconds": job.timeout_seconds, "max_concurrency": job.max_concurrency,
+                "catchup": job.catchup.value, "catchup_limit": job.catchup_limit,
+                "state": "paused" if job.paused else "active", "next_run_at": job.next_run_at,
+                "last_scheduled_for": job.last_scheduled_for,
+            }
+        )  # fmt: skip
+        return
     record = {
         "name": job.name,
-        "id": job.id,
-        "owner": owners.get(job.owner_id) if job.owner_id else None,
+        "owner": owner,
         "notebook": job.notebook,
-        "schedule": job.schedule if as_json else job.schedule or "on demand",
+        "schedule": job.schedule or "on demand",
         "timezone": job.timezone,
-        "parameters": job.parameters,
+        "parameters": json.dumps(json_value(job.parameters), ensure_ascii=False),
         "retries": job.retries,
-        "retry_delay_seconds": job.retry_delay_seconds,
-        "timeout_seconds": job.timeout_seconds,
-        "max_concurrency": job.max_concurrency,
-        "catchup": job.catchup.value,
-        "catchup_limit": job.catchup_limit,
+        "retry delay (s)": job.retry_delay_seconds,
+        "timeout (s)": job.timeout_seconds or "none",
+        "max concurrency": job.max_concurrency,
+        "catch-up": f"{job.catchup.value} (limit {job.catchup_limit})",
         "state": "paused" if job.paused else "active",
-        "next_run_at": job.next_run_at,
-        "last_scheduled_for": job.last_scheduled_for,
+        "next run (UTC)": job.next_run_at,
+        "last scheduled slot (UTC)": job.last_scheduled_for,
     }
-    print_record(record, as_json=as_json)
+    print_record(record, as_json=False)
 
 
 @app.command("pause")

@@ -27,7 +27,15 @@ from rich.table import Table
 
 from workbench.cli.common import console
 
-__all__ = ["Column", "JsonOption", "print_json", "print_record", "print_rows", "print_table"]
+__all__ = [
+    "Column",
+    "JsonOption",
+    "json_value",
+    "print_json",
+    "print_record",
+    "print_rows",
+    "print_table",
+]
 
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document instead of the table.")

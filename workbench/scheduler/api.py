@@ -21,9 +21,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from workbench.app import resolve
+from workbench.core.errors import WorkbenchError
 from workbench.db.models import AuditEntry, CatchUp, Job, Team
 from workbench.db.types import utcnow
 from workbench.runs import acts
@@ -55,20 +57,25 @@ def register(
     notebook: str,
     *,
     schedule: str | None = None,
-    timezone: str = "UTC",
+    timezone: str | None = None,
     parameters: dict[str, Any] | None = None,
-    retries: int = 0,
-    retry_delay: timedelta | float = timedelta(minutes=1),
+    retries: int | None = None,
+    retry_delay: timedelta | float | None = None,
     timeout: timedelta | float | None = None,
-    max_concurrency: int = 1,
-    catchup: CatchUp | str = CatchUp.LATEST,
-    catchup_limit: int = 100,
+    max_concurrency: int | None = None,
+    catchup: CatchUp | str | None = None,
+    catchup_limit: int | None = None,
     now: datetime | None = None,
     owner: str | None = None,
     team: str | None = None,
     workbench: Workbench | None = None,
 ) -> Job:
     """Create or update the job ``name`` of its team; its next run is computed from ``now``.
+
+    Saving an existing job again changes only what is given: an option left None keeps the
+    job's current value (a new job gets UTC, no parameters, no retries, a minute's retry
+    delay, no timeout, one run at a time, catch-up ``latest`` of at most 100). ``schedule``
+    is the exception: None makes the job on demand. ``timeout=0`` removes a timeout.
 
     ``parameters`` are checked against the notebook's typed parameter schema now, with the
     errors `workbench run` gives, so a job cannot be registered to fail at every run; the job
@@ -77,23 +84,26 @@ def register(
     (needed when they have several); whoever saves a job becomes its owner. The service
     names the ``owner`` (required in team mode but for Workbench's own notebooks).
     """
+    wb = resolve(workbench)
+    current = _current_job(wb, name, notebook, owner=owner, team=team)
+    delay = _given(retry_delay, current, "retry_delay_seconds", 60)
+    limit = _given(timeout, current, "timeout_seconds", None)
     spec = JobSpec(
         name=name,
         notebook=notebook,
         schedule=schedule,
-        timezone=timezone,
-        parameters=dict(parameters or {}),
-        retries=retries,
-        retry_delay=seconds(retry_delay),
-        timeout=None if timeout is None else seconds(timeout),
-        max_concurrency=max_concurrency,
-        catchup=coerce_catchup(catchup),
-        catchup_limit=catchup_limit,
+        timezone=_given(timezone, current, "timezone", "UTC"),
+        parameters=dict(_given(parameters, current, "parameters", {}) or {}),
+        retries=_given(retries, current, "retries", 0),
+        retry_delay=seconds(delay),
+        timeout=None if limit is None or seconds(limit) == timedelta(0) else seconds(limit),
+        max_concurrency=_given(max_concurrency, current, "max_concurrency", 1),
+        catchup=coerce_catchup(_given(catchup, current, "catchup", CatchUp.LATEST)),
+        catchup_limit=_given(catchup_limit, current, "catchup_limit", 100),
     )
     spec.validate()
     notebook, values = checked_parameters(spec.notebook, spec.parameters or {})
     spec = replace(spec, notebook=notebook, parameters=values)
-    wb = resolve(workbench)
     if referenced_names(values):  # each must be a secret the job's team may use, now
         job_team = team_for_new_run(wb, spec.notebook, owner=owner, team=team)
         check_references(wb, values, team_id=job_team)
@@ -156,6 +166,39 @@ def register(
             )
         )
     return job
+
+
+def _given(value: Any, job: Job | None, field: str, default: Any) -> Any:
+    """``value`` when given; else the saved job's ``field``, or ``default`` for a new job."""
+    if value is not None:
+        return value
+    return default if job is None else getattr(job, field)
+
+
+def _current_job(
+    wb: Workbench, name: str, notebook: str, *, owner: str | None, team: str | None
+) -> Job | None:
+    """The job that saving ``name`` would update, as this login sees it; None for a new one.
+
+    From a user's own login: their visible job of that name (in ``team`` if given; none
+    when several teams have one, which the save then refuses). The service: the job of that
+    name in the owner's team. A refusal here is left to the save itself, which says it.
+    """
+    try:
+        with wb.session() as session:
+            query = select(Job).where(Job.name == name)
+            if acts.acts_as_user(session.connection()):
+                if team is not None:
+                    query = query.join(Team, Team.id == Job.team_id).where(Team.name == team)
+                found = list(session.scalars(query.limit(2)))
+                return found[0] if len(found) == 1 else None
+            who = acts.resolve_owner(session, owner, team, notebook=notebook, what=f"Job {name!r}")
+            team_id = who.team_id if who else None
+            return session.scalar(
+                query.where(Job.team_id.is_(None) if team_id is None else Job.team_id == team_id)
+            )
+    except (WorkbenchError, DBAPIError):
+        return None
 
 
 def _whole_seconds(value: timedelta | None) -> int | None:
