@@ -31,19 +31,21 @@ def serve_command(
     ] = None,
 ) -> None:
     """Serve the dashboards until stopped (Ctrl-C or SIGTERM stops every kernel too)."""
-    from workbench.dashboards import spare
+    from workbench.dashboards import catalog, spare
     from workbench.dashboards.startup import skip_slow_imports
+    from workbench.db.failures import require_existing
 
+    # What would stop the server is said before anything starts: no folder, no database.
+    catalog.dashboard_folders(_settings(ctx), list(folder or ()))
+    require_existing(_settings(ctx))  # only `workbench init` creates the database
     if pool_size > 0:
         spare.start()  # the first kernel's imports run beside the server's
     skip_slow_imports()  # before Voila is imported
     from workbench.app import Workbench
     from workbench.dashboards.server import ServeOptions, serve
-    from workbench.db.failures import require_existing
 
     options = ServeOptions(host=host, port=port, pool_size=pool_size, folders=tuple(folder or ()))
     console.print(f"Serving dashboards at http://{escape(host)}:{port}/ (Ctrl-C stops)")
-    require_existing(_settings(ctx))  # only `workbench init` creates the database
     serve(Workbench(_settings(ctx)), options)
 
 
