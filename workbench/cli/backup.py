@@ -12,6 +12,7 @@ from rich.table import Table
 
 from workbench.cli.common import WorkbenchTyper, console, settings_of, workbench_of
 from workbench.cli.errors import UsageError
+from workbench.cli.output import print_table
 
 app = WorkbenchTyper(
     help="Backups that prove they restore: create, verify, restore, list, prune, schedule.",
@@ -122,14 +123,15 @@ def restore(
     for note in result.notes:
         console.print(f"note: {escape(note)}", highlight=False)
     table = Table(title="Checks")
-    for column in ("check", "status", "detail"):
-        table.add_column(column)
+    table.add_column("check", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("detail")
     colors = {"ok": "green", "warning": "yellow", "failed": "red"}
     for check in result.checks:
         table.add_row(
             check.name, f"[{colors[check.status]}]{check.status}[/]", escape(check.detail)
         )
-    console.print(table)
+    print_table(table)
     if not result.ok:
         raise typer.Exit(1)
 
@@ -178,7 +180,7 @@ def list_(
             "yes" if b.key_included else "-",
             verified,
         )
-    console.print(table)
+    print_table(table)
     if not backups:
         console.print("no backups yet: `workbench backup create`")
 
