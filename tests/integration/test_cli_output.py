@@ -109,7 +109,7 @@ def _one_line_with(text: str, output: str) -> bool:
     return any(text in line for line in output.splitlines())
 
 
-def test_tables_in_an_80_column_pipe_never_cut_identifiers(env, settings, db_url) -> None:
+def test_tables_in_an_80_column_pipe_never_cut_identifiers(env, settings, db_url, pg_owner) -> None:
     long = Path(settings.home_path) / LONG_NAME
     shutil.copy(NOTEBOOKS / "trivial.ipynb", long)
     with Workbench(settings, db_url) as bench:
@@ -120,6 +120,12 @@ def test_tables_in_an_80_column_pipe_never_cut_identifiers(env, settings, db_url
     shown = _cli("runs", "show", A1, env=env)
     assert _one_line_with(str(long), shown.stdout), shown.stdout
     assert _one_line_with(str(long.parent / "runs" / A1), shown.stdout)
+    owner = ["--owner", pg_owner] if pg_owner else []
+    added = _cli("jobs", "add", "quarterly-on-time-performance", str(long), *owner, env=env)
+    assert added.code == 0, added.output
+    jobs = _cli("jobs", "list", env=env)
+    assert _one_line_with(str(long), jobs.stdout), jobs.stdout
+    assert _one_line_with("quarterly-on-time-performance", jobs.stdout)
     plugins = _cli("plugins", "list", env=env)
     assert _one_line_with("workbench.dashboards.catalog", plugins.stdout), plugins.stdout
     settings_json = json.loads(_cli("doctor", "--json", env=env).stdout)["settings"]

@@ -1,4 +1,5 @@
-"""What every command group shares: the loaded settings, a workbench, the consoles."""
+"""What every command group shares: the loaded settings, a workbench, the consoles, and the
+Typer whose help reads as a user types the command (`run [OPTIONS] NOTEBOOK`, bare flags)."""
 
 from __future__ import annotations
 
