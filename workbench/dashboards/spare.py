@@ -6,7 +6,7 @@ before it imports Voila, so the two import side by side; the spare imports those
 then waits. When the server starts a kernel, it hands the spare that kernel's command line,
 environment and folder (:meth:`Spare.hand_over`) instead of starting a new process, the spare
 becomes that kernel, and the server starts the next spare. A spare that is not needed exits
-when the server closes its input (or is killed with the server's other children).
+when the server closes its input; it dies with the server (``PR_SET_PDEATHSIG``).
 
 Run as ``python -m workbench.dashboards.spare``; a handover is one line of JSON on stdin.
 
@@ -151,8 +151,9 @@ def start(user: KernelUser | object | None = _UNSET) -> Spare:
     env = kernel_environment(os.environ)
     if folder is not None:
         env.update(sandbox.user_env(owner, folder))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "workbench.dashboards.spare"],
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter, module and pid
+        # Our pid: the spare (and the kernel it becomes) dies with this server.
+        [sys.executable, "-m", "workbench.dashboards.spare", str(os.getpid())],
         stdin=subprocess.PIPE,
         start_new_session=True,  # as jupyter_client starts kernels: no terminal signals
         # It becomes a kernel: nothing of the server's, not even in the environment it was
@@ -185,6 +186,10 @@ def _become_kernel() -> None:
     import importlib
 
     from workbench.dashboards.startup import skip_slow_imports
+    from workbench.ops.processes import die_with_parent
+
+    if len(sys.argv) > 1:  # the server's pid: SIGKILL when it dies (exit if it already has)
+        die_with_parent(int(sys.argv[1]))
 
     skip_slow_imports()
     for module in PRELOADED:

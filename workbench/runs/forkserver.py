@@ -22,7 +22,6 @@ kernel still gets its own folder (``HOME``, working folder, connection file and 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import json
 import os
@@ -36,6 +35,7 @@ from typing import Any
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
+from workbench.ops.processes import KERNEL_TITLE, die_with_parent, set_title
 from workbench.runs.errors import ForkServerError
 from workbench.runs.sandbox import (
     KernelUser,
@@ -48,7 +48,7 @@ from workbench.runs.sandbox import (
 
 __all__ = ["ForkProvisioner", "ForkServer", "UserProvisioner", "fork_supported"]
 
-PR_SET_PDEATHSIG = 1
+TEMPLATE_TITLE = "workbench-kernel-template"
 # What the template imports before it forks anything; the warm-up a kernel would otherwise do.
 _TEMPLATE_MAIN = "import workbench.runs.forkserver as f; f.template_main"
 # Everything an initialised kernel has imported (ipykernel 7, IPython 9), so a child imports
@@ -73,15 +73,6 @@ def fork_supported() -> bool:
     return sys.platform.startswith("linux") and hasattr(os, "fork")
 
 
-def _die_with_parent(expected_parent: int) -> None:
-    """Ask the kernel for SIGKILL when our parent dies; exit now if it already has."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != expected_parent:
-        os._exit(1)
-
-
 # -- the template process -----------------------------------------------------------------
 
 
@@ -95,7 +86,7 @@ def _reap(*_: Any) -> None:
             return
 
 
-def _kernel_child(request: dict[str, Any], control: list[int]) -> None:
+def _kernel_child(request: dict[str, Any], control: list[int], template: int) -> None:
     """In the forked child: become a fresh ipykernel for the given connection file."""
     try:
         for fd in control:
@@ -103,8 +94,8 @@ def _kernel_child(request: dict[str, Any], control: list[int]) -> None:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        template = os.getppid()
-        _die_with_parent(template)
+        die_with_parent(template)  # the template's pid from before the fork: it may be gone
+        set_title(KERNEL_TITLE)  # not the template's command line: a kernel, by name
         os.setsid()  # its own process group: signals reach the kernel and what it starts
         os.environ.clear()
         os.environ.update(request["env"])
@@ -130,7 +121,8 @@ def _kernel_child(request: dict[str, Any], control: list[int]) -> None:
 
 def template_main(parent: int) -> None:
     """The template: import once, then fork one kernel per request line until stdin closes."""
-    _die_with_parent(parent)
+    die_with_parent(parent)
+    set_title(f"{TEMPLATE_TITLE} worker={parent}")
     # The control pipe moves off fds 0 and 1, which the kernels inherit as /dev/null and stderr.
     requests = os.fdopen(os.dup(0), "rb", buffering=0)
     replies = os.fdopen(os.dup(1), "wb", buffering=0)
@@ -159,9 +151,10 @@ def template_main(parent: int) -> None:
         while b"\n" in buffer:
             line, buffer = buffer.split(b"\n", 1)
             request = json.loads(line)
+            me = os.getpid()
             pid = os.fork()
             if pid == 0:
-                _kernel_child(request, control)
+                _kernel_child(request, control, me)
             replies.write(json.dumps({"pid": pid}).encode() + b"\n")
 
 

@@ -32,8 +32,10 @@ from jupyter_client.manager import AsyncKernelManager
 
 from workbench.db.types import utcnow
 from workbench.ops import metrics
+from workbench.ops.processes import KERNEL_TITLE, parent_death_hook
 from workbench.ops.tracking import scrub_environment
 from workbench.runs.errors import KernelError
+from workbench.runs.results import RUN_ID_ENV
 from workbench.runs.sandbox import (
     SEAL_CODE,
     KernelUser,
@@ -93,11 +95,17 @@ def bind_code(env: Mapping[str, str], folder: str, extra: str = "") -> str:
     (handing over the run's secrets) and its working folder.
 
     Only ``repr`` of strings is interpolated, and no name is bound in the user namespace. A
-    notebook folder the kernel's OS user may not enter leaves it in its own folder.
+    notebook folder the kernel's OS user may not enter leaves it in its own folder. The kernel
+    takes the run's id into its name (``workbench-kernel run=<id>`` in ``ps``).
     """
     clean = {str(k): str(v) for k, v in env.items()}
     drop = [f"{k}_FILE" for k in clean]
+    title = f"{KERNEL_TITLE} run={clean[RUN_ID_ENV]}" if RUN_ID_ENV in clean else KERNEL_TITLE
     return (
+        "try:\n"
+        f"    __import__('setproctitle').setproctitle({title!r})\n"
+        "except ImportError:\n"
+        "    pass\n"
         f"__import__('os').environ.update({clean!r})\n"
         f"[__import__('os').environ.pop(k, None) for k in {drop!r}]\n"
         f"{extra}\n"
@@ -241,11 +249,13 @@ class KernelPool:
         # IPC sockets: local only, no unencrypted TCP port for other users to reach; a
         # unique path prefix per kernel, so kernels started together never share a socket.
         where: dict[str, Any] = {"ip": os.path.join(_ipc_dir(), uuid.uuid4().hex)}
-        launch: dict[str, Any] = {"env": self._env}
+        # A kernel started here (not forked) dies with this process, as the kernel user too
+        # (the hook runs after the switch of user); this loop thread lives as long as we do.
+        launch: dict[str, Any] = {"env": self._env, "preexec_fn": parent_death_hook()}
         if folder is not None:
             where = {"ip": str(folder / "kernel"), "connection_file": str(folder / "kernel.json")}
             env = {**self._env, **user_env(user, folder)}
-            launch = {"env": env, "cwd": str(folder), **popen_options(user)}
+            launch = {**launch, "env": env, "cwd": str(folder), **popen_options(user)}
         manager = AsyncKernelManager(
             kernel_name=KERNEL_NAME, transport="ipc", context=self._context, **where
         )

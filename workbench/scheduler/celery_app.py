@@ -76,12 +76,16 @@ def create_app(settings: Settings | None = None) -> Celery:
 
 @worker_process_init.connect
 def _warm_worker_process(**_: Any) -> None:
-    """Each worker child keeps its own database pool and warm (forked) kernels."""
+    """Each worker child keeps its own database pool and warm (forked) kernels, and dies with
+    the worker's main process."""
     from workbench.app import Workbench
+    from workbench.ops.processes import die_with_parent
     from workbench.ops.tracking import init_tracking
     from workbench.runs.kernels import KernelPool, kernel_env
     from workbench.runs.sandbox import kernel_user, require_boundary
 
+    # Dies with the main worker process (and its kernels with it), even after a kill -9.
+    die_with_parent(os.getppid())
     settings = load_settings()
     require_boundary(settings, "celery worker")
     init_tracking(settings, service="worker")  # a forked child: its own, with a DSN only
