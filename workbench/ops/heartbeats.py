@@ -26,11 +26,13 @@ from sqlalchemy import Engine, delete, insert, select, update
 
 from workbench.db.models import ServiceHeartbeat, ServiceKind
 from workbench.db.types import utcnow
+from workbench.ops.processes import end_leftovers
 
 if TYPE_CHECKING:
     from workbench.app import Workbench
 
 __all__ = [
+    "PROCESSES_KEY",
     "BeatThread",
     "ServiceBeat",
     "ServiceStatus",
@@ -41,6 +43,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+#: The key of a heartbeat row's details listing the ``[pid, start time]`` of the processes
+#: the service started (its pool workers), for the next instance to end after a crash.
+PROCESSES_KEY = "processes"
 
 
 def stale_after(poll_seconds: float) -> float:
@@ -118,15 +123,22 @@ def prune_dead(engine: Engine, kind: ServiceKind) -> int:
     """Remove the rows of ``kind`` whose process on this host is gone; how many went.
 
     A process cut short (killed, or terminated by its parent) could not remove its own row.
+    The processes such a row recorded under ``processes`` (PID and start time) are ended if
+    they still run (:func:`workbench.ops.processes.end_leftovers`): nobody else's.
     """
     host, me = socket.gethostname(), os.getpid()
     with engine.begin() as conn:
         rows = conn.execute(
-            select(ServiceHeartbeat.id, ServiceHeartbeat.pid).where(
+            select(ServiceHeartbeat.id, ServiceHeartbeat.pid, ServiceHeartbeat.details).where(
                 ServiceHeartbeat.kind == kind, ServiceHeartbeat.host == host
             )
         ).all()
-        dead = [row_id for row_id, pid in rows if pid != me and not psutil.pid_exists(pid)]
+        dead = []
+        for row_id, pid, details in rows:
+            if pid != me and not psutil.pid_exists(pid):
+                dead.append(row_id)
+                # What the dead process recorded it had started, if any still runs.
+                end_leftovers((details or {}).get(PROCESSES_KEY) or [])
         if dead:
             conn.execute(delete(ServiceHeartbeat).where(ServiceHeartbeat.id.in_(dead)))
     return len(dead)

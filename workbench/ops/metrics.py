@@ -47,6 +47,7 @@ __all__ = [
     "ALLOWED_LABELS",
     "DEFINITIONS",
     "MULTIPROC_ENV",
+    "TICK_FAILURE_CAUSES",
     "TRIGGERS",
     "Definition",
     "dashboard_request",
@@ -60,6 +61,7 @@ __all__ = [
     "run_finished",
     "sign_in",
     "slot_in_use",
+    "tick_failed",
     "tick_finished",
     "trigger_label",
     "warm_kernels",
@@ -71,7 +73,19 @@ log = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: Every label any Workbench metric may carry; each takes a small, known set of values.
 ALLOWED_LABELS = frozenset(
-    {"status", "trigger", "outcome", "result", "handler", "executor", "state", "mode", "version"}
+    {
+        "status",
+        "trigger",
+        "outcome",
+        "result",
+        "handler",
+        "executor",
+        "state",
+        "mode",
+        "version",
+        "stage",
+        "cause",
+    }
 )
 #: What started a run, as a label; any other ``triggered_by`` counts as "other".
 TRIGGERS = frozenset({"api", "cli", "manual", "schedule"})
@@ -123,6 +137,9 @@ _ALL = (
     Definition("workbench_scheduler_tick_duration_seconds", "histogram",
                "Seconds one scheduler tick took (queue due slots, reap expired leases, "
                "dispatch).", buckets=_FAST_BUCKETS),
+    Definition("workbench_scheduler_tick_failures_total", "counter",
+               "Scheduler ticks (stage tick) or dispatches between ticks (stage dispatch) that "
+               "failed, by cause: database, broker or other.", ("stage", "cause")),
     Definition("workbench_executor_slots", "gauge", "An executor's run slots, busy or free.",
                ("executor", "state"), mode="livesum"),
     Definition("workbench_kernel_start_duration_seconds", "histogram",
@@ -236,6 +253,16 @@ def lease_expired(outcome: str, count: int = 1) -> None:
 
 def tick_finished(seconds: float) -> None:
     _histogram("workbench_scheduler_tick_duration_seconds").observe(seconds)
+
+
+#: What made a tick fail, as a label.
+TICK_FAILURE_CAUSES = frozenset({"database", "broker", "other"})
+
+
+def tick_failed(stage: str, cause: str) -> None:
+    """A scheduler ``stage`` (``tick`` or ``dispatch``) failed, by ``cause``."""
+    label = cause if cause in TICK_FAILURE_CAUSES else "other"
+    _counter("workbench_scheduler_tick_failures_total").labels(stage=stage, cause=label).inc()
 
 
 def executor_slots(executor: str, *, busy: int, free: int) -> None:

@@ -15,11 +15,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from workbench.db.models import ServiceKind
 from workbench.ops import metrics
-from workbench.ops.heartbeats import ServiceBeat, beat_interval
+from workbench.ops.heartbeats import PROCESSES_KEY, ServiceBeat, beat_interval
+from workbench.ops.processes import record
 from workbench.runs.sandbox import require_boundary
 from workbench.scheduler.dispatch import dispatch_runs
 from workbench.scheduler.errors import SchedulerAlreadyRunningError
@@ -31,10 +33,12 @@ if TYPE_CHECKING:
     from workbench.ops.probes import Liveness
     from workbench.scheduler.executors import Executor
 
-__all__ = ["SchedulerStats", "run_scheduler", "single_scheduler"]
+__all__ = ["SchedulerStats", "failure_cause", "run_scheduler", "single_scheduler"]
 
 log = logging.getLogger(__name__)
 WAKE_CHECK_SECONDS = 0.1  # how often a scheduler waiting for a wake-up looks at its stop flag
+#: Top-level packages whose errors mean the broker is away (Celery's transports, Redis).
+_BROKER_MODULES = frozenset({"kombu", "amqp", "redis", "celery"})
 
 
 @dataclass
@@ -141,7 +145,13 @@ def _loop(
         touch()
         try:
             if started - last_beat >= beat_interval(poll):
-                beat.beat({"ticks": stats.ticks, "dispatched": stats.dispatched})
+                beat.beat(
+                    {
+                        "ticks": stats.ticks,
+                        "dispatched": stats.dispatched,
+                        PROCESSES_KEY: record(_worker_pids(executor)),
+                    }
+                )
                 last_beat = started
             stats.queued += len(schedule_due(wb).created)
             reaped = reap_expired(wb)
@@ -149,7 +159,7 @@ def _loop(
             stats.failed += len(reaped.failed)
             stats.dispatched += _dispatch(wb, executor)
         except Exception as exc:  # keep scheduling; the next tick retries
-            log.exception("scheduler tick failed")
+            _failed("tick", exc, poll)
             stats.errors.append(f"{type(exc).__name__}: {exc}")
         metrics.tick_finished(time.monotonic() - started)
         stats.ticks += 1
@@ -165,8 +175,58 @@ def _loop(
                 try:
                     stats.dispatched += _dispatch(wb, executor)
                 except Exception as exc:
-                    log.exception("dispatch failed")
+                    _failed("dispatch", exc, max(0.0, next_tick - time.monotonic()))
                     stats.errors.append(f"{type(exc).__name__}: {exc}")
+
+
+def _worker_pids(executor: Executor) -> list[int]:
+    """The executor's own worker processes on this machine (none for Celery)."""
+    pids = getattr(executor, "worker_pids", None)
+    return list(pids()) if callable(pids) else []
+
+
+def failure_cause(exc: BaseException) -> str:
+    """``database``, ``broker`` or ``other``: what a failed tick could not reach, from the
+    exception and its causes (a lost connection is transient, anything else is a bug)."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OperationalError) or (
+            isinstance(seen, DBAPIError) and seen.connection_invalidated
+        ):
+            return "database"
+        module = type(seen).__module__.split(".")[0]
+        if module in ("psycopg", "psycopg2", "sqlite3") and "Operational" in type(seen).__name__:
+            return "database"
+        if module in _BROKER_MODULES:
+            return "broker"
+        seen = seen.__cause__ or seen.__context__
+    return "other"
+
+
+def _failed(stage: str, exc: BaseException, retry_in: float) -> None:
+    """One line for a database or broker that is away (the traceback at debug); the full
+    traceback for anything else, which is a bug. Counted in the metrics either way."""
+    cause = failure_cause(exc)
+    metrics.tick_failed(stage, cause)
+    if cause == "other":
+        log.exception("scheduler %s failed; next try in %.1f s", stage, retry_in)
+        return
+    reason = _first_line(exc)
+    log.warning(
+        "scheduler %s failed: the %s is unreachable (%s); next try in %.1f s",
+        stage, cause, reason, retry_in,
+    )  # fmt: skip
+    log.debug("the failed %s's traceback", stage, exc_info=exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The error's name and the first line of its message (a driver's own, not SQLAlchemy's
+    statement and background link)."""
+    inner = getattr(exc, "orig", None) or exc
+    text = str(inner).strip().splitlines()
+    return f"{type(inner).__name__}: {text[0]}" if text else type(inner).__name__
 
 
 def _untouched() -> None:
@@ -174,12 +234,22 @@ def _untouched() -> None:
 
 
 def _dispatch(wb: Workbench, executor: Executor) -> int:
+    """Dispatch what the executor has room for; re-send what no worker claimed within the
+    run lease (``WORKBENCH_RUN_LEASE_SECONDS``), and everything unclaimed at once after the
+    executor's broker lost its messages."""
+    settings = wb.settings
+    after = timedelta(seconds=settings.run_lease_seconds)
+    lost = getattr(executor, "broker_restarted", None)
+    if callable(lost) and lost():
+        log.warning("the broker restarted and lost what it held: sending unclaimed runs again")
+        after = timedelta(0)
     return len(
         dispatch_runs(
             wb,
             executor.send,
             executor=executor.name,
             capacity=executor.capacity(),
-            max_running=wb.settings.max_concurrent_runs,
+            max_running=settings.max_concurrent_runs,
+            redispatch_after=after,
         )
     )

@@ -1,0 +1,341 @@
+"""Faults leave nothing behind: real schedulers, workers and kernels, killed with ``kill -9``.
+
+No orphans after the scheduler dies, one dead pool worker costs one run, a previous
+instance's recorded leftovers (and nothing else) are ended at start-up, and a tick that
+cannot reach the database says so in one line and counts in the metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from sqlalchemy import create_engine, insert, text
+
+from tests.runs_helpers import run_row, wait_for
+from workbench.app import Workbench
+from workbench.core.config import load_settings
+from workbench.db.models import RunStatus, ServiceHeartbeat, ServiceKind
+from workbench.db.types import utcnow
+from workbench.ops import metrics
+from workbench.ops.heartbeats import PROCESSES_KEY, prune_dead
+from workbench.ops.processes import KERNEL_TITLE, record
+from workbench.scheduler import api as jobs
+from workbench.scheduler.executors import LocalExecutor
+from workbench.scheduler.service import run_scheduler
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+SLEEPS = str(NOTEBOOKS / "sleeps.ipynb")
+
+
+def _family(pid: int) -> list[tuple[int, float]]:
+    """(pid, start time) of every live descendant of ``pid``."""
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    found = []
+    for child in children:
+        try:
+            found.append((child.pid, child.create_time()))
+        except psutil.Error:
+            continue
+    return found
+
+
+def _still_alive(recorded: list[tuple[int, float]]) -> list[int]:
+    alive = []
+    for pid, started in recorded:
+        try:
+            process = psutil.Process(pid)
+            if process.status() != psutil.STATUS_ZOMBIE and process.create_time() == started:
+                alive.append(pid)
+        except psutil.Error:
+            continue
+    return alive
+
+
+def _named(fragment: str) -> list[int]:
+    """Live processes whose command line contains ``fragment``."""
+    found = []
+    for process in psutil.process_iter(["cmdline", "status"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if fragment in cmdline and process.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(process.pid)
+    return found
+
+
+def _worker_pid(wb: Workbench, run_id: uuid.UUID) -> int:
+    """The pid of the worker process that claimed ``run_id`` (its ``worker`` column)."""
+    worker = run_row(wb, run_id).worker or ""
+    return int(worker.split(":")[1])
+
+
+def _bench(monkeypatch: pytest.MonkeyPatch, url: str, lease: float) -> Workbench:
+    monkeypatch.setenv("WORKBENCH_DATABASE_URL", url)
+    monkeypatch.setenv("WORKBENCH_RUN_LEASE_SECONDS", str(lease))
+    monkeypatch.setenv("WORKBENCH_MAX_CONCURRENT_RUNS", "2")
+    return Workbench(load_settings())
+
+
+@pytest.fixture
+def scheduler_in_thread() -> Iterator[Callable[[Workbench, LocalExecutor], None]]:
+    started: list[tuple[threading.Event, threading.Thread, LocalExecutor, Workbench]] = []
+
+    def start(wb: Workbench, executor: LocalExecutor) -> None:
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=run_scheduler, args=(wb, executor), kwargs={"stop": stop, "poll_seconds": 0.2}
+        )
+        thread.start()
+        started.append((stop, thread, executor, wb))
+
+    yield start
+    for stop, thread, executor, wb in started:
+        stop.set()
+        thread.join(timeout=30)
+        executor.close()
+        wb.close()
+
+
+def test_kill_9_of_the_scheduler_leaves_no_descendant(
+    pg_owner: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+    pg_url: str,
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    wb = _bench(monkeypatch, pg_url, lease=30)
+    jobs.register(
+        "long", SLEEPS, parameters={"seconds": 120}, max_concurrency=2, owner=pg_owner, workbench=wb
+    )
+    runs = [jobs.trigger("long", workbench=wb) for _ in range(2)]
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "workbench", "scheduler", "--workers", "2"],
+        env={**os.environ, "WORKBENCH_SCHEDULER_POLL_SECONDS": "0.2"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    processes.append(scheduler)
+    wait_for(lambda: all(run_row(wb, r).status is RunStatus.RUNNING for r in runs), 90, "both runs")
+    # Each running kernel carries the run's id in its name, whether forked or not.
+    for run_id in runs:
+        wait_for(lambda r=run_id: bool(_named(f"{KERNEL_TITLE} run={r}")), 30, f"kernel {run_id}")
+    family = _family(scheduler.pid)
+    # Two workers, their kernel templates, the running and the warm kernels at least.
+    assert len(family) >= 6, family
+    assert len(_named(f"scheduler={scheduler.pid}")) >= 2  # the workers, by name
+
+    os.kill(scheduler.pid, signal.SIGKILL)
+    scheduler.wait()
+    killed = time.monotonic()
+    wait_for(lambda: not _still_alive(family), 10, "every descendant to die")
+    assert time.monotonic() - killed < 10
+    assert not _named(f"scheduler={scheduler.pid}")
+    assert not any(_named(f"{KERNEL_TITLE} run={r}") for r in runs)
+    wb.close()
+
+
+def test_one_dead_worker_costs_one_run(
+    pg_owner: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+    pg_url: str,
+    scheduler_in_thread: Callable[[Workbench, LocalExecutor], None],
+) -> None:
+    wb = _bench(monkeypatch, pg_url, lease=10)  # a loaded machine must not expire the other
+    jobs.register(
+        "work", SLEEPS, parameters={"seconds": 8}, max_concurrency=2, retries=1, retry_delay=0,
+        owner=pg_owner, workbench=wb,
+    )  # fmt: skip
+    victim, survivor = jobs.trigger("work", workbench=wb), jobs.trigger("work", workbench=wb)
+    executor = LocalExecutor(2)
+    scheduler_in_thread(wb, executor)
+    wait_for(
+        lambda: all(run_row(wb, r).status is RunStatus.RUNNING for r in (victim, survivor)),
+        90,
+        "both runs to start",
+    )
+    dead, other = _worker_pid(wb, victim), _worker_pid(wb, survivor)
+    assert dead != other
+    os.kill(dead, signal.SIGKILL)
+    wait_for(lambda: run_row(wb, survivor).status is RunStatus.SUCCEEDED, 60, "the other run")
+    wait_for(lambda: run_row(wb, victim).status is RunStatus.SUCCEEDED, 90, "the re-run")
+    assert run_row(wb, survivor).attempt == 1  # the other worker's run was not lost
+    assert run_row(wb, victim).attempt == 2  # exactly one re-run
+    assert psutil.pid_exists(other) and other in executor.worker_pids()
+    wait_for(lambda: len(executor.worker_pids()) == 2, 30, "the slot's new worker")
+    assert dead not in executor.worker_pids()
+
+
+def test_start_up_ends_what_a_dead_instance_recorded_and_nothing_else(
+    workbench: Workbench, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    def sleeper() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(["sleep", "300"], start_new_session=True)
+        processes.append(process)
+        return process
+
+    leftover, stranger = sleeper(), sleeper()
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer runs: the previous scheduler
+    recorded = record([leftover.pid])
+    # The stranger's pid with another start time: a pid reused by somebody else.
+    reused = [[stranger.pid, psutil.Process(stranger.pid).create_time() - 5.0]]
+    with workbench.engine.begin() as conn:
+        conn.execute(
+            insert(ServiceHeartbeat).values(
+                id=uuid.uuid4(), kind=ServiceKind.SCHEDULER, name="scheduler",
+                host=socket.gethostname(), pid=dead.pid, started_at=utcnow(),
+                heartbeat_at=utcnow(), details={PROCESSES_KEY: recorded + reused},
+            )
+        )  # fmt: skip
+    assert prune_dead(workbench.engine, ServiceKind.SCHEDULER) == 1
+    wait_for(lambda: leftover.poll() is not None, 5, "the recorded leftover to end")
+    assert leftover.returncode == -signal.SIGKILL
+    assert stranger.poll() is None  # somebody else's process is never touched
+
+
+def _failures(stage: str, cause: str) -> float:
+    body = metrics.exposition()[0].decode()
+    prefix = f'workbench_scheduler_tick_failures_total{{cause="{cause}",stage="{stage}"}} '
+    lines = [line for line in body.splitlines() if line.startswith(prefix)]
+    return float(lines[0].split()[-1]) if lines else 0.0
+
+
+def test_a_tick_without_its_database_logs_one_line_and_counts(
+    pg_owner: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+    pg_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    wb = _bench(monkeypatch, pg_url, lease=30)
+    name = wb.engine.url.database
+    admin = create_engine(wb.engine.url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    before = _failures("tick", "database")
+    stop = threading.Event()
+    executor = LocalExecutor(1, warm_kernels=0)
+    thread = threading.Thread(
+        target=run_scheduler, args=(wb, executor), kwargs={"stop": stop, "poll_seconds": 0.2}
+    )
+    caplog.set_level(logging.INFO, logger="workbench.scheduler")
+    try:
+        thread.start()
+        time.sleep(2)  # a few good ticks first
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"),
+                {"d": name},
+            )
+        wait_for(lambda: _failures("tick", "database") >= before + 3, 30, "three failed ticks")
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        executor.close()
+        wb.close()
+        admin.dispose()
+    failed = [r for r in caplog.records if "scheduler tick failed" in r.getMessage()]
+    assert len(failed) >= 3
+    for entry in failed:
+        message = entry.getMessage()
+        assert entry.levelno == logging.WARNING and entry.exc_info is None, message
+        assert "\n" not in message
+        assert "the database is unreachable" in message and "next try in" in message
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _redis_server(port: int, processes: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """A Redis of this test's own, without persistence: a restart loses what it held."""
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    processes.append(process)
+
+    def answers() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    wait_for(answers, 10, "the test's Redis")
+    return process
+
+
+def test_runs_lost_with_the_broker_are_sent_again_at_once(
+    pg_owner: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+    pg_url: str,
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    from workbench.scheduler.executors import CeleryExecutor
+
+    lease = 40.0  # longer than this test waits: only the restart's re-send can save the runs
+    port = _free_port()
+    broker = _redis_server(port, processes)
+    monkeypatch.setenv("WORKBENCH_CELERY_BROKER_URL", f"redis://127.0.0.1:{port}/0")
+    monkeypatch.setenv("WORKBENCH_CELERY_QUEUE", f"wbtest-{uuid.uuid4().hex[:8]}")
+    wb = _bench(monkeypatch, pg_url, lease=lease)
+    jobs.register(
+        "quick", SLEEPS, parameters={"seconds": 0.1}, max_concurrency=2, owner=pg_owner,
+        workbench=wb,
+    )  # fmt: skip
+    runs = [jobs.trigger("quick", workbench=wb) for _ in range(2)]
+    executor = CeleryExecutor(wb.settings)
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=run_scheduler, args=(wb, executor), kwargs={"stop": stop, "poll_seconds": 0.2}
+    )
+    thread.start()
+    try:
+        # No worker yet: the runs sit in the broker, dispatched and unclaimed.
+        wait_for(
+            lambda: all((run_row(wb, r).worker or "").startswith("dispatched:") for r in runs),
+            30,
+            "both runs in the broker",
+        )
+        os.kill(broker.pid, signal.SIGKILL)
+        broker.wait()
+        time.sleep(1.0)  # a tick or more without a broker
+        _redis_server(port, processes)
+        restarted = time.monotonic()
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "workbench", "worker", "--concurrency", "1",
+             "--loglevel", "WARNING"],
+            env=dict(os.environ), stdout=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        processes.append(worker)
+        wait_for(
+            lambda: all(run_row(wb, r).status is RunStatus.SUCCEEDED for r in runs),
+            lease - 10,
+            "both runs, sent again after the broker's restart",
+        )
+        assert time.monotonic() - restarted < lease - 10
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        executor.close()
+        wb.close()
