@@ -339,3 +339,44 @@ def test_runs_lost_with_the_broker_are_sent_again_at_once(
         thread.join(timeout=30)
         executor.close()
         wb.close()
+
+
+HOSTILE = """\
+import os, psycopg
+url = os.environ["WORKBENCH_DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")
+refused = {}
+for statement in (
+    "UPDATE service_heartbeats SET details = '{\\"processes\\": [[1, 0]]}'",
+    "INSERT INTO service_heartbeats SELECT * FROM service_heartbeats",
+    "DELETE FROM service_heartbeats",
+):
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(statement)
+        refused[statement] = "done"
+    except psycopg.Error as exc:
+        refused[statement] = type(exc).__name__
+assert set(refused.values()) == {"InsufficientPrivilege"}, refused
+"""
+
+
+def test_a_kernel_cannot_name_processes_for_the_scheduler_to_end(
+    pg_owner: str | None, monkeypatch: pytest.MonkeyPatch, pg_url: str, tmp_path: Path
+) -> None:
+    """The recorded PIDs are the service's: a run's kernel (its owner's login) can neither
+    write nor remove heartbeat rows, so it cannot make a starting scheduler kill anything."""
+    import nbformat
+
+    from workbench.runs.execute import execute_run
+
+    notebook = tmp_path / "hostile.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(HOSTILE)]
+    nbformat.write(nb, notebook)
+    wb = _bench(monkeypatch, pg_url, lease=30)
+    try:
+        jobs.register("hostile", str(notebook), owner=pg_owner, workbench=wb)
+        run = execute_run(jobs.trigger("hostile", workbench=wb), workbench=wb)
+        assert run.status is RunStatus.SUCCEEDED, run.error_message
+    finally:
+        wb.close()
