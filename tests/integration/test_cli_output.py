@@ -24,8 +24,7 @@ from workbench.core.home import ensure_home, ensure_secret_key
 from workbench.db.identity_connect import user_database_url
 from workbench.db.models import Run as RunRow
 from workbench.runs import api as runs
-from workbench.runs.errors import RunNotFoundError
-from workbench.runs.lookup import AmbiguousRunIdError
+from workbench.runs.errors import AmbiguousRunIdError, RunNotFoundError
 
 NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
 NARROW = {"COLUMNS": "80"}

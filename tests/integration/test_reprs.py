@@ -65,11 +65,6 @@ def test_a_failed_run_says_id_status_notebook_times_and_error(bench: Workbench) 
     assert record.run_token_hash not in page
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workbench.runs.records.Run (the snapshot wb.run returns) needs "
-    "__repr__ = display.run_repr and _repr_html_ = display.run_repr_html",
-)
 def test_the_run_wb_run_returns_shows_the_same(bench: Workbench) -> None:
     finished = run(NOTEBOOKS / "trivial.ipynb", workbench=bench)
     with bench.session() as session:

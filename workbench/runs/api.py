@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workbench.app import resolve
+from workbench.app import public_api, resolve
 from workbench.db.models import RunStatus
 from workbench.runs.errors import ParameterError, RunStateError
 from workbench.runs.notebook import load_notebook, locate_notebook, notebook_schema
@@ -232,10 +232,12 @@ class Worker:
             size, env=env, kernel_user=kernel_user(self.workbench.settings)
         )
 
+    @public_api
     def run(self, notebook: str | Path, **options: Any) -> Run:
         """Like :func:`run`, on one of this worker's warm kernels."""
         return run(notebook, worker=self, **{"owner": self.owner, "team": self.team, **options})
 
+    @public_api
     def execute(self, run_id: str | uuid.UUID) -> Run:
         """Execute an already queued run on a warm kernel."""
         from workbench.runs.execute import execute_run

@@ -40,6 +40,12 @@ class RunNotFoundError(WorkbenchError):
     """No run has this id; list runs with `workbench runs list`."""
 
 
+class AmbiguousRunIdError(RunNotFoundError):
+    """Several runs have ids starting with this prefix; give more of the id."""
+
+    exit_code = 2
+
+
 class RunStateError(WorkbenchError):
     """The run is not in a state that allows this; check it with `workbench runs show ID`."""
 

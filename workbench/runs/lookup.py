@@ -15,22 +15,16 @@ from typing import TYPE_CHECKING
 from sqlalchemy import String, cast, func, select
 
 from workbench.db.models import Run as RunRow
-from workbench.runs.errors import RunNotFoundError
+from workbench.runs.errors import AmbiguousRunIdError, RunNotFoundError
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-__all__ = ["MIN_PREFIX", "AmbiguousRunIdError", "run_id_in"]
+__all__ = ["MIN_PREFIX", "run_id_in"]
 
 MIN_PREFIX = 4
 _SHOWN = 10  # candidates listed when a prefix is ambiguous
 _HEX = frozenset("0123456789abcdef")
-
-
-class AmbiguousRunIdError(RunNotFoundError):
-    """Several runs have ids starting with this prefix; give more of the id."""
-
-    exit_code = 2
 
 
 def run_id_in(session: Session, run_id: str | uuid.UUID) -> uuid.UUID:

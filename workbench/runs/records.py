@@ -33,6 +33,7 @@ from sqlalchemy import event, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from workbench.db import display
 from workbench.db.models import AuditEntry, Job, RunStatus, User
 from workbench.db.models import Run as RunRow
 from workbench.db.types import utcnow
@@ -87,7 +88,10 @@ FINISHED = frozenset(
 
 @dataclass(frozen=True)
 class Run:
-    """A snapshot of one run's record."""
+    """A snapshot of one run's record, shown as its database row is (:mod:`.db.display`)."""
+
+    __repr__ = display.run_repr
+    _repr_html_ = display.run_repr_html
 
     id: uuid.UUID
     notebook: str
