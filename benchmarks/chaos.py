@@ -347,18 +347,25 @@ def worker_kill(world: World, result: Outcome, budget: float) -> None:
 def kernel_kill(world: World, result: Outcome, budget: float) -> None:
     world.scheduler()
     _after(world, 0.3, budget)
-    running = world.running()
-    victims = [
-        p for p in psutil.process_iter(["cmdline"])
-        if running and f"{KERNEL_TITLE} run={running[0][0]}" in " ".join(p.info["cmdline"] or [])
-    ]  # fmt: skip
-    for process in victims:
-        process.kill()
+    killed_any = _wait(lambda: _kill_a_running_kernel(world), 15)
+    if not killed_any:
+        result.problems.append("no running run's kernel was found to kill")
     killed = time.monotonic()
     claimed = world.last_claim()
     _wait(lambda: world.last_claim() > claimed, budget)
     result.recovery = time.monotonic() - killed
     _finish(world, result, budget)
+
+
+def _kill_a_running_kernel(world: World) -> bool:
+    """Kill the kernel of a running run (found by its name); whether there was one."""
+    names = [f"{KERNEL_TITLE} run={run_id}" for run_id, _ in world.running()]
+    for process in psutil.process_iter(["cmdline"]):
+        line = " ".join(process.info["cmdline"] or [])
+        if any(name in line for name in names):
+            process.kill()
+            return True
+    return False
 
 
 def database_terminate(world: World, result: Outcome, budget: float) -> None:
