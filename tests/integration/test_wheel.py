@@ -40,6 +40,7 @@ def test_installed_wheel_migrates(tmp_path: Path) -> None:
     assert "workbench/db/migrations/env.py" in names
     assert "workbench/db/migrations/script.py.mako" in names
     assert "workbench/ops/backup/notebooks/backup.ipynb" in names  # the built-in backup job
+    assert "workbench/dashboards/templates/index.html.j2" in names  # the dashboards' page
     assert any(n.startswith("workbench/db/migrations/versions/0001") for n in names)
 
     target = tmp_path / "site"

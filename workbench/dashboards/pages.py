@@ -1,4 +1,5 @@
-"""The server's own pages: login, the dashboards index and the friendly error page.
+"""The server's own pages: login, the dashboards index and the friendly error page, and the
+header every page has, the dashboards' included.
 
 Rendered with Jinja2 (autoescaped) from the templates below, in one shared look.
 """
@@ -10,7 +11,14 @@ from dataclasses import dataclass
 from jinja2 import Environment
 from markupsafe import Markup
 
-__all__ = ["DashboardLink", "error_page", "index_page", "login_page", "logout_page"]
+__all__ = [
+    "DashboardLink",
+    "error_page",
+    "index_page",
+    "login_page",
+    "logout_page",
+    "page_header",
+]
 
 _env = Environment(autoescape=True)
 
@@ -21,10 +29,8 @@ _BASE = """<!doctype html>
 <style>
 body{margin:0;font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
 background:#f4f6f9;color:#1f2933}
-header{background:#1f3a5f;color:#fff;padding:14px 32px;display:flex;align-items:center;
-justify-content:space-between}
-header b{font-size:18px;letter-spacing:.3px} header a{color:#cfe0f5;text-decoration:none}
 main{max-width:880px;margin:40px auto;padding:0 24px}
+@media (max-width:600px){main{margin:20px auto;padding:0 12px} .card{padding:18px}}
 .card{background:#fff;border-radius:10px;box-shadow:0 1px 3px rgba(0,0,0,.08);padding:28px}
 h1{font-size:22px;margin:0 0 18px} label{display:block;margin:14px 0 4px;font-weight:600}
 input{width:100%;box-sizing:border-box;padding:9px 11px;border:1px solid #c5ced8;
@@ -35,15 +41,36 @@ padding:10px 18px;font-size:15px;cursor:pointer}
 ul.dash{list-style:none;padding:0;margin:0} ul.dash li{border-top:1px solid #e6eaef;padding:14px 0}
 ul.dash li:first-child{border-top:0} ul.dash a{font-weight:600;color:#1f6feb;font-size:17px;
 text-decoration:none} .muted{color:#6b7785}
-form.signout{margin:0;display:flex;align-items:center;gap:6px}
-form.signout button{margin:0;padding:0;background:none;color:#cfe0f5;font-size:15px}
-form.signout button:hover{text-decoration:underline}
 </style></head><body>
-<header><b>Workbench dashboards</b>
-{% if username %}<form class="signout" method="post" action="{{ base_url }}logout">
-{{ xsrf }}<span>{{ username }} ·</span> <button type="submit">Sign out</button></form>{% endif %}
-</header><main><div class="card">{{ body }}</div></main></body></html>
+{{ header }}<main><div class="card">{{ body }}</div></main></body></html>
 """
+
+#: The header of every page, the dashboards' included (:func:`page_header`): its own
+#: styles, scoped to ``.wb-header`` so that Voila's page styles and these do not mix.
+_HEADER = """<style>
+.wb-header{background:#1f3a5f;color:#fff;padding:12px 32px;display:flex;flex-wrap:wrap;
+align-items:center;justify-content:space-between;gap:6px 18px;box-sizing:border-box;
+font:15px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
+.wb-header nav{display:flex;flex-wrap:wrap;align-items:baseline;gap:4px 10px;min-width:0}
+.wb-header a.wb-home{color:#fff;font-weight:700;font-size:18px;letter-spacing:.3px;
+text-decoration:none}
+.wb-header a.wb-home:hover,.wb-header form button:hover{text-decoration:underline}
+.wb-header .wb-title{color:#cfe0f5;font-size:17px;margin:0;font-weight:600;
+overflow-wrap:anywhere}
+.wb-header form{margin:0;display:flex;flex-wrap:wrap;align-items:center;gap:6px}
+.wb-header .wb-viewer{color:#fff}
+.wb-header form button{margin:0;padding:0;border:0;background:none;color:#cfe0f5;
+font:inherit;cursor:pointer}
+@media (max-width:600px){.wb-header{padding:10px 12px}}
+</style>
+<header class="wb-header"><nav><a class="wb-home" href="{{ base_url }}"
+title="All your dashboards">Workbench dashboards</a>
+{% if title %}<span aria-hidden="true" class="wb-title">/</span>
+<h1 class="wb-title">{{ title }}</h1>{% endif %}</nav>
+{% if username %}<form class="wb-signout" method="post" action="{{ base_url }}logout">
+{{ xsrf }}<span class="wb-viewer">{{ username }}</span><span aria-hidden="true">·</span>
+<button type="submit">Sign out</button></form>{% endif %}
+</header>"""
 
 _LOGIN = """<h1>Sign in</h1>
 {% if error %}<div class="error" role="alert">{{ error }}</div>{% endif %}
@@ -77,15 +104,25 @@ class DashboardLink:
     description: str = ""
 
 
-def _page(title: str, body: str, *, username: str = "", base_url: str = "/", xsrf: str = "") -> str:
-    """A page in the shared look; a signed-in page's header has the sign-out button, a form
-    posted with the XSRF token (``xsrf``: tornado's hidden input)."""
-    return _env.from_string(_BASE).render(
+def page_header(*, title: str = "", username: str = "", base_url: str = "/", xsrf: str = "") -> str:
+    """The header of every page: a link to the index, the page's ``title`` and, signed in,
+    the viewer's name and the sign-out button, a form posted with the XSRF token (``xsrf``:
+    tornado's hidden input). Dashboards get it from the server (:mod:`.frame`)."""
+    return _env.from_string(_HEADER).render(
         title=title,
-        body=Markup(body),  # noqa: S704 (rendered by an autoescaping template)
         username=username,
         base_url=base_url,
         xsrf=Markup(xsrf),  # noqa: S704 (tornado's escaped hidden input)
+    )
+
+
+def _page(title: str, body: str, *, username: str = "", base_url: str = "/", xsrf: str = "") -> str:
+    """A page in the shared look, with the shared header."""
+    header = page_header(username=username, base_url=base_url, xsrf=xsrf)
+    return _env.from_string(_BASE).render(
+        title=title,
+        body=Markup(body),  # noqa: S704 (rendered by an autoescaping template)
+        header=Markup(header),  # noqa: S704 (rendered by an autoescaping template)
     )
 
 

@@ -1,8 +1,8 @@
 """`workbench dashboards serve`: Voila configured by Workbench.
 
 Voila serves the dashboard folder with: Workbench sign-in (:mod:`.auth`), the locked-down
-handlers (:mod:`.lockdown`), code hidden and tracebacks off, and pre-heated kernels. A
-pre-heated kernel runs a dashboard up to its viewer cell (imports, widgets, layout) before
+handlers (:mod:`.lockdown`), Workbench's page template and header (:mod:`.frame`), code
+hidden and tracebacks off, and pre-heated kernels. A pre-heated kernel runs a dashboard up to its viewer cell (imports, widgets, layout) before
 anyone asks; the page request hands it the viewer and only the per-viewer cells run then
 (:func:`workbench.dashboards.viewer.connect`). SIGINT and SIGTERM stop the server and shut
 down every kernel, pooled ones included; any kernel process still alive is then killed.
@@ -49,9 +49,14 @@ from voila.tornado.kernel_websocket_handler import VoilaKernelWebsocketHandler
 from voila.tornado.treehandler import TornadoVoilaTreeHandler
 
 from workbench.app import Workbench
-from workbench.dashboards import catalog, lockdown, outputs, spare
+from workbench.dashboards import catalog, frame, lockdown, outputs, spare
 from workbench.dashboards.auth import WorkbenchIdentityProvider
-from workbench.dashboards.health import READINESS_SETTING, probe_handlers
+from workbench.dashboards.health import (
+    READINESS_SETTING,
+    SCHEDULER_SETTING,
+    SchedulerBeat,
+    probe_handlers,
+)
 from workbench.dashboards.tokens import VIEWER_HEADER, derive_key
 from workbench.db.models import Role
 from workbench.ops import metrics
@@ -277,7 +282,7 @@ def _log_request(handler: web.RequestHandler) -> None:
 
 
 _REPLACED: dict[type, type] = {
-    TornadoVoilaHandler: lockdown.DashboardHandler,
+    TornadoVoilaHandler: frame.FramedDashboardHandler,
     TornadoVoilaTreeHandler: lockdown.TreeRedirectHandler,
     AllowListFileHandler: lockdown.SafeFileHandler,
     MultiStaticFileHandler: lockdown.SafeStaticHandler,
@@ -295,8 +300,16 @@ class WorkbenchVoila(Voila):  # type: ignore[misc]
     workbench: Workbench
     readiness: Readiness
 
+    def setup_template_dirs(self) -> None:
+        """Voila's templates, with Workbench's page template found first (:mod:`.frame`)."""
+        super().setup_template_dirs()
+        found: list[str] = list(self.template_paths)  # type: ignore[has-type]
+        self.template_paths = frame.first_template_paths(found)
+
     def init_settings(self) -> dict[str, Any]:
         settings: dict[str, Any] = super().init_settings()
+        self.contents_manager.log.addFilter(frame.TrustNoise())
+        settings[SCHEDULER_SETTING] = SchedulerBeat(self.workbench)
         settings[READINESS_SETTING] = self.readiness
         lockdown.check_execution_refused(self.kernel_manager)
         settings["workbench_dashboards_root"] = self.root_dir
