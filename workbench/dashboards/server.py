@@ -2,10 +2,11 @@
 
 Voila serves the dashboard folder with: Workbench sign-in (:mod:`.auth`), the locked-down
 handlers (:mod:`.lockdown`), Workbench's page template and header (:mod:`.frame`), code
-hidden and tracebacks off, and pre-heated kernels. A pre-heated kernel runs a dashboard up to its viewer cell (imports, widgets, layout) before
-anyone asks; the page request hands it the viewer and only the per-viewer cells run then
-(:func:`workbench.dashboards.viewer.connect`). SIGINT and SIGTERM stop the server and shut
-down every kernel, pooled ones included; any kernel process still alive is then killed.
+hidden and tracebacks off, and pre-heated kernels. A pre-heated kernel runs a dashboard up
+to its viewer cell (imports, widgets, layout) before anyone asks; the page request hands it
+the viewer and only the per-viewer cells run then (:func:`.viewer.connect`). SIGINT and
+SIGTERM stop the server and shut down every kernel, pooled ones included; any kernel process
+still alive is then killed.
 """
 
 from __future__ import annotations

@@ -90,26 +90,47 @@ class Viewer:
         except SQLAlchemyError:
             return None  # results are a shortcut: the live queries still answer
 
-    def service_health(self) -> dict[str, bool]:
-        """The dashboards server's readiness checks by name (ok or not), as its ``/readyz``
-        tells everyone: the page's kernel has no service login to check anything itself."""
-        base = os.environ.get("VOILA_SERVER_URL", "/")
-        url = (
-            f"http://{os.environ.get('VOILA_APP_IP', '127.0.0.1')}:"
-            f"{os.environ.get('VOILA_APP_PORT', '8866')}{base}readyz"
-        )
-        try:
-            with urllib.request.urlopen(url, timeout=5) as reply:
-                body = json.loads(reply.read())
-        except urllib.error.HTTPError as exc:  # 503: not ready, with the same body
-            body = json.loads(exc.read())
-        except (OSError, ValueError):
-            return {"dashboards server": False}
-        return {str(name): status == "ok" for name, status in body.get("checks", {}).items()}
+    def service_health(self) -> dict[str, str]:
+        """The services by name, as the dashboards server tells everyone: each readiness
+        check of its ``/readyz`` as ``"ok"`` or ``"failing"``, and ``"scheduler"`` as
+        ``"running"``, ``"not running"`` (no scheduler beats) or ``"unknown"`` (its
+        ``/services``). The page's kernel has no service login to check anything itself."""
+        ready = _server_json("readyz")
+        if ready is None:
+            return {"dashboards server": "failing"}
+        health = {
+            str(name): "ok" if status == "ok" else "failing"
+            for name, status in ready.get("checks", {}).items()
+        }
+        services = _server_json("services") or {}
+        scheduler = services.get("scheduler")
+        health["scheduler"] = scheduler if scheduler in ("running", "not running") else "unknown"
+        return health
 
     def close(self) -> None:
         release_connections(self.workbench)
         self.workbench.close()
+
+
+def _server_json(path: str) -> dict[str, Any] | None:
+    """The JSON answer of the dashboards server's ``path`` (an error status's body too), or
+    ``None`` when it does not answer: asked at the server's own port, never a request's."""
+    base = os.environ.get("VOILA_SERVER_URL", "/")
+    url = (
+        f"http://{os.environ.get('VOILA_APP_IP', '127.0.0.1')}:"
+        f"{os.environ.get('VOILA_APP_PORT', '8866')}{base}{path}"
+    )
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            body = json.loads(reply.read())
+    except urllib.error.HTTPError as exc:  # 503: not ready, with the same body
+        try:
+            body = json.loads(exc.read())
+        except ValueError:
+            return None
+    except (OSError, ValueError):
+        return None
+    return body if isinstance(body, dict) else None
 
 
 #: How long a pre-heated kernel waits for its page request before giving up (a day).
