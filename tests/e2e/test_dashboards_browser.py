@@ -144,6 +144,9 @@ def test_analyst_sees_workbench_operations(page: Any, server: Server, world: Wor
     expect(kpi(page, "Failure rate")).to_have_text(f"{100 * sum(seeded) / len(seeded):.1f}%")
     page.get_by_text("Next scheduled runs").wait_for()
     assert page.locator("a", has_text="output notebook").count() == sum(seeded)
+    # A failure as every other place says it: the notebook's own cell number, the name once.
+    expect(page.get_by_text("KeyError in cell 3: 'carrier' is not a column").first).to_be_visible()
+    assert page.get_by_text("KeyError: KeyError").count() == 0
     expect(page.locator("text=Service health").locator("..")).to_contain_text("database")
 
 

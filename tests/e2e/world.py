@@ -166,6 +166,7 @@ def _seed_runs(
                         finished_at=started + timedelta(seconds=20 + 15 * index + day),
                         error_name="KeyError" if failed else None,
                         error_message="'carrier' is not a column" if failed else None,
+                        error_cell=3 if failed else None,
                         output_uri=str(folder),
                         team_id=team,
                     )
