@@ -60,6 +60,8 @@ def test_run_then_list_show_logs(run_as, env, settings) -> None:
     assert done.code == 0, done.output
     # The notebook has two cells; the injected parameters cell is never counted.
     assert "succeeded" in done.stdout and "(cell 2 of 2)" in done.stdout
+    if not run_as:  # in a pipe no progress bar, not even its blank lines (team mode may warn)
+        assert done.stderr == "", repr(done.stderr)
     run_id = _run_id(done.stdout)
     folder = settings.home_path / "runs" / run_id
     assert (folder / NOTEBOOK_NAME).is_file() and (folder / HTML_NAME).is_file()

@@ -117,9 +117,18 @@ def _progress_bar(notebook: Path) -> Iterator[Callable[[int, int], None]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as progress:
-        task = progress.add_task(escape(notebook.name), total=None)
-        yield lambda cell, total: progress.update(task, completed=max(cell - 1, 0), total=total)
+    name = escape(notebook.name)
+    # In a pipe or a log there is no bar at all (not even the blank line of a stopped one).
+    quiet = not err_console.is_terminal
+    with Progress(*columns, console=err_console, transient=True, disable=quiet) as progress:
+        task = progress.add_task(name, total=None)
+
+        def advance(cell: int, total: int) -> None:
+            progress.update(
+                task, description=f"{name}: cell {cell}", completed=max(cell - 1, 0), total=total
+            )
+
+        yield advance
 
 
 def _run_on_warm_worker(

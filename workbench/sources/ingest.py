@@ -298,6 +298,6 @@ def _progress_reporter(progress: bool | ProgressCallback, name: str) -> Iterator
         TimeElapsedColumn(),
     )
     console = Console(stderr=True)
-    # In a pipe or a log the bar leaves nothing behind (the command prints its result).
-    with Progress(*columns, console=console, transient=not console.is_terminal) as bar:
+    # In a pipe or a log there is no bar at all (the command prints its result).
+    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
         yield _RichReporter(bar, bar.add_task(f"reading {name}", total=None))
