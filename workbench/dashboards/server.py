@@ -62,6 +62,7 @@ from workbench.dashboards.tokens import VIEWER_HEADER, derive_key
 from workbench.db.models import Role
 from workbench.ops import metrics
 from workbench.ops.probes import Readiness, service_readiness
+from workbench.ops.processes import parent_death_hook
 from workbench.ops.tracking import init_tracking
 from workbench.runs import sandbox
 from workbench.runs.sandbox import KernelUser
@@ -145,6 +146,8 @@ class SpareKernelManager(ServerKernelManager):
         if waiting is None or not hasattr(provisioner, "process"):
             if waiting is not None:
                 waiting.close()
+            # It dies with the server, even after kill -9 (armed after the change of user).
+            kw["preexec_fn"] = parent_death_hook()
             await super()._async_launch_kernel(kernel_cmd, **kw)
             return
         waiting.hand_over(kernel_cmd, kw.get("env") or {}, kw.get("cwd"))
