@@ -88,7 +88,18 @@ def set_title(title: str) -> None:
         if _prctl is not None:
             _prctl(PR_SET_NAME, title.encode()[:15], 0, 0, 0)
         return
-    setproctitle(title)
+    # SPT_NOENV: the title uses the command line's own space and leaves the environment where
+    # it is, so /proc/<pid>/environ still shows what the process holds (the checks of what a
+    # kernel holds read it); read once, at setproctitle's first call, and then unset.
+    given = os.environ.get("SPT_NOENV")
+    os.environ["SPT_NOENV"] = "1"
+    try:
+        setproctitle(title)
+    finally:
+        if given is None:
+            os.environ.pop("SPT_NOENV", None)
+        else:
+            os.environ["SPT_NOENV"] = given
 
 
 def record(pids: Iterable[int]) -> list[list[float]]:
