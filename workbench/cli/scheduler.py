@@ -98,12 +98,7 @@ def scheduler(
 
     settings = settings_of(ctx)
     kind = executor or settings.executor
-    chosen: Executor
-    if kind == "local":
-        chosen = LocalExecutor(workers)
-    elif kind == "celery":
-        chosen = CeleryExecutor(settings)
-    else:
+    if kind not in ("local", "celery"):
         raise ConfigError(f"Unknown executor {kind!r}: use 'local' or 'celery'.")
     stop = threading.Event()
     liveness = Liveness(liveness_seconds or stale_after(settings.scheduler_poll_seconds))
@@ -121,10 +116,13 @@ def scheduler(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     if health is not None:
-        health.start()
-    console.print(f"scheduler started ({kind} executor); stop with Ctrl-C")
+        health.start()  # before any worker process starts: a taken port stops nothing half-way
     try:
-        with workbench_of(ctx) as wb:
+        with workbench_of(ctx) as wb:  # a missing database stops it before any worker starts
+            chosen: Executor = (
+                LocalExecutor(workers) if kind == "local" else CeleryExecutor(settings)
+            )
+            console.print(f"scheduler started ({kind} executor); stop with Ctrl-C")
             try:
                 stats = run_scheduler(wb, chosen, stop=stop, liveness=liveness)
             finally:
