@@ -34,20 +34,21 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
-from sqlalchemy import create_engine, func, select, text  # noqa: E402
+from sqlalchemy import create_engine, func, select, text, update  # noqa: E402
 
 from tests import services  # noqa: E402
 from workbench.accounts import api as accounts  # noqa: E402
 from workbench.api import init  # noqa: E402
 from workbench.app import Workbench  # noqa: E402
 from workbench.core.config import load_settings  # noqa: E402
-from workbench.db.models import Run, RunStatus  # noqa: E402
+from workbench.db.models import Job, Run, RunStatus  # noqa: E402
 from workbench.ops.processes import KERNEL_TITLE  # noqa: E402
 from workbench.scheduler import api as jobs  # noqa: E402
 
@@ -126,6 +127,7 @@ class World:
         accounts.add_team(f"team-{owner}", workbench=self.wb)
         accounts.add_user(owner, role="analyst", teams_=(f"team-{owner}",), workbench=self.wb)
         notebook = _notebook(Path(home))
+        self.notebook, self.owner = notebook, owner
         jobs.register("chaos", notebook, max_concurrency=2, retries=3, retry_delay=0,
                       owner=owner, workbench=self.wb)  # fmt: skip
         self.runs = {str(jobs.trigger("chaos", workbench=self.wb)) for _ in range(runs)}
@@ -420,6 +422,43 @@ def celery_worker_kill(world: World, result: Outcome, budget: float) -> None:
         world.stop()
 
 
+#: Missed slots of the catch-up job in the two-schedulers experiment.
+CATCH_UP_SLOTS = 60
+
+
+def two_schedulers(world: World, result: Outcome, budget: float) -> None:
+    """Two schedulers on one database start together while a job has missed an hour of
+    minutely slots (catch-up all, 60 at most): each slot is queued once and run once."""
+    jobs.register("catch-up", world.notebook, schedule="* * * * *", catchup="all",
+                  catchup_limit=CATCH_UP_SLOTS, max_concurrency=2, retries=3, retry_delay=0,
+                  parameters={"seconds": 0.1}, owner=world.owner, workbench=world.wb)  # fmt: skip
+    hour_ago = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=60)
+    with world.wb.session() as s, s.begin():
+        s.execute(update(Job).where(Job.name == "catch-up").values(next_run_at=hour_ago))
+    started = time.monotonic()
+    world.scheduler()
+    world.scheduler()
+
+    def caught_up() -> list[tuple[str, datetime | None]]:
+        with world.wb.session() as s:
+            rows = s.execute(
+                select(Run.id, Run.scheduled_for).join(Job, Job.id == Run.job_id)
+                .where(Job.name == "catch-up")
+            ).all()  # fmt: skip
+        return [(str(r), when) for r, when in rows]
+
+    if not _wait(lambda: len(caught_up()) >= CATCH_UP_SLOTS, budget):
+        result.problems.append(f"fewer than {CATCH_UP_SLOTS} catch-up runs were queued")
+    jobs.pause("catch-up", workbench=world.wb)  # no new minute's slot from here on
+    queued = caught_up()
+    slots = [when for _, when in queued]
+    if len(set(slots)) != len(slots):
+        result.problems.append(f"{len(slots) - len(set(slots))} slots were queued twice")
+    world.runs |= {run_id for run_id, _ in queued}
+    result.recovery = time.monotonic() - started  # until the hour's slots were queued
+    _finish(world, result, budget)
+
+
 EXPERIMENTS: dict[str, Callable[..., None]] = {
     "scheduler-kill": scheduler_kill,
     "worker-kill": worker_kill,
@@ -427,6 +466,7 @@ EXPERIMENTS: dict[str, Callable[..., None]] = {
     "database-terminate": database_terminate,
     "broker-loss": broker_loss,
     "celery-worker-kill": celery_worker_kill,
+    "two-schedulers": two_schedulers,
 }
 QUICK = ("scheduler-kill", "worker-kill", "database-terminate", "broker-loss")
 
