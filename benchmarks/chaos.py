@@ -44,6 +44,7 @@ import psutil  # noqa: E402
 from sqlalchemy import create_engine, func, select, text, update  # noqa: E402
 
 from tests import services  # noqa: E402
+from tests.runs_helpers import family, still_alive  # noqa: E402
 from workbench.accounts import api as accounts  # noqa: E402
 from workbench.api import init  # noqa: E402
 from workbench.app import Workbench  # noqa: E402
@@ -235,31 +236,6 @@ def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
     return False
 
 
-def _family(pid: int) -> list[tuple[int, float]]:
-    try:
-        children = psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        return []
-    found = []
-    for child in children:
-        try:
-            found.append((child.pid, child.create_time()))
-        except psutil.Error:
-            continue
-    return found
-
-
-def _alive(recorded: list[tuple[int, float]]) -> int:
-    count = 0
-    for pid, started in recorded:
-        try:
-            p = psutil.Process(pid)
-            count += p.status() != psutil.STATUS_ZOMBIE and p.create_time() == started
-        except psutil.Error:
-            continue
-    return count
-
-
 @contextmanager
 def own_redis() -> Iterator[tuple[str, Callable[[], None], Callable[[], None]]]:
     """A Redis of the harness's own: its URL, and functions to kill it and to start it again."""
@@ -315,12 +291,12 @@ def _after(world: World, share: float, budget: float) -> None:
 def scheduler_kill(world: World, result: Outcome, budget: float) -> None:
     first = world.scheduler()
     _after(world, 0.3, budget)
-    family = _family(first.pid)
+    descendants = family(first.pid)
     first.send_signal(signal.SIGKILL)
     first.wait()
     killed = time.monotonic()
     time.sleep(5)
-    result.leftover += _alive(family)
+    result.leftover += len(still_alive(descendants))
     world.scheduler()  # a new instance: ends recorded leftovers, its reaper requeues the runs
     claimed = world.last_claim()
     _wait(lambda: world.last_claim() > claimed, budget)
@@ -408,12 +384,12 @@ def celery_worker_kill(world: World, result: Outcome, budget: float) -> None:
         worker = world.start("worker", "--concurrency", "2", "--loglevel", "WARNING")
         world.scheduler("--executor", "celery")
         _after(world, 0.3, budget)
-        family = _family(worker.pid)
+        descendants = family(worker.pid)
         worker.kill()
         worker.wait()
         killed = time.monotonic()
         time.sleep(5)
-        result.leftover += _alive(family)
+        result.leftover += len(still_alive(descendants))
         world.start("worker", "--concurrency", "2", "--loglevel", "WARNING")
         claimed = world.last_claim()
         _wait(lambda: world.last_claim() > claimed, budget)

@@ -6,6 +6,8 @@ import time
 import uuid
 from collections.abc import Callable
 
+import psutil
+
 from workbench.app import Workbench
 from workbench.db.models import Run
 
@@ -26,3 +28,31 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def family(pid: int) -> list[tuple[int, float]]:
+    """(pid, start time) of every live descendant of ``pid``."""
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    found = []
+    for child in children:
+        try:
+            found.append((child.pid, child.create_time()))
+        except psutil.Error:
+            continue
+    return found
+
+
+def still_alive(recorded: list[tuple[int, float]]) -> list[int]:
+    """The processes of ``recorded`` still running (the same PID and start time, no zombie)."""
+    alive = []
+    for pid, started in recorded:
+        try:
+            process = psutil.Process(pid)
+            if process.status() != psutil.STATUS_ZOMBIE and process.create_time() == started:
+                alive.append(pid)
+        except psutil.Error:
+            continue
+    return alive

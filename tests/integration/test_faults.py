@@ -23,7 +23,7 @@ import psutil
 import pytest
 from sqlalchemy import create_engine, insert, text
 
-from tests.runs_helpers import run_row, wait_for
+from tests.runs_helpers import family, run_row, still_alive, wait_for
 from workbench.app import Workbench
 from workbench.core.config import load_settings
 from workbench.db.models import RunStatus, ServiceHeartbeat, ServiceKind
@@ -39,33 +39,6 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Li
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 SLEEPS = str(NOTEBOOKS / "sleeps.ipynb")
-
-
-def _family(pid: int) -> list[tuple[int, float]]:
-    """(pid, start time) of every live descendant of ``pid``."""
-    try:
-        children = psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        return []
-    found = []
-    for child in children:
-        try:
-            found.append((child.pid, child.create_time()))
-        except psutil.Error:
-            continue
-    return found
-
-
-def _still_alive(recorded: list[tuple[int, float]]) -> list[int]:
-    alive = []
-    for pid, started in recorded:
-        try:
-            process = psutil.Process(pid)
-            if process.status() != psutil.STATUS_ZOMBIE and process.create_time() == started:
-                alive.append(pid)
-        except psutil.Error:
-            continue
-    return alive
 
 
 def _named(fragment: str) -> list[int]:
@@ -134,15 +107,15 @@ def test_kill_9_of_the_scheduler_leaves_no_descendant(
     # Each running kernel carries the run's id in its name, whether forked or not.
     for run_id in runs:
         wait_for(lambda r=run_id: bool(_named(f"{KERNEL_TITLE} run={r}")), 30, f"kernel {run_id}")
-    family = _family(scheduler.pid)
+    descendants = family(scheduler.pid)
     # Two workers, their kernel templates, the running and the warm kernels at least.
-    assert len(family) >= 6, family
+    assert len(descendants) >= 6, descendants
     assert len(_named(f"scheduler={scheduler.pid}")) >= 2  # the workers, by name
 
     os.kill(scheduler.pid, signal.SIGKILL)
     scheduler.wait()
     killed = time.monotonic()
-    wait_for(lambda: not _still_alive(family), 10, "every descendant to die")
+    wait_for(lambda: not still_alive(descendants), 10, "every descendant to die")
     assert time.monotonic() - killed < 10
     assert not _named(f"scheduler={scheduler.pid}")
     assert not any(_named(f"{KERNEL_TITLE} run={r}") for r in runs)
