@@ -47,6 +47,7 @@ from workbench.dashboards.tokens import (
     ViewerIdentity,
     identity_of,
 )
+from workbench.db.failures import driver_message
 from workbench.db.models import Role, User
 from workbench.ops import metrics
 
@@ -101,8 +102,7 @@ class _Accounts:
             with self.workbench.engine.connect() as connection:
                 row = connection.execute(query.where(User.id == key)).first()
         except SQLAlchemyError as exc:  # no account can be checked: nobody is let in
-            reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
-            log.warning("accounts cannot be read, answering 503: %s", reason)
+            log.warning("accounts cannot be read, answering 503: %s", driver_message(exc))
             raise web.HTTPError(503, "the database is not answering") from None
         if row is None:
             return None

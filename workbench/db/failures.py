@@ -23,7 +23,7 @@ from workbench.db.errors import (
     SchemaMissingError,
 )
 
-__all__ = ["explain", "explain_reason", "require_existing", "sqlite_file"]
+__all__ = ["driver_message", "explain", "explain_reason", "require_existing", "sqlite_file"]
 
 _MISSING_TABLE = re.compile(
     r'no such table: (?:main\.)?"?(\w+)"?|relation "(?:\w+\.)?(\w+)" does not exist'
@@ -65,9 +65,11 @@ def _workbench_tables() -> frozenset[str]:
     return frozenset(Base.metadata.tables)
 
 
-def _first_line(exc: BaseException) -> str:
+def driver_message(exc: BaseException, default: str = "") -> str:
+    """The first line of the driver's own message (not SQLAlchemy's statement and background
+    link), or ``default`` when it says nothing."""
     text = str(getattr(exc, "orig", None) or exc).strip()
-    return (text.splitlines() or ["unknown error"])[0].rstrip(".")
+    return text.splitlines()[0] if text else default
 
 
 def explain(exc: SQLAlchemyError, url: str) -> WorkbenchError | None:
@@ -75,7 +77,7 @@ def explain(exc: SQLAlchemyError, url: str) -> WorkbenchError | None:
     when it is not a failure to reach, open or find the database (the caller re-raises)."""
     if not isinstance(exc, DBAPIError):
         return None
-    reason = _first_line(exc)
+    reason = driver_message(exc, "unknown error").rstrip(".")
     explained = explain_reason(reason, url)
     if explained is not None:
         return explained

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from workbench.core.errors import WorkbenchError
 from workbench.db import rls
+from workbench.db.failures import driver_message
 from workbench.db.models import Membership, Role, Team, User
 from workbench.runs.errors import (
     AccountDisabledError,
@@ -153,8 +154,7 @@ def resolve_owner(
 
 def _reason(exc: DBAPIError) -> str:
     """The first line of the database's message, without a trailing full stop."""
-    message = str(exc.orig if exc.orig is not None else exc).strip()
-    return (message.splitlines() or ["refused"])[0].rstrip(".")
+    return driver_message(exc, "refused").rstrip(".")
 
 
 def refusal(

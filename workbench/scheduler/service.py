@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from workbench.db.failures import driver_message
 from workbench.db.models import ServiceKind
 from workbench.ops import metrics
 from workbench.ops.heartbeats import PROCESSES_KEY, ServiceBeat, beat_interval
@@ -213,20 +214,13 @@ def _failed(stage: str, exc: BaseException, retry_in: float) -> None:
     if cause == "other":
         log.exception("scheduler %s failed; next try in %.1f s", stage, retry_in)
         return
-    reason = _first_line(exc)
+    name, message = type(getattr(exc, "orig", None) or exc).__name__, driver_message(exc)
+    reason = f"{name}: {message}" if message else name
     log.warning(
         "scheduler %s failed: the %s is unreachable (%s); next try in %.1f s",
         stage, cause, reason, retry_in,
     )  # fmt: skip
     log.debug("the failed %s's traceback", stage, exc_info=exc)
-
-
-def _first_line(exc: BaseException) -> str:
-    """The error's name and the first line of its message (a driver's own, not SQLAlchemy's
-    statement and background link)."""
-    inner = getattr(exc, "orig", None) or exc
-    text = str(inner).strip().splitlines()
-    return f"{type(inner).__name__}: {text[0]}" if text else type(inner).__name__
 
 
 def _untouched() -> None:
