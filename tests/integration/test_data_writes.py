@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from workbench.app import Workbench
+from workbench.core.config import Settings
 from workbench.data.errors import DataError, TableNotFoundError
 from workbench.db.errors import IdentifierError
 from workbench.db.models import Dataset
@@ -231,3 +234,39 @@ def test_every_mode_round_trips_and_leaves_nothing_unprotected(workbench: Workbe
     check(pd.concat([frame(4), changed], ignore_index=True))
     workbench.write(frame(2, start=50), "t", mode="replace")
     check(frame(2, start=50))
+
+
+def test_a_sqlite_write_waits_for_another_writer_instead_of_failing(
+    settings: Settings, sqlite_url: str
+) -> None:
+    """A write that starts while another connection holds SQLite's write lock waits for it.
+
+    Under WAL a transaction that read first (the write looks up the table's columns) could
+    not take the lock once the other writer committed, and failed with "database is locked"
+    at once, whatever the busy timeout; the scheduler's heartbeats made that happen to runs.
+    """
+    bench = Workbench(settings, sqlite_url)
+    locked, release = threading.Event(), threading.Event()
+
+    def other_writer() -> None:
+        other = sqlite3.connect(sqlite_url.removeprefix("sqlite+pysqlite:///"), timeout=10)
+        other.isolation_level = None
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("CREATE TABLE elsewhere (n INTEGER)")
+        locked.set()
+        release.wait(10)
+        other.execute("COMMIT")
+        other.close()
+
+    holder = threading.Thread(target=other_writer)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        threading.Timer(0.5, release.set).start()
+        for table in ("t", "u"):
+            assert bench.write(frame(3), table) == 3
+        pd.testing.assert_frame_equal(bench.read_table("t"), frame(3))
+    finally:
+        release.set()
+        holder.join()
+        bench.close()

@@ -39,15 +39,16 @@ __all__ = [
 
 
 def open_backend(workbench: Database, *, writing: bool = False) -> Backend:
-    """An ADBC connection to the workbench's database, in a transaction.
+    """A connection to the workbench's database, in a transaction.
 
-    ``writing=True`` gives, in team mode, the backend that protects the tables it creates.
+    ``writing=True`` gives, in team mode, the backend that protects the tables it creates,
+    and on SQLite a transaction that holds the write lock from its start.
     """
     url = workbench.database_url
     if url.startswith("sqlite"):
         from workbench.data.backends.sqlite import SQLiteBackend
 
-        return SQLiteBackend.open(workbench.engine)
+        return SQLiteBackend.open(workbench.engine, writing=writing)
     if writing:
         from workbench.data.backends.governed import GovernedBackend
 

@@ -116,16 +116,20 @@ class SQLiteBackend(Backend):
     param_style: ClassVar[str] = "qmark"
     errors: ClassVar[tuple[type[Exception], ...]] = (sqlite3.Error,)
 
-    def __init__(self, proxy: Any) -> None:
+    def __init__(self, proxy: Any, *, writing: bool = False) -> None:
         self.proxy = proxy  # returned to the pool on close
         self.sqlite: sqlite3.Connection = proxy.driver_connection
         self.cursor = proxy.driver_connection.cursor()
         self._declared: dict[str, str] = {}
-        self.cursor.execute("BEGIN")
+        # A write reads the table's columns before it changes anything. Under WAL a deferred
+        # transaction that read first cannot take the write lock once another connection has
+        # committed (SQLITE_BUSY_SNAPSHOT, no busy wait), so writes take the lock up front and
+        # wait their turn within the busy timeout.
+        self.cursor.execute("BEGIN IMMEDIATE" if writing else "BEGIN")
 
     @classmethod
-    def open(cls, engine: Engine) -> SQLiteBackend:
-        return cls(engine.raw_connection())
+    def open(cls, engine: Engine, *, writing: bool = False) -> SQLiteBackend:
+        return cls(engine.raw_connection(), writing=writing)
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
         try:
