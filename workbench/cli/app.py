@@ -17,6 +17,7 @@ from rich.table import Table
 
 from workbench.cli import backup as backup_commands
 from workbench.cli import dashboards as dashboards_commands
+from workbench.cli import deploy as deploy_commands
 from workbench.cli import ingest as ingest_commands
 from workbench.cli import jobs as jobs_commands
 from workbench.cli import plugins as plugins_commands
@@ -61,6 +62,7 @@ app.command("worker")(scheduler_commands.worker)
 app.add_typer(users_commands.app, name="users")
 app.add_typer(teams_commands.app, name="teams")
 app.add_typer(backup_commands.app, name="backup")
+app.add_typer(deploy_commands.app, name="deploy")
 
 
 # Commands that must run before the configuration is complete (they create it).
