@@ -15,7 +15,7 @@ from rich.panel import Panel
 
 from workbench.cli.common import WorkbenchTyper, console, workbench_of
 from workbench.cli.output import Column, JsonOption, print_rows
-from workbench.db.models import Role
+from workbench.core.roles import Role
 
 app = WorkbenchTyper(
     help="Accounts: add, list, disable, passwd, rotate-credentials.", no_args_is_help=True

@@ -6,9 +6,6 @@ Messages name the setting and the fix; they never contain the offending value.
 
 from __future__ import annotations
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from workbench.core.config import Settings
 from workbench.core.errors import InsecureConfigurationError
 
@@ -77,6 +74,9 @@ def secret_key_problem(key: str | None) -> str | None:
 
 def database_url_problem(url: str) -> str | None:
     """Why the database URL is unfit for production, or ``None`` when it is fine."""
+    from sqlalchemy.engine import make_url  # only production checks need SQLAlchemy's parser
+    from sqlalchemy.exc import ArgumentError
+
     try:
         parsed = make_url(url)
     except ArgumentError:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.core.config import Settings
+from workbench.core.roles import Role
 from workbench.dashboards.errors import NoDashboardsError
-from workbench.db.models import Role
 from workbench.plugins.hookspecs import hookimpl
 
 __all__ = ["Dashboard", "dashboard_folders", "find", "list_dashboards", "register_dashboard_dirs"]

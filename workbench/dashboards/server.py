@@ -50,6 +50,7 @@ from voila.tornado.kernel_websocket_handler import VoilaKernelWebsocketHandler
 from voila.tornado.treehandler import TornadoVoilaTreeHandler
 
 from workbench.app import Workbench
+from workbench.core.roles import Role
 from workbench.dashboards import catalog, frame, lockdown, outputs, spare
 from workbench.dashboards.auth import WorkbenchIdentityProvider
 from workbench.dashboards.health import (
@@ -59,7 +60,6 @@ from workbench.dashboards.health import (
     probe_handlers,
 )
 from workbench.dashboards.tokens import VIEWER_HEADER, derive_key
-from workbench.db.models import Role
 from workbench.ops import metrics
 from workbench.ops.probes import Readiness, service_readiness
 from workbench.ops.processes import parent_death_hook

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 from workbench.core.config import Settings
 from workbench.core.crypto import hkdf_key, require_secret_key
+from workbench.core.roles import Role
 from workbench.dashboards.errors import InvalidViewerError
-from workbench.db.models import Role
 
 if TYPE_CHECKING:
     from workbench.app import Workbench

@@ -34,13 +34,13 @@ from tornado.websocket import websocket_connect
 
 from workbench.app import Workbench
 from workbench.core.config import Settings
+from workbench.core.roles import Role
 from workbench.dashboards.spare import REQUEST_KEY_ENV, REQUEST_KEY_HEADER
 from workbench.dashboards.tokens import VIEWER_ENV, ViewerIdentity
 from workbench.data.api import release_connections
 from workbench.data.arrow import decimals_as_floats
 from workbench.data.cache import cache_for, decode_key
 from workbench.data.cache import warm_up as warm_up_cache
-from workbench.db.models import Role
 from workbench.plugins.manager import get_plugins
 from workbench.runs.results import RecordedRun, latest_scheduled_results
 from workbench.runs.results import warm_up as warm_up_results

@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from workbench.core.roles import Role
 from workbench.db import display
 from workbench.db.types import JSONDocument, UTCDateTime, utcnow
 
@@ -92,12 +93,6 @@ def _name_of_no_team(table: str) -> Index:
         sqlite_where=no_team,
         postgresql_where=no_team,
     )
-
-
-class Role(enum.StrEnum):
-    ADMIN = "admin"
-    ANALYST = "analyst"
-    VIEWER = "viewer"
 
 
 class RunStatus(enum.StrEnum):

@@ -15,7 +15,7 @@ from typing import Any
 from psycopg import sql
 from sqlalchemy import Connection
 
-from workbench.db.models import Role
+from workbench.core.roles import Role
 from workbench.db.rls import ADMIN_GROUP, ANALYST_GROUP, VIEWER_GROUP
 
 __all__ = [

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from workbench.ops import metrics
 from workbench.plugins.events import RunEvent
 
 if TYPE_CHECKING:
@@ -41,6 +40,8 @@ def notify_run(plugins: Plugins, settings: Settings, event: RunEvent) -> list[st
     finished = event.status in FAILED_STATUSES or event.status == "succeeded"
     if not finished or (event.status == "succeeded" and settings.notify_on != "always"):
         return []
+    from workbench.ops import metrics  # the metrics' database queries, not paid by the CLI
+
     failed: list[str] = []
     for notifier in plugins.collect("register_notifiers", settings=settings):
         name = getattr(notifier, "name", type(notifier).__name__)

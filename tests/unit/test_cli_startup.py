@@ -1,0 +1,45 @@
+"""What the command line imports before it has anything to do with a database.
+
+`workbench --help`, a usage error and the plugin commands' registration run on every
+invocation, so they must not pay for SQLAlchemy and the database models (about half a second
+on a small machine): those load inside the commands that use them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROBE = """
+import json, sys
+sys.argv = ["workbench", *json.loads(sys.argv[1])]
+from workbench.cli.app import main
+try:
+    main()
+except SystemExit:
+    pass
+heavy = sorted(m for m in sys.modules if m.split(".")[0] == "sqlalchemy" or m in (
+    "workbench.db.models", "workbench.ops.metrics", "pandas", "nbformat", "jupyter_client"))
+print(json.dumps(heavy), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["runs", "--help"], ["users", "add", "--help"], ["run"], ["no-such-verb"]],
+    ids=["help", "group-help", "users-add-help", "missing-argument", "unknown-verb"],
+)
+def test_no_database_layer_is_imported_before_a_command_needs_it(
+    args: list[str], tmp_path: Path
+) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "WORKBENCH_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(args)],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    heavy = json.loads(done.stderr.strip().splitlines()[-1])
+    assert heavy == [], f"`workbench {' '.join(args)}` imported {heavy}"
