@@ -4,9 +4,12 @@ containers use them, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import socket
+import stat
 import time
+from pathlib import Path
 
 from tests.cli import run_cli
 from tests.e2e.world import free_port
@@ -66,6 +69,23 @@ def test_check_migrations_succeeds_on_a_migrated_database(db_url: str) -> None:
     )
     assert result.code == 0, result.output
     assert "database ready: schema at head" in result.stdout
+
+
+def test_the_first_commands_of_a_deployment_create_the_home_private(
+    pg_empty_url: str, tmp_path: Path
+) -> None:
+    """The migration Job and every pod's init container run as the services' own user, before
+    any process running as root: whichever comes first makes the home, 0700, as its owner."""
+    for command in (["db", "check-migrations"], ["db", "upgrade"]):
+        home = tmp_path / command[-1] / "home"
+        result = run_cli(
+            *command, env={"WORKBENCH_DATABASE_URL": pg_empty_url, "WORKBENCH_HOME": str(home)}
+        )
+        assert result.code == (1 if command[-1] == "check-migrations" else 0), result.output
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700
+        assert home.stat().st_uid == os.geteuid()
+        for folder in ("runs", "backups"):
+            assert stat.S_IMODE((home / folder).stat().st_mode) == 0o700
 
 
 def test_check_migrations_fails_on_an_empty_database(empty_db_url: str) -> None:

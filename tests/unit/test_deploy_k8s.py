@@ -22,23 +22,27 @@ from typing import Any
 import pytest
 import yaml
 
-from workbench.core.config import SECRET_FIELDS, Settings
+from tests.deploy_rules import (
+    BIN,
+    KERNEL_HOST_CAPABILITIES,
+    KNOWN_ENV,
+    SECRET_ENV,
+    SECRET_KEYS,
+    SECRETISH_NAME,
+    URL_WITH_PASSWORD,
+)
 from workbench.db.models import Run, RunStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
-BIN = Path(sys.executable).parent
 BASE, EXAMPLE, KEDA = "base", "overlays/example", "overlays/keda"
 CRD_KINDS = {"ScaledObject", "TriggerAuthentication"}
 POD_KINDS = {"Deployment", "Job", "CronJob"}
-#: The keys of the Secret workbench-secrets: the files `workbench deploy secrets DIR` writes.
-SECRET_KEYS = {"secret_key", "postgres_password", "database_url"}
-KNOWN_ENV = {f"WORKBENCH_{name.upper()}" for name in Settings.model_fields} | {
-    f"WORKBENCH_{name.upper()}_FILE" for name in SECRET_FIELDS
-}
-SECRET_ENV = {f"WORKBENCH_{name.upper()}" for name in SECRET_FIELDS}
-SECRETISH_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|(^|_)KEY($|_)|DSN|CREDENTIAL", re.I)
-URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re.I)
+#: The Deployments that start kernels, which production refuses without a kernel boundary.
+KERNEL_HOSTS = {"workbench-worker", "workbench-dashboards"}
+#: Where the shared volume is mounted, and the home in a folder of it: the volume's root
+#: belongs to root, so the home is made (0700) by the first command, run as the services' user.
+HOME_MOUNT, HOME = "/var/lib/workbench", "/var/lib/workbench/home"
 
 
 def _kubectl() -> str:
@@ -102,11 +106,22 @@ def _secret_mounts(spec: dict[str, Any], container: dict[str, Any]) -> list[str]
     ]
 
 
+def _is_kernel_host(container: dict[str, Any]) -> bool:
+    """Whether the container starts kernels as another OS user (WORKBENCH_KERNEL_USER set)."""
+    return any(
+        var["name"] == "WORKBENCH_KERNEL_USER" and var.get("value")
+        for var in container.get("env", [])
+    )
+
+
 def _check_security(where: str, container: dict[str, Any]) -> list[str]:
+    """Non-root with no capability; a kernel host: root with exactly the kernel user's six."""
     ctx = container.get("securityContext", {})
+    kernel_host = _is_kernel_host(container)
+    root = kernel_host
     wanted = {
-        "runAsNonRoot": True,
-        "runAsUser": 10001,
+        "runAsNonRoot": not root,
+        "runAsUser": 0 if root else 10001,
         "readOnlyRootFilesystem": True,
         "allowPrivilegeEscalation": False,
     }
@@ -115,8 +130,11 @@ def _check_security(where: str, container: dict[str, Any]) -> list[str]:
         for key, value in wanted.items()
         if ctx.get(key) != value
     ]
-    if ctx.get("capabilities", {}).get("drop") != ["ALL"] or ctx["capabilities"].get("add"):
-        problems.append(f"{where}: capabilities must drop ALL and add none")
+    added = set(ctx.get("capabilities", {}).get("add") or [])
+    if ctx.get("capabilities", {}).get("drop") != ["ALL"]:
+        problems.append(f"{where}: capabilities must drop ALL")
+    if added != (KERNEL_HOST_CAPABILITIES if kernel_host else set()):
+        problems.append(f"{where}: adds the capabilities {sorted(added)}")
     if ctx.get("seccompProfile", {}).get("type") != "RuntimeDefault":
         problems.append(f"{where}: seccompProfile is not RuntimeDefault")
     return problems
@@ -177,9 +195,12 @@ def _check_volumes(where: str, spec: dict[str, Any], container: dict[str, Any]) 
     problems = []
     if "emptyDir" not in kinds.get("/tmp", {}):  # noqa: S108 (a mount path)
         problems.append(f"{where}: /tmp is not an emptyDir")
-    home = kinds.get("/var/lib/workbench", {})
+    home = kinds.get(HOME_MOUNT, {})
     if "emptyDir" not in home and "persistentVolumeClaim" not in home:
-        problems.append(f"{where}: /var/lib/workbench is neither a PVC nor an emptyDir")
+        problems.append(f"{where}: {HOME_MOUNT} is neither a PVC nor an emptyDir")
+    homes = [v.get("value") for v in container.get("env", []) if v["name"] == "WORKBENCH_HOME"]
+    if homes != [HOME]:
+        problems.append(f"{where}: WORKBENCH_HOME is {homes}, not {HOME} (in the volume)")
     return problems
 
 
@@ -201,6 +222,11 @@ def policy_problems(objects: list[dict[str, Any]]) -> list[str]:
             problems += _check_volumes(where, spec, container)
             if long_running and not is_init:
                 problems += _check_probes(where, container)
+                if _is_kernel_host(container) != (obj["metadata"]["name"] in KERNEL_HOSTS):
+                    problems.append(
+                        f"{where}: kernels start here only in {sorted(KERNEL_HOSTS)}, "
+                        "as WORKBENCH_KERNEL_USER"
+                    )
             if "command" in container:
                 problems.append(f"{where}: sets command; the image's entry point is workbench")
         for volume in spec.get("volumes", []):
@@ -284,23 +310,33 @@ def test_keda_scales_workers_on_queued_and_running_runs() -> None:
 
 
 def test_yamllint() -> None:
-    config = ROOT / "deploy" / ".yamllint.yaml"
-    args = (
-        ["-c", str(config)]
-        if config.is_file()
-        else [
-            "-d",
-            "{extends: default, rules: {document-start: disable, line-length: {max: 100}}}",
-        ]
-    )
+    """Every YAML file of deploy/: manifests, compose files, alert rules and their tests."""
     done = subprocess.run(
-        [str(BIN / "yamllint"), "-s", *args, str(K8S)],
+        [str(BIN / "yamllint"), "-s", "-c", str(ROOT / "deploy" / ".yamllint.yaml"), "deploy"],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    assert (
+        "deploy/compose.yaml"
+        in subprocess.run(
+            [
+                str(BIN / "yamllint"),
+                "--list-files",
+                "-c",
+                str(ROOT / "deploy" / ".yamllint.yaml"),
+                "deploy",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+    )
 
 
 @pytest.mark.parametrize("overlay", [BASE, EXAMPLE, KEDA])
@@ -390,10 +426,18 @@ BREAKAGES: dict[str, Callable[[dict[str, Any]], object]] = {
     "liveness on /readyz": lambda o: _main(o)["livenessProbe"]["httpGet"].update(path="/readyz"),
     "probe on an unknown port": lambda o: _main(o)["startupProbe"]["httpGet"].update(port="x"),
     "no memory limit": lambda o: _main(o)["resources"]["limits"].pop("memory"),
-    "runs as root": lambda o: _main(o)["securityContext"].update(runAsUser=0),
+    "root without a kernel user": lambda o: _main(o).update(
+        env=[v for v in _main(o)["env"] if v["name"] != "WORKBENCH_KERNEL_USER"]
+    ),
+    "kernel host as the service's user": lambda o: _main(o)["securityContext"].update(
+        runAsUser=10001, runAsNonRoot=True
+    ),
     "writable root": lambda o: _main(o)["securityContext"].update(readOnlyRootFilesystem=False),
-    "adds a capability": lambda o: _main(o)["securityContext"]["capabilities"].update(
-        add=["NET_ADMIN"]
+    "adds a capability": lambda o: _main(o)["securityContext"]["capabilities"]["add"].append(
+        "NET_ADMIN"
+    ),
+    "lacks a capability": lambda o: _main(o)["securityContext"]["capabilities"]["add"].remove(
+        "KILL"
     ),
     "no seccomp": lambda o: _main(o)["securityContext"].pop("seccompProfile"),
     "escalation": lambda o: _main(o)["securityContext"].update(allowPrivilegeEscalation=True),
@@ -443,3 +487,39 @@ def test_a_made_up_verb_or_flag_fails_the_cli_check() -> None:
     )
     assert good.returncode == 0 and "--metrics-port" in good.stdout
     assert not re.search(r"--health-port\b", good.stdout)
+
+
+def test_only_the_worker_and_the_dashboards_start_kernels_as_root() -> None:
+    objects = copy.deepcopy(render(BASE))
+    scheduler = _by(objects, "Deployment", "workbench-scheduler")
+    assert policy_problems([scheduler]) == []
+    worker_ctx = _main(_worker(objects))["securityContext"]
+    _main(scheduler)["securityContext"] = copy.deepcopy(worker_ctx)
+    _env(scheduler, "WORKBENCH_KERNEL_USER", "wbkernel")
+    assert any("kernels start here only" in p for p in policy_problems([scheduler]))
+
+
+def test_a_viewer_stays_on_the_dashboards_replica_holding_their_kernel() -> None:
+    objects = render(EXAMPLE)
+    service = _by(objects, "Service", "workbench-dashboards")
+    replicas = _by(objects, "Deployment", "workbench-dashboards")["spec"]["replicas"]
+    assert replicas > 1
+    assert service["spec"]["sessionAffinity"] == "ClientIP"
+    # At least a working day: the page's websocket must not move while it is open.
+    assert service["spec"]["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"] >= 8 * 3600
+
+
+def test_the_backup_runs_as_the_services_user_and_the_home_is_a_folder_of_the_volume() -> None:
+    objects = copy.deepcopy(render(BASE))
+    backup = _by(objects, "CronJob", "workbench-backup")
+    assert policy_problems([backup]) == []
+    (container,) = _pod_spec(backup)["containers"]
+    assert container["securityContext"]["runAsUser"] == 10001
+    container["securityContext"].update(runAsUser=0, runAsNonRoot=False)
+    assert any("runAsUser is 0" in p for p in policy_problems([backup]))
+    # The volume's root belongs to root: a home there could not be made private by 10001.
+    scheduler = _by(objects, "Deployment", "workbench-scheduler")
+    for var in _main(scheduler)["env"]:
+        if var["name"] == "WORKBENCH_HOME":
+            var["value"] = HOME_MOUNT
+    assert any("WORKBENCH_HOME is" in p for p in policy_problems([scheduler]))

@@ -3,14 +3,18 @@ Typer whose help reads as a user types the command (`run [OPTIONS] NOTEBOOK`, ba
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
+from workbench.cli.errors import SecretFilesExistError
 from workbench.core.config import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -84,3 +88,32 @@ class WorkbenchTyper(typer.Typer):
     def command(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
         kwargs.setdefault("cls", WorkbenchCommand)
         return super().command(*args, **kwargs)
+
+
+def write_private(path: Path, value: str, *, force: bool) -> None:
+    """Write ``value`` to ``path`` through a temporary file of mode 0600 in the same folder.
+
+    Without ``force`` the file is linked into place, which fails when the name exists, so a
+    file created meanwhile is never replaced; with ``force`` it replaces the old file. For
+    the secret files the command line writes (`deploy secrets`, `users connection-url`).
+    """
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(value)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if force:
+            os.replace(temp, path)
+        else:
+            try:
+                os.link(temp, path)
+            except FileExistsError:
+                raise SecretFilesExistError(
+                    f"{path} appeared while writing; nothing there was replaced. "
+                    "Pass --force to replace it."
+                ) from None
+            temp.unlink()
+    finally:
+        temp.unlink(missing_ok=True)
