@@ -13,7 +13,7 @@ from workbench.app import Workbench
 from workbench.core.config import load_settings
 from workbench.core.errors import DatabaseError
 from workbench.data.backends.postgres import libpq_uri
-from workbench.data.errors import DataError
+from workbench.data.errors import DataError, TableNotFoundError
 
 SALES = pd.DataFrame(
     {
@@ -87,6 +87,23 @@ def test_read_table_columns_where_limit(sales: Workbench) -> None:
         sales.read_table("sales", limit=-1)
     with pytest.raises(DataError, match="without ';'"):
         sales.read_table("sales", where="1=1; drop table sales")
+
+
+def test_read_table_refuses_columns_it_does_not_have_and_arguments_of_the_wrong_kind(
+    sales: Workbench,
+) -> None:
+    # SQLite reads an unknown double-quoted name as text: "nope" in every row, not an error.
+    with pytest.raises(DataError, match=r"has no column 'nope'; its columns: .*amount"):
+        sales.read_table("sales", columns=["amount", "nope"])
+    assert list(sales.read_table("sales", columns="amount").columns) == ["amount"]
+    with pytest.raises(DataError, match="must be a list of column names"):
+        sales.read_table("sales", columns=5)  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="must be a list of column names"):
+        sales.read_table("sales", columns=[1, 2])  # type: ignore[list-item]
+    with pytest.raises(DataError, match="must be an SQL condition"):
+        sales.read_table("sales", where=5)  # type: ignore[arg-type]
+    with pytest.raises(TableNotFoundError):
+        sales.read_table("nowhere", columns=["amount"])
 
 
 def test_tables_lists_analyst_tables_only(sales: Workbench) -> None:

@@ -126,12 +126,14 @@ def read_table(
     workbench: Database,
     /,
     name: str,
-    columns: Sequence[str] | None = None,
+    columns: Sequence[str] | str | None = None,
     where: str | None = None,
     limit: int | None = None,
     params: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Table ``name`` as a DataFrame with the dtypes it was written with.
+
+    ``columns`` names the columns to read (one name or a list; default: all).
 
     ``where`` is an SQL condition that may use ``:name`` parameters from ``params``.
     """
@@ -142,10 +144,12 @@ def read_table(
 
     table = check_table(name)
     selected = "*"
+    names = _chosen_columns(workbench, table, columns)
+    if where is not None and not isinstance(where, str):
+        raise DataError(f'where={where!r} must be an SQL condition (text), e.g. "qty > 5".')
     with open_backend(workbench) as backend:
-        if columns is not None:
-            names = [check_column(c, table) for c in columns]
-            selected = ", ".join(backend.q(c) for c in names) if names else "*"
+        if names:
+            selected = ", ".join(backend.q(c) for c in names)
         query = f"SELECT {selected} FROM {backend.q(table)}"  # noqa: S608 (names are quoted)
         if where:
             if ";" in where:
@@ -176,6 +180,38 @@ def read_table(
             f"Table {table!r}: its columns no longer hold the types recorded at the last "
             f"wb.write ({exc}); rewrite it with wb.write(..., mode='replace')."
         ) from None
+
+
+def _chosen_columns(
+    workbench: Database, table: str, columns: Sequence[str] | str | None
+) -> list[str]:
+    """The columns ``read_table`` selects (``[]``: all), each checked to be one of the
+    table's: SQLite would read an unknown double-quoted name as a text literal, a column of
+    its name in every row."""
+    if columns is None:
+        return []
+    if isinstance(columns, str):
+        columns = [columns]
+    if not isinstance(columns, Sequence) or not all(isinstance(c, str) for c in columns):
+        raise DataError(f"columns={columns!r} must be a list of column names, e.g. ['qty'].")
+    names = [check_column(c, table) for c in columns]
+    if not names:
+        return []
+    import sqlalchemy as sa
+
+    try:
+        existing = [c["name"] for c in sa.inspect(workbench.engine).get_columns(table)]
+    except sa.exc.NoSuchTableError:
+        raise TableNotFoundError(
+            f"Table {table!r} does not exist; check the name with wb.tables()."
+        ) from None
+    unknown = [n for n in names if n not in existing]
+    if unknown:
+        raise DataError(
+            f"Table {table!r} has no column {', '.join(map(repr, unknown))}; its columns: "
+            f"{', '.join(existing)}."
+        )
+    return names
 
 
 def write(

@@ -61,14 +61,32 @@ def _target(location: str, name: str) -> str:
     return f"{location.rstrip('/')}/{name}"
 
 
+def _write_local(path: Path, data: bytes) -> None:
+    """Write ``path`` (mode 0600), creating its folders (0700) as needed.
+
+    Run outputs belong to the owner of the folder they are stored under. A process running as
+    root (a worker or dashboards server that starts kernels as another OS user) hands the
+    folders and the file it creates to that owner, so the services running as the home's
+    owner (schedulers, backups) can read them.
+    """
+    created = [p for p in (*reversed(path.parent.parents), path.parent) if not p.exists()]
+    owner = (created[0].parent if created else path.parent).stat()
+    for folder in created:  # one by one: mkdir(parents=True) gives parents the umask's mode
+        folder.mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    if os.geteuid() == 0 and owner.st_uid != 0:
+        for item in (*created, path):
+            os.chown(item, owner.st_uid, owner.st_gid, follow_symlinks=False)
+
+
 def write_output(location: str, name: str, data: bytes) -> None:
     """Write one output file of a run (the folder is created as needed)."""
     target = _target(location, name)
     try:
         if not _is_url(location):
-            path = Path(target.removeprefix("file://"))
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            path.write_bytes(data)
+            _write_local(Path(target.removeprefix("file://")), data)
             return
         import fsspec
 
