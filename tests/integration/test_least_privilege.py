@@ -391,8 +391,18 @@ PROCESSES = {
     "dashboards server",
     "dashboard kernel",
     "analyst's notebook server",
+    "lab kernel",
+    "hub (`workbench hub serve`, or `jupyterhub` with `workbench hub config`'s file)",
+    "hub server (one analyst's, spawned by the hub)",
 }
-KERNELS = {"run kernel", "dashboard kernel", "analyst's notebook server", "CLI of an analyst"}
+KERNELS = {
+    "run kernel",
+    "dashboard kernel",
+    "analyst's notebook server",
+    "lab kernel",
+    "hub server (one analyst's, spawned by the hub)",
+    "CLI of an analyst",
+}
 
 
 def _threat_table() -> dict[str, dict[str, str]]:

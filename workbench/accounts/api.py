@@ -119,6 +119,19 @@ def rotate_credentials(username: str, *, workbench: Workbench | None = None) -> 
         )
 
 
+def connection_url(username: str, *, workbench: Workbench | None = None) -> str:
+    """The database URL that logs in as ``username``'s own login, password included (team
+    mode; the service decrypts it). Hand it to that user only: their notebooks' one URL."""
+    from workbench.db.identity_connect import user_database_url
+
+    wb = resolve(workbench)
+    with wb.session() as session:
+        rls.require_postgresql(session.connection(), "Per-user connection URLs")
+        user = identity.get_user(session, username)
+        url = user_database_url(wb.settings, user, wb.database_url)
+    return url.render_as_string(hide_password=False)
+
+
 def login(username: str, password: str, *, workbench: Workbench | None = None) -> User:
     """The signed-in user, or :class:`~workbench.accounts.users.AuthenticationError`."""
     with resolve(workbench).session() as session:

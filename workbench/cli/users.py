@@ -13,7 +13,8 @@ import typer
 from rich.markup import escape
 from rich.panel import Panel
 
-from workbench.cli.common import WorkbenchTyper, console, workbench_of
+from workbench.cli.common import WorkbenchTyper, console, workbench_of, write_private
+from workbench.cli.errors import UsageError
 from workbench.cli.output import Column, JsonOption, print_rows
 from workbench.core.roles import Role
 
@@ -160,3 +161,33 @@ def rotate_credentials(
     with workbench_of(ctx) as wb:
         accounts.rotate_credentials(username, workbench=wb)
     console.print(f"database credentials of {escape(username)} rotated")
+
+
+@app.command("connection-url")
+def connection_url(
+    ctx: typer.Context,
+    username: Annotated[str, typer.Argument(help="The account.")],
+    file: Annotated[
+        Path, typer.Option("--file", help="Where to write the URL (mode 0600).", dir_okay=False)
+    ],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
+) -> None:
+    """Write USERNAME's own database URL (their login and password) to FILE, never printed.
+
+    For an analyst's laptop or CI outside the hub: give them FILE and they set
+    WORKBENCH_DATABASE_URL_FILE to it (then `workbench lab` acts as them). Team mode only;
+    rotating the user's credentials makes the file stale.
+    """
+    from workbench.accounts import api as accounts
+
+    with workbench_of(ctx) as wb:
+        url = accounts.connection_url(username, workbench=wb)
+    target = file.expanduser()
+    if not target.parent.is_dir():
+        raise UsageError(f"The folder of {target} does not exist; create it first.")
+    write_private(target, url + "\n", force=force)
+    console.print(
+        f"wrote the database URL of {escape(username)} to {escape(str(target))} (mode 0600); "
+        "give it to them only, as WORKBENCH_DATABASE_URL_FILE",
+        highlight=False,
+    )

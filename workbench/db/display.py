@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import os
 from datetime import datetime
 from pathlib import PurePath
 from typing import Any
@@ -42,6 +43,24 @@ def _table(title: str, fields: list[tuple[str, str]]) -> str:
         for k, v in fields
     )
     return f"<div><b>{html.escape(title)}</b><table>{rows}</table></div>"
+
+
+#: Set by the Workbench server extension for its kernels: the server's base URL, under which
+#: ``workbench/api/runs/<id>/output`` serves a run's output (a run's display links to it).
+LAB_BASE_URL_VARIABLE = "WORKBENCH_LAB_BASE_URL"
+
+
+def _output_link(run: object) -> str:
+    """A link opening the run's output in this JupyterLab's browser tab, or ``""`` outside
+    a server with the extension or for a run without output yet."""
+    base = os.environ.get(LAB_BASE_URL_VARIABLE)
+    if not base or not _get(run, "output_uri") or _get(run, "finished_at") is None:
+        return ""
+    href = f"{base.rstrip('/')}/workbench/api/runs/{_get(run, 'id')}/output"
+    return (
+        f"<a href='{html.escape(href, quote=True)}' target='_blank' rel='noopener'>"
+        "open the output notebook</a>"
+    )
 
 
 def _notebook_name(record: object) -> str:
@@ -99,7 +118,7 @@ def run_repr_html(run: object) -> str:
     if _get(run, "error_name"):
         message = _error_text(run)
         fields.append(("error", _error(run) + (f": {message}" if message else "")))
-    return _table(f"Run {_get(run, 'id')}", fields)
+    return _table(f"Run {_get(run, 'id')}", fields) + _output_link(run)
 
 
 def job_repr(job: object) -> str:

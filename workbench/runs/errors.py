@@ -21,6 +21,11 @@ class ParameterError(WorkbenchError):
 
     exit_code = 2
 
+    def __init__(self, message: str | None = None, *, parameters: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        #: The parameters the message is about, so a form can show it at their fields.
+        self.parameters = parameters
+
 
 class NotebookError(WorkbenchError):
     """The notebook cannot be read or its parameters cell cannot be understood."""

@@ -180,7 +180,9 @@ class ParameterSchema:
         }
         missing = [p.name for p in self.parameters if not p.has_default and p.name not in out]
         if missing:
-            raise ParameterError(f"Missing required parameter(s): {', '.join(missing)}.")
+            raise ParameterError(
+                f"Missing required parameter(s): {', '.join(missing)}.", parameters=tuple(missing)
+            )
         return out
 
     def parse_text(self, values: Mapping[str, str]) -> dict[str, Any]:
@@ -206,7 +208,8 @@ class ParameterSchema:
             except KeyError:
                 known = ", ".join(self.names) or "none"
                 raise ParameterError(
-                    f"Unknown parameter {name!r}; this notebook declares: {known}."
+                    f"Unknown parameter {name!r}; this notebook declares: {known}.",
+                    parameters=(name,),
                 ) from None
             yield name, param, value
 
@@ -232,7 +235,8 @@ def _refuse(param: Parameter, value: object, spec: TypeSpec | None = None) -> Pa
     expected = (spec or param.type).describe()
     # Never echo the value itself: it may be a credential typed in the wrong place.
     return ParameterError(
-        f"Parameter {param.name!r} expects {expected}, got a value of type {_type_name(value)}."
+        f"Parameter {param.name!r} expects {expected}, got a value of type {_type_name(value)}.",
+        parameters=(param.name,),
     )
 
 
@@ -240,7 +244,9 @@ def _refuse_text(param: Parameter, spec: TypeSpec, text: str) -> ParameterError:
     """Text typed on a command line that is not of the parameter's type, said in its terms
     (the person who typed it sees it again; a ``secret:`` reference never gets here)."""
     shown = text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
-    return ParameterError(f"{param.name}: {shown!r} is not {spec.in_words()}.")
+    return ParameterError(
+        f"{param.name}: {shown!r} is not {spec.in_words()}.", parameters=(param.name,)
+    )
 
 
 def _secret_reference(param: Parameter, spec: TypeSpec, value: str) -> str:
@@ -250,7 +256,8 @@ def _secret_reference(param: Parameter, spec: TypeSpec, value: str) -> str:
     if not SECRET_NAME.match(value[len(SECRET_PREFIX) :]):
         raise ParameterError(
             f"Parameter {param.name!r}: a secret reference is `secret:NAME` with NAME made "
-            "of letters, digits, '_', '.' or '-'."
+            "of letters, digits, '_', '.' or '-'.",
+            parameters=(param.name,),
         )
     return value
 
@@ -258,7 +265,8 @@ def _secret_reference(param: Parameter, spec: TypeSpec, value: str) -> str:
 def _not_a_choice(param: Parameter, spec: TypeSpec) -> ParameterError:
     return ParameterError(
         f"Parameter {param.name!r} must be {spec.describe()}; the value given is not one "
-        "of these choices."
+        "of these choices.",
+        parameters=(param.name,),
     )
 
 

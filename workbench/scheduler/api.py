@@ -20,13 +20,13 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from workbench.app import resolve
 from workbench.core.errors import WorkbenchError
-from workbench.db.models import AuditEntry, CatchUp, Job, Team
+from workbench.db.models import AuditEntry, CatchUp, Job, Run, Team
 from workbench.db.types import utcnow
 from workbench.runs import acts
 from workbench.runs.errors import TeamChoiceError
@@ -253,6 +253,26 @@ def list_jobs(*, workbench: Workbench | None = None) -> list[Job]:
     """Every job the login sees (a user: their teams'), by name."""
     with _refusals("Listing jobs"), resolve(workbench).session() as session:
         return list(session.scalars(select(Job).order_by(Job.name, Job.team_id)))
+
+
+def last_runs(jobs: Iterable[Job], *, workbench: Workbench | None = None) -> dict[uuid.UUID, Run]:
+    """The newest run of each of ``jobs`` the login may see, by job id (one query)."""
+    ids = [job.id for job in jobs]
+    if not ids:
+        return {}
+    newest = (
+        select(
+            Run.id,
+            func.row_number()
+            .over(partition_by=Run.job_id, order_by=(Run.queued_at.desc(), Run.id.desc()))
+            .label("rank"),
+        )
+        .where(Run.job_id.in_(ids))
+        .subquery()
+    )
+    query = select(Run).join(newest, newest.c.id == Run.id).where(newest.c.rank == 1)
+    with _refusals("Reading the jobs' last runs"), resolve(workbench).session() as session:
+        return {run.job_id: run for run in session.scalars(query) if run.job_id is not None}
 
 
 def owner_names(jobs: Iterable[Job], *, workbench: Workbench | None = None) -> dict[uuid.UUID, str]:

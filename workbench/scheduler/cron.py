@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
@@ -55,6 +56,11 @@ def _iterate(schedule: str, timezone: str, after: datetime) -> Iterator[datetime
 def next_slot(schedule: str, timezone: str, after: datetime) -> datetime:
     """The first scheduled time strictly after ``after``."""
     return next(_iterate(schedule, timezone, after))
+
+
+def next_slots(schedule: str, timezone: str, after: datetime, count: int) -> list[datetime]:
+    """The first ``count`` scheduled times strictly after ``after``."""
+    return list(islice(_iterate(schedule, timezone, after), count))
 
 
 def slots_between(
