@@ -54,10 +54,20 @@ from workbench.ops import metrics
 if TYPE_CHECKING:
     from workbench.app import Workbench
 
-__all__ = ["Account", "LoginHandler", "LogoutHandler", "WorkbenchIdentityProvider", "safe_next"]
+__all__ = [
+    "WRONG_CREDENTIALS",
+    "Account",
+    "LoginHandler",
+    "LogoutHandler",
+    "WorkbenchIdentityProvider",
+    "safe_next",
+]
 
 log = logging.getLogger(__name__)
 
+#: The one answer to a wrong user name, a wrong password, a locked or a disabled account, so a
+#: sign-in page tells nobody which accounts exist (the hub's sign-in says the same).
+WRONG_CREDENTIALS = "Wrong user name or password."
 #: A session lasts a working day at most; the account's row is read on every request.
 SESSION_DAYS = 0.5
 #: How long the identity handed to a page's kernel (teams, login) is reused for one session
@@ -327,7 +337,7 @@ class LoginHandler(_PlainErrors):
             provider.throttle.failed(address)
             metrics.sign_in(success=False)
             self.set_status(401)
-            self.finish(self._page("Wrong user name or password.", username))
+            self.finish(self._page(WRONG_CREDENTIALS, username))
             return
         metrics.sign_in(success=True)
         provider.start_session(self, user)
