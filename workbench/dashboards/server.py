@@ -69,6 +69,10 @@ from workbench.runs.sandbox import KernelUser
 
 __all__ = ["ServeOptions", "SpareKernelManager", "WorkbenchVoila", "build_app", "serve"]
 
+#: The npm name of Workbench's JupyterLab extension (labextension/package.json), which the
+#: dashboards do not load.
+LAB_EXTENSION = "workbench-lab"
+
 log = logging.getLogger(__name__)
 
 #: Seconds an unused page's kernel may idle before it is shut down (closed tabs, scripts).
@@ -385,6 +389,8 @@ def build_app(workbench: Workbench, options: ServeOptions) -> WorkbenchVoila:
     from workbench.dashboards.headers import SECURITY_HEADERS
 
     config.Voila.tornado_settings = {"headers": dict(SECURITY_HEADERS)}
+    # The JupyterLab extension is the analyst's (notebooks, runs, jobs): not a dashboard's.
+    config.VoilaConfiguration.extension_denylist = [LAB_EXTENSION]
     config.VoilaConfiguration.show_tracebacks = False
     config.VoilaConfiguration.strip_sources = True
     config.VoilaConfiguration.allow_template_override = "NO"

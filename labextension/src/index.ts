@@ -1,0 +1,121 @@
+/**
+ * Workbench in JupyterLab: "Run with Workbench" on a notebook's toolbar, in the file browser's
+ * context menu and in the command palette, and the Runs panel in the left sidebar.
+ */
+import {
+  ILayoutRestorer,
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import { ICommandPalette, ToolbarButton } from '@jupyterlab/apputils';
+import { DocumentRegistry } from '@jupyterlab/docregistry';
+import { IFileBrowserFactory } from '@jupyterlab/filebrowser';
+import { INotebookModel, INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { historyIcon, listIcon, runIcon, tableRowsIcon } from '@jupyterlab/ui-components';
+import { IDisposable } from '@lumino/disposable';
+
+import { DataPanel } from './data';
+import { RunDialog } from './dialog';
+import { JobsPanel } from './jobs';
+import { RunsPanel } from './runs';
+
+const RUN = 'workbench:run-notebook';
+const RUNS = 'workbench:show-runs';
+const JOBS = 'workbench:show-jobs';
+const DATA = 'workbench:show-data';
+const CATEGORY = 'Workbench';
+
+/** The toolbar button of every notebook. */
+class RunButton implements DocumentRegistry.IWidgetExtension<NotebookPanel, INotebookModel> {
+  constructor(private readonly app: JupyterFrontEnd) {}
+
+  createNew(panel: NotebookPanel): IDisposable {
+    const button = new ToolbarButton({
+      icon: runIcon,
+      label: 'Run with Workbench',
+      tooltip: 'Run this notebook with Workbench, its parameters in a form',
+      className: 'wb-RunButton',
+      onClick: () => void this.app.commands.execute(RUN, { path: panel.context.path })
+    });
+    panel.toolbar.insertItem(10, 'workbench-run', button);
+    return button;
+  }
+}
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: 'workbench-lab:plugin',
+  description: 'Run notebooks with Workbench and follow their runs.',
+  autoStart: true,
+  requires: [INotebookTracker],
+  optional: [ICommandPalette, IFileBrowserFactory, ILayoutRestorer],
+  activate: (
+    app: JupyterFrontEnd,
+    notebooks: INotebookTracker,
+    palette: ICommandPalette | null,
+    browsers: IFileBrowserFactory | null,
+    restorer: ILayoutRestorer | null
+  ) => {
+    const runs = new RunsPanel(app);
+    runs.title.icon = listIcon;
+    app.shell.add(runs, 'left', { rank: 650 });
+    restorer?.add(runs, runs.id);
+    const data = new DataPanel(app, notebooks);
+    data.title.icon = tableRowsIcon;
+    app.shell.add(data, 'left', { rank: 652 });
+    restorer?.add(data, data.id);
+    const jobs = new JobsPanel(app);
+    jobs.title.icon = historyIcon;
+    app.shell.add(jobs, 'left', { rank: 651 });
+    restorer?.add(jobs, jobs.id);
+
+    const pathOf = (args: Record<string, unknown>): string | undefined => {
+      if (typeof args.path === 'string') {
+        return args.path;
+      }
+      const selected = browsers?.tracker.currentWidget?.selectedItems().next();
+      if (selected && !selected.done && selected.value.path.endsWith('.ipynb')) {
+        return selected.value.path;
+      }
+      return notebooks.currentWidget?.context.path;
+    };
+    app.commands.addCommand(RUN, {
+      label: 'Run with Workbench…',
+      caption: 'Run a notebook with Workbench, its typed parameters in a form',
+      icon: runIcon,
+      isEnabled: () => pathOf({}) !== undefined,
+      execute: async args => {
+        const path = pathOf(args);
+        if (path) {
+          const dialog = new RunDialog(app, path);
+          dialog.saved = () => void jobs.refresh();
+          await dialog.open();
+          void runs.refresh();
+        }
+      }
+    });
+    app.commands.addCommand(RUNS, {
+      label: 'Show Workbench Runs',
+      execute: () => app.shell.activateById(runs.id)
+    });
+    app.commands.addCommand(JOBS, {
+      label: 'Show Workbench Jobs',
+      execute: () => app.shell.activateById(jobs.id)
+    });
+    app.docRegistry.addWidgetExtension('Notebook', new RunButton(app));
+    app.contextMenu.addItem({
+      command: RUN,
+      selector: '.jp-DirListing-item[data-file-type="notebook"]',
+      rank: 20
+    });
+    palette?.addItem({ command: RUN, category: CATEGORY });
+    palette?.addItem({ command: RUNS, category: CATEGORY });
+    palette?.addItem({ command: JOBS, category: CATEGORY });
+    app.commands.addCommand(DATA, {
+      label: 'Show Workbench Data',
+      execute: () => app.shell.activateById(data.id)
+    });
+    palette?.addItem({ command: DATA, category: CATEGORY });
+  }
+};
+
+export default plugin;
