@@ -42,6 +42,10 @@ def test_installed_wheel_migrates(tmp_path: Path) -> None:
     assert "workbench/ops/backup/notebooks/backup.ipynb" in names  # the built-in backup job
     assert "workbench/dashboards/templates/index.html.j2" in names  # the dashboards' page
     assert any(n.startswith("workbench/db/migrations/versions/0001") for n in names)
+    assert "workbench/lab/openapi.yaml" in names  # the lab API's document
+    # Installing the wheel enables the server extension in the environment's Jupyter servers.
+    config = "etc/jupyter/jupyter_server_config.d/workbench.json"
+    assert any(n.endswith(f".data/data/{config}") for n in names)
 
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)

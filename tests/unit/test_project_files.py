@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -55,6 +56,10 @@ def test_environment_yml_mirrors_pyproject() -> None:
         conda_name = CONDA_NAMES.get(req.name, req.name)
         assert conda_name in conda, f"{req.name} missing from environment.yml"
         assert conda[conda_name] == str(_lower_bound(req)), f"{req.name} bound differs"
+    # The hub's proxy comes from npm in the project's set-up; conda carries the same release.
+    npm = json.loads((ROOT / "deploy" / "hub" / "package.json").read_text())["dependencies"]
+    for name, version in npm.items():
+        assert conda.pop(name, None) == version, f"{name} differs from deploy/hub/package.json"
     assert set(conda) - {"python", "pip"} == {CONDA_NAMES.get(r.name, r.name) for r in expected}
     assert conda["python"] == PYPROJECT["project"]["requires-python"].lstrip(">=")
     assert pip_section == [f"{r.name}>={_lower_bound(r)}" for r in pip_only] + ["-e ."]
@@ -62,7 +67,13 @@ def test_environment_yml_mirrors_pyproject() -> None:
 
 @pytest.mark.parametrize(
     ("package", "minimum"),
-    [("cryptography", "42"), ("aiohttp", "3.9.5"), ("sqlalchemy", "2.0")],
+    [
+        ("cryptography", "42"),
+        ("aiohttp", "3.9.5"),
+        ("sqlalchemy", "2.0"),
+        ("jupyterlab", "4.6.2"),
+        ("jupyterhub", "5.5.0"),
+    ],
 )
 def test_security_lower_bounds(package: str, minimum: str) -> None:
     for extra in (None, *PYPROJECT["project"]["optional-dependencies"]):
@@ -130,3 +141,12 @@ def test_migrations_ship_in_the_package() -> None:
     package_data = PYPROJECT["tool"]["setuptools"]["package-data"]["workbench"]
     assert "db/migrations/script.py.mako" in package_data
     assert "py.typed" in package_data
+
+
+def test_the_dashboards_leave_out_the_jupyterlab_extension_by_its_own_name() -> None:
+    """Voila loads every JupyterLab extension of the environment; the dashboards server names
+    the analyst's extension in its deny list, by the name the extension's package gives."""
+    from workbench.dashboards.server import LAB_EXTENSION
+
+    package = json.loads((ROOT / "labextension" / "package.json").read_text())
+    assert package["name"] == LAB_EXTENSION

@@ -18,8 +18,10 @@ from rich.table import Table
 from workbench.cli import backup as backup_commands
 from workbench.cli import dashboards as dashboards_commands
 from workbench.cli import deploy as deploy_commands
+from workbench.cli import hub as hub_commands
 from workbench.cli import ingest as ingest_commands
 from workbench.cli import jobs as jobs_commands
+from workbench.cli import lab as lab_commands
 from workbench.cli import plugins as plugins_commands
 from workbench.cli import runs as runs_commands
 from workbench.cli import scheduler as scheduler_commands
@@ -54,6 +56,8 @@ app.add_typer(runs_commands.notebooks_app, name="notebooks")
 app.add_typer(secrets_commands.app, name="secrets")
 app.add_typer(plugins_commands.app, name="plugins")
 app.add_typer(dashboards_commands.app, name="dashboards")
+app.command("lab")(lab_commands.lab)
+app.add_typer(hub_commands.app, name="hub")
 app.command("ingest")(ingest_commands.ingest_command)
 app.command("sources")(ingest_commands.sources_command)
 app.add_typer(jobs_commands.app, name="jobs")
@@ -67,8 +71,12 @@ app.add_typer(deploy_commands.app, name="deploy")
 
 # Commands that must run before the configuration is complete (they create it).
 _SETUP_COMMANDS = frozenset({"init", "version"})
-# Commands that make the production check themselves (doctor reports it as a failed check).
-_SELF_CHECKING_COMMANDS = frozenset({"doctor"})
+# Commands that make the production check themselves (doctor reports it as a failed check;
+# `hub` checks per subcommand, its single-user server being an analyst's seat).
+_SELF_CHECKING_COMMANDS = frozenset({"doctor", "hub"})
+# The analysts' seats: they run without the master key by design (their kernels must not hold
+# it), so production asks them for everything else but the key.
+_SEATS = frozenset({"lab"})
 # The long-running services, as error tracking names them; every other command is "cli".
 _SERVICES = {"scheduler": "scheduler", "worker": "worker", "dashboards": "dashboards"}
 
@@ -81,7 +89,7 @@ def _root(ctx: typer.Context) -> None:
 
     settings = load_settings()
     if ctx.invoked_subcommand not in _SETUP_COMMANDS | _SELF_CHECKING_COMMANDS:
-        ensure_production_safe(settings)
+        ensure_production_safe(settings, allow_missing_key=ctx.invoked_subcommand in _SEATS)
     configure_logging(settings)
     # Only with WORKBENCH_SENTRY_DSN (see ops/tracking); events name the service they come from.
     init_tracking(settings, service=_SERVICES.get(ctx.invoked_subcommand or "", "cli"))
@@ -270,8 +278,10 @@ def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
 ) -> None:
     """Upgrade the schema (default: to the newest revision)."""
+    from workbench.core.home import ensure_home
     from workbench.db import migrate
 
+    ensure_home(settings_of(ctx))  # a deployment's first service creates it, as its owner
     engine = _engine(ctx)
     try:
         migrate.upgrade(engine, revision)
@@ -359,10 +369,16 @@ def db_check_migrations(
         ),
     ] = 0.0,
 ) -> None:
-    """Exit 0 once the database answers at the newest migration; else fail in one line."""
+    """Exit 0 once the database answers at the newest migration; else fail in one line.
+
+    It also creates the home (0700) when missing: run first in every pod, as the services'
+    own user, it makes that user the home's owner before a process running as root starts.
+    """
+    from workbench.core.home import ensure_home
     from workbench.ops.errors import DatabaseNotReadyError
     from workbench.ops.health import wait_for_migrations
 
+    ensure_home(settings_of(ctx))
     check = wait_for_migrations(settings_of(ctx), wait)
     if not check.ok:
         waited = f" after {wait:g}s" if wait else ""
