@@ -146,6 +146,20 @@ def _message(msg_type: str, content: dict[str, Any]) -> str:
     )
 
 
+async def _hang_up(connection: WebSocketClientConnection) -> None:
+    """Close ``connection`` and wait (5 s at most) for the server's answer, then drop the socket:
+    a client socket still open when its event loop ends is only reclaimed by the garbage
+    collector, whose ResourceWarning then fails whichever test happens to be running."""
+    protocol = connection.protocol
+    connection.close()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(5):
+            while await connection.read_message() is not None:
+                pass
+    if protocol is not None and protocol.stream is not None:
+        protocol.stream.close()
+
+
 async def _replies(
     connection: WebSocketClientConnection, msg_type: str, seconds: float
 ) -> list[dict[str, Any]]:
@@ -187,7 +201,7 @@ async def _widget_state(server: Server, kernel_id: str, session: requests.Sessio
         updates = await _replies(connection, "comm_msg", 5)
         return json.dumps([u.get("content", {}) for u in updates])
     finally:
-        connection.close()
+        await _hang_up(connection)
 
 
 def widget_state(server: Server, kernel_id: str, session: requests.Session) -> str | int:
@@ -209,7 +223,7 @@ def refused_socket(url: str, headers: dict[str, str] | None = None) -> int:
             )
         except HTTPClientError as exc:
             return exc.code
-        connection.close()
+        await _hang_up(connection)
         return 0
 
     return asyncio.run(attempt())
@@ -327,10 +341,13 @@ def _steal(url: str, headers: dict[str, str] | None, stolen: list[str]) -> threa
             connection = await websocket_connect(request)
         except HTTPClientError:
             return
-        with contextlib.suppress(TimeoutError):
-            message = await asyncio.wait_for(connection.read_message(), 40)
-            if message:
-                stolen.append(str(message))
+        try:
+            with contextlib.suppress(TimeoutError):
+                message = await asyncio.wait_for(connection.read_message(), 40)
+                if message:
+                    stolen.append(str(message))
+        finally:
+            await _hang_up(connection)
 
     thief = threading.Thread(target=asyncio.run, args=(listen(),), daemon=True)
     thief.start()

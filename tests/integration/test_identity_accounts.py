@@ -110,18 +110,19 @@ def test_bcrypt_hashes_verify_and_are_upgraded(bench: Workbench) -> None:
 def test_unknown_and_known_users_take_about_the_same_time(bench: Workbench) -> None:
     accounts.add_user("tim", password=PASSWORD, workbench=bench)
 
-    def median(username: str) -> float:
-        times = []
-        for _ in range(5):
-            start = time.perf_counter()
-            _failure_message(bench, username, "a wrong password")
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
+    def timed(username: str) -> float:
+        start = time.perf_counter()
+        _failure_message(bench, username, "a wrong password")
+        return time.perf_counter() - start
 
-    median("nobody-at-all")  # warm the dummy hash
-    known, unknown = median("tim"), median("nobody-at-all")
-    # Without a dummy verification the unknown user would answer ~100x faster.
-    assert 0.5 < unknown / known < 2.0
+    timed("nobody-at-all")  # warm the dummy hash
+    # Interleaved, so a burst of load on a shared machine slows both sides alike.
+    pairs = [(timed("tim"), timed("nobody-at-all")) for _ in range(9)]
+    known = statistics.median(k for k, _ in pairs)
+    unknown = statistics.median(u for _, u in pairs)
+    # Without a dummy verification the unknown user would answer ~100x faster; the band is
+    # wide because CI shares two cores with other work, narrow enough to catch that.
+    assert 1 / 3 < unknown / known < 3.0, pairs
 
 
 def test_short_passwords_and_bad_names_are_refused(bench: Workbench) -> None:
