@@ -115,16 +115,23 @@ def lab_env(home: Path, jupyter: Path, **extra: str) -> dict[str, str]:
 
 
 def start_lab(
-    env: dict[str, str], workdir: Path, folder: Path = ROOT, *, plain: bool = False
+    env: dict[str, str],
+    workdir: Path,
+    folder: Path = ROOT,
+    *,
+    plain: bool = False,
+    base_url: str = "/",
 ) -> Lab:
     """`workbench lab --no-browser` on a free port (``plain``: a plain `jupyter server`, the
-    extension enabled by the environment's configuration); returns once the API answers."""
+    extension enabled by the environment's configuration, under ``base_url`` as a hub's server
+    is); returns once the API answers."""
     port = free_port()
     token = secrets.token_hex(24)
     log = workdir / f"lab-{port}.log"
     if plain:
         command = ["-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}",
-                   "--ServerApp.port_retries=0", f"--ServerApp.root_dir={folder}"]  # fmt: skip
+                   "--ServerApp.port_retries=0", f"--ServerApp.root_dir={folder}",
+                   f"--ServerApp.base_url={base_url}"]  # fmt: skip
     else:
         command = ["-m", "workbench", "lab", "--no-browser", "--allow-root", "--port",
                    str(port), str(folder)]  # fmt: skip
@@ -133,7 +140,7 @@ def start_lab(
             [sys.executable, *command], env={**env, "JUPYTER_TOKEN": token}, cwd=workdir,
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-    lab = Lab(process, f"http://127.0.0.1:{port}", token, log, env)
+    lab = Lab(process, f"http://127.0.0.1:{port}{base_url.rstrip('/')}", token, log, env)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -44,7 +44,7 @@ class WorkbenchLab(ExtensionApp):
         # Kernels inherit the server's environment: a run's display links to its output here.
         base_url = self.serverapp.base_url if self.serverapp is not None else "/"
         os.environ[LAB_BASE_URL_VARIABLE] = base_url
-        self.log.info("Workbench API at %s (%s database)", "/workbench/api/", seat.mode)
+        self.log.info("Workbench API at %sworkbench/api/ (%s database)", base_url, seat.mode)
 
     def _unavailable(self, reason: str) -> None:
         """The API answers 503 with ``reason`` to signed-in clients; the server runs on."""
@@ -52,8 +52,9 @@ class WorkbenchLab(ExtensionApp):
         self.log.error("Workbench API off: %s", reason)
 
     def initialize_handlers(self) -> None:
-        serverapp = self.serverapp
-        self.handlers.extend(routes(serverapp.base_url if serverapp is not None else "/"))
+        # The extension machinery puts the server's base URL in front of each pattern (a hub's
+        # /user/<name>/): the patterns start at the root.
+        self.handlers.extend(routes("/"))
 
     async def stop_extension(self) -> None:
         workbench: Any = self.settings.get("workbench")
