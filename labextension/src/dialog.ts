@@ -7,6 +7,7 @@ import { JupyterFrontEnd } from '@jupyterlab/application';
 import { Widget } from '@lumino/widgets';
 
 import { ApiError, IRun, post, progress, request } from './api';
+import { element } from './dom';
 import { ScheduleSection } from './schedule';
 import { fieldsFromSchema, IField, IParametersSchema, textValues } from './form';
 import { openOutput } from './output';
@@ -14,19 +15,6 @@ import { watch } from './watch';
 
 const POLL_MS = 1000;
 const FINISHED = new Set(['succeeded', 'failed', 'cancelled']);
-
-function element<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  className: string,
-  text = ''
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  node.className = className;
-  if (text) {
-    node.textContent = text;
-  }
-  return node;
-}
 
 function input(field: IField): HTMLInputElement | HTMLSelectElement {
   if (field.kind === 'choice' || field.kind === 'boolean') {

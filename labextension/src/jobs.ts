@@ -5,11 +5,11 @@
  */
 import { JupyterFrontEnd } from '@jupyterlab/application';
 import { Dialog, showDialog } from '@jupyterlab/apputils';
-import { Widget } from '@lumino/widgets';
-
 import { ServerConnection } from '@jupyterlab/services';
 
 import { apiUrl, post, request } from './api';
+import { button, inZone, span } from './dom';
+import { ListPanel } from './panel';
 import { watch } from './watch';
 
 const REFRESH_MS = 5000;
@@ -26,88 +26,20 @@ export interface IJob {
   last_run: { id: string; status: string; finished_at: string | null } | null;
 }
 
-function span(text: string, className: string): HTMLSpanElement {
-  const node = document.createElement('span');
-  node.textContent = text;
-  node.className = className;
-  return node;
-}
-
-function button(label: string, title: string, onclick: () => void): HTMLButtonElement {
-  const node = document.createElement('button');
-  node.className = 'jp-Button jp-mod-minimal wb-Runs-action';
-  node.textContent = label;
-  node.title = title;
-  node.onclick = onclick;
-  return node;
-}
-
-function when(iso: string | null, zone: string): string {
-  if (!iso) {
-    return '';
-  }
-  try {
-    return new Date(iso).toLocaleString(undefined, {
-      timeZone: zone,
-      month: 'short',
-      day: 'numeric',
-      hour: '2-digit',
-      minute: '2-digit',
-      timeZoneName: 'short'
-    });
-  } catch {
-    return iso;
-  }
-}
-
-export class JobsPanel extends Widget {
-  private readonly rows = document.createElement('ul');
-  private readonly message = document.createElement('div');
-  private timer = 0;
-  /** What is shown, so a refresh that finds nothing new leaves the buttons under the mouse. */
-  private shown = '';
-
+export class JobsPanel extends ListPanel<IJob[]> {
   constructor(private readonly app: JupyterFrontEnd) {
-    super();
-    this.id = 'workbench-jobs';
-    this.addClass('wb-Runs');
-    this.addClass('wb-Jobs');
-    this.title.caption = 'Workbench jobs';
-    this.title.label = 'Jobs';
-    const bar = document.createElement('div');
-    bar.className = 'wb-Runs-bar';
-    const heading = document.createElement('h2');
-    heading.textContent = 'Workbench jobs';
-    bar.append(heading);
-    this.rows.className = 'wb-Runs-list';
-    this.rows.setAttribute('aria-label', 'Jobs, by name');
-    this.message.className = 'wb-Runs-message';
-    this.node.append(bar, this.rows, this.message);
+    super({
+      id: 'workbench-jobs',
+      label: 'Jobs',
+      listLabel: 'Jobs, by name',
+      className: 'wb-Jobs',
+      refreshMs: REFRESH_MS
+    });
+    this.node.append(this.bar, this.rows, this.message);
   }
 
-  protected onAfterShow(): void {
-    void this.refresh();
-  }
-
-  protected onBeforeHide(): void {
-    window.clearTimeout(this.timer);
-  }
-
-  async refresh(): Promise<void> {
-    window.clearTimeout(this.timer);
-    try {
-      const answer = await request<{ jobs: IJob[] }>('jobs');
-      const seen = JSON.stringify(answer.jobs);
-      if (seen !== this.shown) {
-        this.shown = seen;
-        this.render(answer.jobs);
-      }
-    } catch (error) {
-      this.message.textContent = (error as Error).message;
-    }
-    if (this.isVisible) {
-      this.timer = window.setTimeout(() => void this.refresh(), REFRESH_MS);
-    }
+  protected fetch(): Promise<IJob[]> {
+    return request<{ jobs: IJob[] }>('jobs').then(answer => answer.jobs);
   }
 
   private act(job: IJob, act: 'pause' | 'resume' | 'trigger'): void {
@@ -140,7 +72,7 @@ export class JobsPanel extends Widget {
     await this.refresh();
   }
 
-  private render(jobs: IJob[]): void {
+  protected render(jobs: IJob[]): void {
     this.rows.replaceChildren();
     this.message.textContent = jobs.length
       ? ''
@@ -158,7 +90,7 @@ export class JobsPanel extends Widget {
       top.append(name, span(state, `wb-Runs-status${job.paused ? ' wb-mod-paused' : ''}`));
       const bottom = document.createElement('div');
       bottom.className = 'wb-Runs-line wb-Runs-details';
-      const next = job.paused || !job.schedule ? '' : when(job.next_run_at, job.timezone);
+      const next = job.paused || !job.schedule ? '' : inZone(job.next_run_at, job.timezone);
       const facts = next
         ? `next ${next}`
         : job.paused && job.schedule
@@ -190,10 +122,5 @@ export class JobsPanel extends Widget {
       item.append(top, bottom);
       this.rows.appendChild(item);
     }
-  }
-
-  dispose(): void {
-    window.clearTimeout(this.timer);
-    super.dispose();
   }
 }

@@ -5,6 +5,7 @@
  * the server checks the rest and says what is wrong.
  */
 import { ApiError, request } from './api';
+import { inZone } from './dom';
 import { jobName, localZone, wholeNumber } from './form';
 
 const PREVIEW_DELAY_MS = 300;
@@ -117,21 +118,7 @@ export class ScheduleSection {
 
   /** An ISO time in the chosen zone, as a person reads it. */
   format(iso: string): string {
-    const zone = this.zone.value.trim() || 'UTC';
-    try {
-      return new Date(iso).toLocaleString(undefined, {
-        timeZone: zone,
-        weekday: 'short',
-        year: 'numeric',
-        month: 'short',
-        day: 'numeric',
-        hour: '2-digit',
-        minute: '2-digit',
-        timeZoneName: 'short'
-      });
-    } catch {
-      return iso;
-    }
+    return inZone(iso, this.zone.value.trim() || 'UTC', true);
   }
 
   private fail(box: HTMLElement, message: string): void {
