@@ -28,7 +28,29 @@ export interface IRun {
   progress_total: number | null;
   triggered_by: string | null;
   error_name: string | null;
+  /** The failing cell, numbered as JupyterLab shows the notebook (from 1). */
+  error_cell: number | null;
   error_message?: string | null;
+  /** The notebook relative to the server's folder; null when it is elsewhere. */
+  path: string | null;
+}
+
+/** Who the server is signed in as, and in which mode. */
+export interface IWhoami {
+  user: string | null;
+  mode: 'embedded' | 'team';
+  database: string;
+  login: string | null;
+  version: string;
+}
+
+let whoami: Promise<IWhoami> | null = null;
+
+/** The server's answer to `whoami`, asked once per page. */
+export function signedIn(): Promise<IWhoami> {
+  whoami ??= request<IWhoami>('whoami');
+  whoami.catch(() => (whoami = null));
+  return whoami;
 }
 
 const settings = ServerConnection.makeSettings();

@@ -1,14 +1,17 @@
 /**
  * The Data panel of the sidebar: the tables this login may read (its teams' and those shared
  * with it), each opening to its columns and types, rows, owner and last write, with buttons
- * that insert a `wb.read_table(...)` or a `%%sql` cell into the active notebook.
+ * that insert a `wb.read_table(...)` or a `%%sql` cell into the active notebook, and (team mode)
+ * a form that shares it with a team.
  */
 import { JupyterFrontEnd } from '@jupyterlab/application';
+import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
-import { Widget } from '@lumino/widgets';
 
-import { request } from './api';
+import { post, request, signedIn } from './api';
+import { element } from './dom';
 import { LOAD_MAGICS, readSnippet, sqlSnippet } from './form';
+import { ListPanel } from './panel';
 
 interface ITableSummary {
   name: string;
@@ -29,51 +32,26 @@ interface ITable extends ITableSummary {
   columns: IColumn[];
 }
 
-function element<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  className: string,
-  text = ''
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  node.className = className;
-  node.textContent = text;
-  return node;
-}
-
-export class DataPanel extends Widget {
-  private readonly list = element('ul', 'wb-Runs-list');
-  private readonly message = element('div', 'wb-Runs-message');
-
+export class DataPanel extends ListPanel<ITableSummary[]> {
   constructor(
     private readonly app: JupyterFrontEnd,
     private readonly notebooks: INotebookTracker
   ) {
-    super();
-    this.id = 'workbench-data';
-    this.addClass('wb-Runs');
-    this.addClass('wb-Data');
-    this.title.caption = 'Workbench data';
-    this.title.label = 'Data';
-    const bar = element('div', 'wb-Runs-bar');
-    bar.append(element('h2', '', 'Workbench data'));
+    super({
+      id: 'workbench-data',
+      label: 'Data',
+      listLabel: 'Tables',
+      className: 'wb-Data',
+      refreshMs: 0
+    });
     const refresh = element('button', 'jp-Button jp-mod-minimal wb-Runs-action', 'Refresh');
     refresh.onclick = () => void this.refresh();
-    bar.append(refresh);
-    this.list.setAttribute('aria-label', 'Tables');
-    this.node.append(bar, this.list, this.message);
+    this.bar.append(refresh);
+    this.node.append(this.bar, this.rows, this.message);
   }
 
-  protected onAfterShow(): void {
-    void this.refresh();
-  }
-
-  async refresh(): Promise<void> {
-    try {
-      const answer = await request<{ tables: ITableSummary[] }>('tables');
-      this.render(answer.tables);
-    } catch (error) {
-      this.message.textContent = (error as Error).message;
-    }
+  protected fetch(): Promise<ITableSummary[]> {
+    return request<{ tables: ITableSummary[] }>('tables').then(answer => answer.tables);
   }
 
   private insert(code: string, magics = false): void {
@@ -133,11 +111,53 @@ export class DataPanel extends Widget {
     sql.onclick = () => this.insert(sqlSnippet(name, table.columns.map(c => c.name)), true);
     actions.append(read, sql);
     box.append(columns, actions);
+    if ((await signedIn().catch(() => null))?.mode === 'team') {
+      box.append(this.shareForm(name));
+    }
     item.appendChild(box);
   }
 
-  private render(tables: ITableSummary[]): void {
-    this.list.replaceChildren();
+  /** A team's name and "Share": the database decides whether this login may share it. */
+  private shareForm(name: string): HTMLElement {
+    const form = element('form', 'wb-Data-share');
+    const team = element('input', 'jp-mod-styled wb-Form-input');
+    team.placeholder = 'team (empty: every user)';
+    team.setAttribute('aria-label', `Share ${name} with this team`);
+    const send = element('button', 'jp-Button jp-mod-minimal wb-Runs-action', 'Share');
+    send.type = 'submit';
+    const said = element('div', 'wb-Runs-details');
+    said.setAttribute('role', 'status');
+    form.onsubmit = event => {
+      event.preventDefault();
+      void this.share(name, team.value.trim() || null, said);
+    };
+    form.append(team, send, said);
+    return form;
+  }
+
+  private async share(name: string, team: string | null, said: HTMLElement): Promise<void> {
+    if (team === null) {
+      const answer = await showDialog({
+        title: `Share ${name} with every user?`,
+        body: 'Every account, viewers too, may then read its rows (not write them).',
+        buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Share' })]
+      });
+      if (!answer.button.accept) {
+        return;
+      }
+    }
+    try {
+      await post(`tables/${encodeURIComponent(name)}/share`, { team });
+      said.textContent = team ? `Team ${team} may read ${name}.` : `Every user may read ${name}.`;
+      said.classList.remove('wb-Form-error');
+    } catch (error) {
+      said.textContent = (error as Error).message;
+      said.classList.add('wb-Form-error');
+    }
+  }
+
+  protected render(tables: ITableSummary[]): void {
+    this.rows.replaceChildren();
     this.message.textContent = tables.length
       ? ''
       : 'No tables yet: wb.write(frame, "name") or `workbench ingest` makes one.';
@@ -157,7 +177,7 @@ export class DataPanel extends Widget {
       const rows = table.last_write_rows === null ? '' : `${table.last_write_rows} rows written`;
       line.append(name, element('span', 'wb-Runs-details', rows));
       item.append(line);
-      this.list.appendChild(item);
+      this.rows.appendChild(item);
     }
   }
 }

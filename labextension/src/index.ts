@@ -1,6 +1,7 @@
 /**
  * Workbench in JupyterLab: "Run with Workbench" on a notebook's toolbar, in the file browser's
- * context menu and in the command palette, and the Runs panel in the left sidebar.
+ * context menu and in the command palette; the Runs, Jobs and Data panels in the left sidebar;
+ * a launcher tile for each dashboard of the project.
  */
 import {
   ILayoutRestorer,
@@ -10,10 +11,18 @@ import {
 import { ICommandPalette, ToolbarButton } from '@jupyterlab/apputils';
 import { DocumentRegistry } from '@jupyterlab/docregistry';
 import { IFileBrowserFactory } from '@jupyterlab/filebrowser';
+import { ILauncher } from '@jupyterlab/launcher';
 import { INotebookModel, INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
-import { historyIcon, listIcon, runIcon, tableRowsIcon } from '@jupyterlab/ui-components';
+import {
+  historyIcon,
+  launchIcon,
+  listIcon,
+  runIcon,
+  tableRowsIcon
+} from '@jupyterlab/ui-components';
 import { IDisposable } from '@lumino/disposable';
 
+import { request } from './api';
 import { DataPanel } from './data';
 import { RunDialog } from './dialog';
 import { JobsPanel } from './jobs';
@@ -23,7 +32,49 @@ const RUN = 'workbench:run-notebook';
 const RUNS = 'workbench:show-runs';
 const JOBS = 'workbench:show-jobs';
 const DATA = 'workbench:show-data';
+const DASHBOARD = 'workbench:open-dashboard';
 const CATEGORY = 'Workbench';
+
+interface IDashboard {
+  name: string;
+  title: string;
+  description: string;
+  path: string;
+  url: string | null;
+}
+
+/** A launcher tile for each dashboard of the server's `dashboards/` folder. */
+async function addDashboards(app: JupyterFrontEnd, launcher: ILauncher): Promise<void> {
+  app.commands.addCommand(DASHBOARD, {
+    label: args => String(args.title ?? 'Dashboard'),
+    caption: args =>
+      args.url
+        ? `Open ${args.title} on the dashboards server, as stakeholders see it`
+        : `Open the notebook of ${args.title} (set WORKBENCH_DASHBOARDS_URL to open it as a dashboard)`,
+    icon: launchIcon,
+    execute: args => {
+      if (typeof args.url === 'string') {
+        window.open(args.url, '_blank', 'noopener');
+      } else {
+        return app.commands.execute('docmanager:open', { path: String(args.path) });
+      }
+    }
+  });
+  let found: IDashboard[] = [];
+  try {
+    found = (await request<{ dashboards: IDashboard[] }>('dashboards')).dashboards;
+  } catch {
+    return; // no tiles: the panels say what is wrong with the server
+  }
+  found.forEach((dashboard, rank) => {
+    launcher.add({
+      command: DASHBOARD,
+      args: { ...dashboard },
+      category: 'Workbench dashboards',
+      rank
+    });
+  });
+}
 
 /** The toolbar button of every notebook. */
 class RunButton implements DocumentRegistry.IWidgetExtension<NotebookPanel, INotebookModel> {
@@ -47,13 +98,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'Run notebooks with Workbench and follow their runs.',
   autoStart: true,
   requires: [INotebookTracker],
-  optional: [ICommandPalette, IFileBrowserFactory, ILayoutRestorer],
+  optional: [ICommandPalette, IFileBrowserFactory, ILayoutRestorer, ILauncher],
   activate: (
     app: JupyterFrontEnd,
     notebooks: INotebookTracker,
     palette: ICommandPalette | null,
     browsers: IFileBrowserFactory | null,
-    restorer: ILayoutRestorer | null
+    restorer: ILayoutRestorer | null,
+    launcher: ILauncher | null
   ) => {
     const runs = new RunsPanel(app);
     runs.title.icon = listIcon;
@@ -115,6 +167,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: () => app.shell.activateById(data.id)
     });
     palette?.addItem({ command: DATA, category: CATEGORY });
+    if (launcher) {
+      void addDashboards(app, launcher);
+    }
   }
 };
 

@@ -4,104 +4,52 @@
  * running one. It asks the API again every few seconds while it is shown.
  */
 import { JupyterFrontEnd } from '@jupyterlab/application';
-import { Widget } from '@lumino/widgets';
 
 import { IRun, post, progress, request, took } from './api';
-import { openOutput } from './output';
+import { button, element, span } from './dom';
+import { openCell, openOutput } from './output';
+import { ListPanel } from './panel';
 import { watch } from './watch';
 
 const REFRESH_MS = 3000;
 const STATUSES = ['', 'queued', 'running', 'succeeded', 'failed', 'cancelled'];
 const FINISHED = new Set(['succeeded', 'failed', 'cancelled']);
 
-function span(text: string, className: string): HTMLSpanElement {
-  const node = document.createElement('span');
-  node.textContent = text;
-  node.className = className;
-  return node;
-}
-
-function button(label: string, title: string, onclick: () => void): HTMLButtonElement {
-  const node = document.createElement('button');
-  node.className = 'jp-Button jp-mod-minimal wb-Runs-action';
-  node.textContent = label;
-  node.title = title;
-  node.onclick = onclick;
-  return node;
-}
-
-export class RunsPanel extends Widget {
-  private readonly rows = document.createElement('ul');
-  private readonly message = document.createElement('div');
-  private readonly status = document.createElement('select');
-  private readonly notebook = document.createElement('select');
-  private timer = 0;
-  /** What is shown, so a refresh that finds nothing new leaves the buttons under the mouse. */
-  private shown = '';
+export class RunsPanel extends ListPanel<IRun[]> {
+  private readonly status = element('select', 'jp-mod-styled');
+  private readonly notebook = element('select', 'jp-mod-styled');
 
   constructor(private readonly app: JupyterFrontEnd) {
-    super();
-    this.id = 'workbench-runs';
-    this.addClass('wb-Runs');
-    this.title.caption = 'Workbench runs';
-    this.title.label = 'Runs';
-    const bar = document.createElement('div');
-    bar.className = 'wb-Runs-bar';
-    const heading = document.createElement('h2');
-    heading.textContent = 'Workbench runs';
-    this.status.className = 'jp-mod-styled';
+    super({
+      id: 'workbench-runs',
+      label: 'Runs',
+      listLabel: 'Runs, newest first',
+      className: 'wb-RunsPanel',
+      refreshMs: REFRESH_MS
+    });
     this.status.setAttribute('aria-label', 'Show runs of this status');
     for (const value of STATUSES) {
-      const option = document.createElement('option');
+      const option = element('option', '', value || 'all');
       option.value = value;
-      option.textContent = value || 'all';
       this.status.appendChild(option);
     }
     this.status.onchange = () => void this.refresh();
-    this.notebook.className = 'jp-mod-styled';
     this.notebook.setAttribute('aria-label', 'Show runs of this notebook');
-    this.notebook.onchange = () => void this.refresh();
-    const filters = document.createElement('div');
-    filters.className = 'wb-Runs-filters';
+    this.notebook.onchange = () => void this.redraw();
+    const filters = element('div', 'wb-Runs-filters');
     filters.append(this.notebook, this.status);
-    bar.append(heading);
-    this.rows.className = 'wb-Runs-list';
-    this.rows.setAttribute('aria-label', 'Runs, newest first');
-    this.message.className = 'wb-Runs-message';
-    this.node.append(bar, filters, this.rows, this.message);
+    this.node.append(this.bar, filters, this.rows, this.message);
   }
 
-  protected onAfterShow(): void {
-    void this.refresh();
-  }
-
-  protected onAfterAttach(): void {
-    void this.refresh();
-  }
-
-  protected onBeforeHide(): void {
-    window.clearTimeout(this.timer);
-  }
-
-  /** Read the runs again (and again in a few seconds while the panel is shown). */
-  async refresh(): Promise<void> {
-    window.clearTimeout(this.timer);
+  protected fetch(): Promise<IRun[]> {
     const status = this.status.value;
-    try {
-      const answer = await request<{ runs: IRun[] }>(
-        `runs?limit=100${status ? `&status=${status}` : ''}`
-      );
-      const seen = JSON.stringify([answer.runs, this.notebook.value]);
-      if (seen !== this.shown) {
-        this.shown = seen;
-        this.render(answer.runs);
-      }
-    } catch (error) {
-      this.message.textContent = (error as Error).message;
-    }
-    if (this.isVisible) {
-      this.timer = window.setTimeout(() => void this.refresh(), REFRESH_MS);
-    }
+    return request<{ runs: IRun[] }>(`runs?limit=100${status ? `&status=${status}` : ''}`).then(
+      answer => answer.runs
+    );
+  }
+
+  protected key(runs: IRun[]): string {
+    return JSON.stringify([runs, this.notebook.value]);
   }
 
   /** The notebooks of the runs listed, as choices of the filter (the choice is kept). */
@@ -123,7 +71,7 @@ export class RunsPanel extends Widget {
     this.notebook.value = paths.includes(chosen) ? chosen : '';
   }
 
-  private render(all: IRun[]): void {
+  protected render(all: IRun[]): void {
     this.notebooks(all);
     const runs = this.notebook.value ? all.filter(r => r.notebook === this.notebook.value) : all;
     this.rows.replaceChildren();
@@ -142,7 +90,7 @@ export class RunsPanel extends Widget {
       notebook.title = `${run.notebook}\nrun ${run.id}`;
       const state = span(progress(run) || run.status, `wb-Runs-status wb-mod-${run.status}`);
       if (run.error_name) {
-        state.title = run.error_name;
+        state.title = run.error_name + (run.error_cell ? ` in cell ${run.error_cell}` : '');
       }
       top.append(notebook, state);
       const bottom = document.createElement('div');
@@ -157,6 +105,15 @@ export class RunsPanel extends Widget {
           button('Output', 'Open the output notebook', () =>
             openOutput(this.app, run.id, run.notebook)
           )
+        );
+      }
+      if (run.status === 'failed' && run.path && run.error_cell) {
+        const path = run.path;
+        const cell = run.error_cell;
+        actions.append(
+          button(`Cell ${cell}`, `Open the notebook at cell ${cell}, where the run failed`, () => {
+            void openCell(this.app, path, cell);
+          })
         );
       }
       if (FINISHED.has(run.status)) {
@@ -182,10 +139,5 @@ export class RunsPanel extends Widget {
       item.append(top, bottom);
       this.rows.appendChild(item);
     }
-  }
-
-  dispose(): void {
-    window.clearTimeout(this.timer);
-    super.dispose();
   }
 }

@@ -1,13 +1,13 @@
 /**
  * JupyterLab notifications for the runs started from this page: once a run ends, a toast says
- * so, with its error when it failed, and offers its output. It keeps watching after the run
- * dialog is closed.
+ * so, with its error when it failed, and offers its output and the failing cell. It keeps
+ * watching after the run dialog is closed.
  */
 import { JupyterFrontEnd } from '@jupyterlab/application';
 import { Notification } from '@jupyterlab/apputils';
 
 import { IRun, request } from './api';
-import { openOutput } from './output';
+import { openCell, openOutput } from './output';
 
 const POLL_MS = 2000;
 const watched = new Set<string>();
@@ -38,9 +38,20 @@ export function watch(app: JupyterFrontEnd, runId: string): void {
       });
     } else if (run.status === 'failed') {
       const why = [run.error_name, run.error_message].filter(Boolean).join(': ');
-      Notification.error(`Run of ${name} failed${why ? `: ${why}` : ''}.`, {
+      const actions = [output];
+      if (run.path && run.error_cell) {
+        const path = run.path;
+        const cell = run.error_cell;
+        actions.push({
+          label: `Go to cell ${cell}`,
+          caption: 'Open the notebook at the cell that failed',
+          callback: () => void openCell(app, path, cell)
+        });
+      }
+      const where = run.error_cell ? ` in cell ${run.error_cell}` : '';
+      Notification.error(`Run of ${name} failed${where}${why ? `: ${why}` : ''}.`, {
         autoClose: false,
-        actions: [output]
+        actions
       });
     } else if (run.status === 'cancelled') {
       Notification.info(`Run of ${name} was cancelled.`, { autoClose: 5000 });

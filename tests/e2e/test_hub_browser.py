@@ -28,6 +28,7 @@ import pytest
 
 from tests import system_users
 from tests.cli import run_cli
+from tests.e2e.conftest import ARTIFACTS
 from tests.e2e.world import World, free_port
 from workbench.accounts import api as accounts
 from workbench.app import Workbench
@@ -236,3 +237,52 @@ def test_a_disabled_analyst_and_a_viewer_are_refused_at_the_door(
     _sign_in(page, hub, *world.viewers["b"])
     page.get_by_text("Your Workbench account opens dashboards only").wait_for()
     assert "/hub/login" in page.url
+
+
+def _new_notebook(page: Any, hub: Hub, team: str) -> None:
+    """Sign in as the analyst of ``team`` and open a new notebook in a reset workspace (their
+    server, started by an earlier test, would bring its tabs back instead of the launcher)."""
+    name, password = hub.analysts[team]
+    _sign_in(page, hub, name, password)
+    page.wait_for_url(f"**/user/{name}/lab**", timeout=SPAWN_TIMEOUT_MS)
+    page.goto(f"{hub.base}/user/{name}/lab?reset")
+    _open_notebook(page)
+
+
+def _data_panel_item(page: Any, table: str) -> Any:
+    """The Data panel's entry of ``table``, opened to its details."""
+    page.locator(".jp-SideBar [title='Workbench data']").first.click()
+    page.locator(".wb-Data .wb-Runs-bar button", has_text="Refresh").click()
+    item = page.locator(f".wb-Data [data-table='{table}']")
+    item.locator(".wb-Data-name").click()
+    item.locator(".wb-Data-column").first.wait_for()
+    return item
+
+
+def test_an_analyst_shares_their_teams_table_from_the_data_panel(
+    hub: Hub, world: World, page: Any
+) -> None:
+    """Team b's analyst writes a table and shares it with team a from the Data panel; team a's
+    analyst then reads it, and cannot share it on: the database decides, not the page."""
+    prefix = world.viewers["a"][0].split("_")[0]
+    table = f"hub_shared_{uuid.uuid4().hex[:6]}"
+    _new_notebook(page, hub, "b")
+    write = f"import pandas as pd, workbench as wb\nwb.write(pd.DataFrame({{'x': [1, 2]}}), {table!r})\nprint('WROTE')"  # noqa: E501
+    _run_cell(page, write, "WROTE")
+    form = _data_panel_item(page, table).locator(".wb-Data-share")
+    form.locator("input").fill(f"{prefix}-a")
+    form.get_by_role("button", name="Share").click()
+    form.get_by_text(f"Team {prefix}-a may read {table}.").wait_for()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "hub_data_share.png"))
+    page.goto(hub.base + "/hub/logout")
+
+    _new_notebook(page, hub, "a")
+    read = f"import workbench as wb\nprint('SUM', int(wb.read_table({table!r})['x'].sum()))"
+    assert _run_cell(page, read, "SUM").split("SUM", 1)[1].split() == ["3"]
+    form = _data_panel_item(page, table).locator(".wb-Data-share")
+    form.locator("input").fill(f"{prefix}-a")
+    form.get_by_role("button", name="Share").click()
+    refusal = form.locator(".wb-Form-error")
+    refusal.get_by_text(f"Table '{table}' was not shared").wait_for()
+    page.goto(hub.base + "/hub/logout")

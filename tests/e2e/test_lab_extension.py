@@ -2,7 +2,8 @@
 days of flights: "Run with Workbench" on flights_kpis.ipynb's toolbar opens a form built from
 its typed parameters; a wrong value is refused at its field in the server's words; fixed, the
 run is queued, executed by a real scheduler, followed to its end, and its output opens in a
-tab; the Runs panel lists it. Each step leaves a screenshot in tests/artifacts/.
+tab; the Runs panel lists it. A failed run's notification opens its notebook at the failing
+cell; the launcher has a tile per dashboard. Each step leaves a screenshot in tests/artifacts/.
 """
 
 from __future__ import annotations
@@ -23,6 +24,23 @@ from tests.e2e.conftest import ARTIFACTS
 from tests.lab_helpers import ROOT, Lab, lab_env, start_lab
 
 pytestmark = pytest.mark.e2e
+
+#: Where the launcher's tiles send a browser (no server needs to answer for the test).
+DASHBOARDS_URL = "http://127.0.0.1:8866/"
+FAILING = {
+    "nbformat": 4,
+    "nbformat_minor": 5,
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}},
+    "cells": [
+        {"cell_type": "markdown", "id": "a", "metadata": {}, "source": "# Fails in cell 3"},
+        {"cell_type": "code", "id": "b", "metadata": {}, "execution_count": None,
+         "outputs": [], "source": "flights = 0"},
+        {"cell_type": "code", "id": "c", "metadata": {}, "execution_count": None,
+         "outputs": [], "source": "raise ValueError('no flights on that day')"},
+        {"cell_type": "code", "id": "d", "metadata": {}, "execution_count": None,
+         "outputs": [], "source": "print('never reached')"},
+    ],
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +65,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     # A copy of the project's notebooks: JupyterLab saves what a test opens and changes.
     project = workdir / "project"
     shutil.copytree(ROOT / "notebooks", project / "notebooks")
-    running = start_lab(env, workdir, project)
+    shutil.copytree(ROOT / "dashboards", project / "dashboards")
+    (project / "notebooks" / "fails_in_cell_3.ipynb").write_text(json.dumps(FAILING))
+    running = start_lab({**env, "WORKBENCH_DASHBOARDS_URL": DASHBOARDS_URL}, workdir, project)
     yield running
     running.stop()
     scheduler.send_signal(signal.SIGTERM)
@@ -142,11 +162,11 @@ def test_run_a_notebook_from_its_form_and_follow_it_to_its_output(lab: Lab, page
     shown_again = json.loads(run_cli("runs", "show", again["id"], "--json", env=lab.env).stdout)
     assert shown_again["parameters"] == shown["parameters"]
     # The notebook filter leaves the other notebook's runs out.
-    items = page.locator(".wb-Runs-list .wb-Runs-item")
-    page.wait_for_function("document.querySelectorAll('.wb-Runs-list .wb-Runs-item').length == 3")
+    items = page.locator("#workbench-runs .wb-Runs-item")
+    page.wait_for_function("document.querySelectorAll('#workbench-runs .wb-Runs-item').length == 3")
     filters = page.locator(".wb-Runs-filters select").first
     filters.select_option(label="flights_kpis.ipynb")
-    page.wait_for_function("document.querySelectorAll('.wb-Runs-list .wb-Runs-item').length == 2")
+    page.wait_for_function("document.querySelectorAll('#workbench-runs .wb-Runs-item').length == 2")
     assert all("flights_kpis" in t for t in items.locator(".wb-Runs-notebook").all_inner_texts())
     filters.select_option(value="")
 
@@ -256,6 +276,53 @@ def test_the_data_panel_lists_tables_and_inserts_snippets_that_run(lab: Lab, pag
     _shot(page, "10_sql_snippet_ran")
 
 
+def test_a_failed_run_notifies_and_opens_its_notebook_at_the_failing_cell(
+    lab: Lab, page: Any
+) -> None:
+    _open_notebook(page, lab, "notebooks/fails_in_cell_3.ipynb")
+    # The workspace brings back the tabs of earlier tests: this notebook's must be in front.
+    page.locator(".lm-TabBar-tab", has_text="fails_in_cell_3.ipynb").first.click()
+    page.locator(".jp-NotebookPanel:visible .wb-RunButton").click()
+    dialog = page.locator(".wb-RunDialog")
+    dialog.get_by_role("button", name="Run now").click()
+    dialog.locator(".wb-Form-status[data-status='failed']").wait_for(timeout=120_000)
+    dialog.get_by_role("button", name="Close").click()
+    toast = page.locator(".Toastify__toast", has_text="Run of fails_in_cell_3.ipynb failed")
+    toast.get_by_text("in cell 3: ValueError: no flights on that day").wait_for()
+    _shot(page, "11_failed_notification")
+    # The output opened in front; the notification's link brings the notebook back with cell 3
+    # active.
+    toast.get_by_role("button", name="Go to cell 3").click()
+    active = page.locator(".jp-NotebookPanel:visible .jp-Cell.jp-mod-active")
+    active.get_by_text("raise ValueError").wait_for()
+    # The Runs panel offers the same cell.
+    page.locator(".jp-SideBar [title='Workbench runs']").first.click()
+    row = page.locator(".wb-Runs-item[data-status='failed']").first
+    row.get_by_role("button", name="Cell 3").wait_for()
+    assert "ValueError in cell 3" in (row.locator(".wb-Runs-status").get_attribute("title") or "")
+    _shot(page, "12_failing_cell")
+
+
+def test_the_launcher_has_a_tile_for_each_dashboard(lab: Lab, page: Any) -> None:
+    page.goto(f"{lab.base}/lab?token={lab.token}")
+    page.locator(".jp-SideBar").first.wait_for(timeout=60_000)
+    page.keyboard.press("Control+Shift+L")  # a new launcher
+    section = page.locator(".jp-Launcher-section", has_text="Workbench dashboards").last
+    tiles = section.locator(".jp-LauncherCard")
+    tiles.first.wait_for(timeout=30_000)
+    titles = tiles.all_inner_texts()
+    assert len(titles) == len(list((ROOT / "dashboards").glob("*.ipynb"))), titles
+    _shot(page, "13_launcher_dashboards")
+    # A tile opens the dashboard on the dashboards server, in a tab of its own (what the tab
+    # asks for is the test: no dashboards server answers it here).
+    navigation = page.context.expect_event("request", lambda r: r.is_navigation_request())
+    with navigation as asked, page.expect_popup() as opened:
+        tiles.first.click()
+    url = asked.value.url
+    assert url.startswith(DASHBOARDS_URL + "voila/render/") and url.endswith(".ipynb"), url
+    opened.value.close()
+
+
 def test_the_run_command_is_in_the_palette_and_the_file_browsers_menu(lab: Lab, page: Any) -> None:
     page.goto(f"{lab.base}/lab/tree/notebooks?token={lab.token}")  # the folder, in the browser
     tab = page.locator(".jp-SideBar .lm-TabBar-tab[data-id='filebrowser']")
@@ -294,8 +361,22 @@ def test_the_form_and_the_runs_panel_follow_the_dark_theme(lab: Lab, page: Any) 
 
     assert luminance(".wb-RunDialog .jp-Dialog-content") < 80  # dark, as JupyterLab's own
     _shot(page, "5_dark_form")
+    page.locator(".wb-RunDialog").get_by_role("button", name="Schedule…").click()
+    page.locator(".wb-RunDialog #wb-job-schedule").fill("30 6 * * 1-5")
+    page.locator(".wb-Schedule-preview li[data-time]").nth(4).wait_for()
+    assert luminance(".wb-RunDialog #wb-job-schedule") < 80
+    _shot(page, "5b_dark_schedule")
     page.keyboard.press("Escape")
     page.locator(".jp-SideBar [title='Workbench runs']").first.click()
-    page.locator(".wb-Runs-item").first.wait_for()
-    assert luminance(".wb-Runs") < 80
+    page.locator("#workbench-runs .wb-Runs-item").first.wait_for()
+    assert luminance("#workbench-runs") < 80
     _shot(page, "6_dark_runs")
+    page.locator(".jp-SideBar [title='Workbench jobs']").first.click()
+    page.locator(".wb-Jobs .wb-Runs-message, .wb-Jobs .wb-Runs-item").first.wait_for()
+    assert luminance(".wb-Jobs") < 80
+    _shot(page, "6b_dark_jobs")
+    page.locator(".jp-SideBar [title='Workbench data']").first.click()
+    page.locator(".wb-Data [data-table='flights'] .wb-Data-name").click()
+    page.locator(".wb-Data .wb-Data-column").first.wait_for()
+    assert luminance(".wb-Data") < 80
+    _shot(page, "6c_dark_data")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -320,6 +321,7 @@ def test_every_answer_of_the_server_matches_the_openapi_document(embedded: Lab) 
         ("/jobs/{name}", "jobs/nowhere"),
         ("/schedule", "schedule?cron=0+6+*+*+1-5&timezone=America/New_York"),
         ("/secrets", "secrets"),
+        ("/dashboards", "dashboards"),
         ("/schedule", "schedule?cron=0+25+*+*+*"),
     ]
     statuses = set()
@@ -353,6 +355,8 @@ def test_a_run_queued_through_the_api_is_the_command_lines_run(embedded: Lab) ->
     assert run_id in [r["id"] for r in summary]
     record = embedded.get(f"/workbench/api/runs/{run_id[:8]}").json()
     assert record["id"] == run_id and record["parameters"] == {"seconds": 0.1}
+    assert record["path"] == SLEEPS  # what JupyterLab opens to show a failing cell
+    assert [r["path"] for r in summary if r["id"] == run_id] == [SLEEPS]
     cancelled = _post(embedded, f"runs/{run_id}/cancel", {})
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     again = _post(embedded, f"runs/{run_id}/cancel", {})
@@ -382,6 +386,30 @@ def test_bad_input_to_queue_a_run_is_refused_with_its_reason(
     assert refused.status_code == status, refused.text
     assert words in refused.json()["message"]
     assert len(embedded.get("/workbench/api/runs?limit=500").json()["runs"]) == before
+
+
+def test_a_run_of_a_notebook_outside_the_servers_folder_has_no_path(
+    embedded: Lab, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere.ipynb"
+    shutil.copy(ROOT / SLEEPS, elsewhere)
+    with Workbench(load_settings(home=Path(embedded.env["WORKBENCH_HOME"]))) as bench:
+        run_id = str(queue_run(elsewhere, {"seconds": 0}, workbench=bench))
+    record = embedded.get(f"/workbench/api/runs/{run_id}").json()
+    assert record["notebook"] == str(elsewhere.resolve()) and record["path"] is None
+    assert _post(embedded, f"runs/{run_id}/cancel", {}).status_code == 200
+
+
+def test_the_dashboards_of_the_servers_folder_are_listed_for_the_launcher(
+    embedded: Lab,
+) -> None:
+    answer = embedded.get("/workbench/api/dashboards").json()
+    names = sorted(d["name"] for d in answer["dashboards"])
+    assert names == sorted(p.name for p in (ROOT / "dashboards").glob("*.ipynb"))
+    assert all(d["path"] == f"dashboards/{d['name']}" for d in answer["dashboards"])
+    # No dashboards server configured: the tiles open the notebooks themselves.
+    assert answer["dashboards_url"] is None
+    assert {d["url"] for d in answer["dashboards"]} == {None}
 
 
 def test_a_form_sends_what_was_typed_and_a_refusal_names_its_field(embedded: Lab) -> None:
@@ -585,6 +613,26 @@ def test_a_plain_jupyter_server_of_the_environment_has_the_api(tmp_path: Path) -
         assert lab.get("/workbench/api/whoami").json()["mode"] == "embedded"
     finally:
         assert lab.stop() == 0
+
+
+def test_the_api_answers_under_the_servers_base_url(tmp_path: Path) -> None:
+    """A hub's server runs under /user/<name>/: the routes sit under that prefix, once."""
+    env = lab_env(tmp_path / "home", tmp_path / "jupyter")
+    assert run_cli("init", env=env).code == 0
+    lab = start_lab(env, tmp_path, plain=True, base_url="/user/ann/")
+    try:
+        assert lab.base.endswith("/user/ann")
+        whoami = lab.get("/workbench/api/whoami")
+        assert whoami.status_code == 200 and whoami.json()["mode"] == "embedded"
+        assert lab.get("/workbench/api/dashboards").status_code == 200
+        doubled = httpx.get(
+            lab.base + "/user/ann/workbench/api/whoami",
+            headers={"Authorization": f"token {lab.token}"},
+            timeout=30,
+        )
+        assert doubled.status_code == 404
+    finally:
+        lab.stop()
 
 
 def test_without_a_database_the_api_says_why_and_creates_nothing(tmp_path: Path) -> None:

@@ -121,6 +121,11 @@ class Settings(BaseSettings):
         description="Comma-separated allow-list of installed plugins; empty loads none.",
     )
     trace_plugins: bool = Field(False, description="Log every plugin hook call (debugging).")
+    dashboards_url: str | None = Field(
+        None,
+        description="Address of the dashboards server as a browser reaches it (e.g. "
+        "https://dash.example.org/); JupyterLab's launcher tiles open dashboards there.",
+    )
     webhook_url: SecretStr | None = Field(
         None, description="URL the built-in notifier posts run events to (JSON); optional."
     )

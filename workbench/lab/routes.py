@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from workbench.lab.dashboards import DASHBOARD_ROUTES
 from workbench.lab.handlers import API, BASIC_ROUTES, WorkbenchHandler
 from workbench.lab.jobs import JOB_ROUTES
 from workbench.lab.runs import RUN_ROUTES
@@ -14,5 +15,5 @@ def routes(base_url: str) -> list[tuple[str, type[WorkbenchHandler]]]:
     prefix = base_url.rstrip("/") + API
     return [
         (prefix + pattern, handler)
-        for pattern, handler in (*BASIC_ROUTES, *RUN_ROUTES, *JOB_ROUTES)
+        for pattern, handler in (*BASIC_ROUTES, *RUN_ROUTES, *JOB_ROUTES, *DASHBOARD_ROUTES)
     ]

@@ -7,6 +7,7 @@ team's run is not found. A run is queued here; a scheduler (or worker) executes 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import tornado.web
@@ -20,7 +21,7 @@ __all__ = ["RUN_ROUTES"]
 
 SUMMARY = (
     "id", "notebook", "status", "queued_at", "started_at", "finished_at", "progress_cell",
-    "progress_total", "triggered_by", "error_name",
+    "progress_total", "triggered_by", "error_name", "error_cell",
 )  # fmt: skip
 #: Run outputs served as files of their own origin: scripts in an output never run with the
 #: analyst's Jupyter session.
@@ -28,10 +29,16 @@ OUTPUT_POLICY = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src
 OUTPUTS = {"html": storage.HTML_NAME, "ipynb": storage.NOTEBOOK_NAME}
 
 
-def _record(run: Any, names: tuple[str, ...] | None = None) -> dict[str, Any]:
+def _record(run: Any, root: str, names: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """A run as JSON; ``path`` is its notebook relative to the server's folder ``root`` (what
+    JupyterLab opens, to show the failing cell), or null when the notebook is elsewhere."""
     fields = dict(vars(run))
     record = {n: fields[n] for n in names} if names else fields
     record["duration_seconds"] = run.duration
+    notebook, folder = Path(run.notebook), Path(root).resolve()
+    record["path"] = (
+        notebook.relative_to(folder).as_posix() if notebook.is_relative_to(folder) else None
+    )
     return {k: plain(v) for k, v in record.items()}
 
 
@@ -50,7 +57,7 @@ class RunsHandler(WorkbenchHandler):
         path = str(self.notebook_path(notebook)) if notebook else None
         status = self.get_query_argument("status", None)
         found = runs(limit=limit, notebook=path, status=status, workbench=self.workbench)
-        self.reply({"runs": [_record(run, SUMMARY) for run in found]})
+        self.reply({"runs": [_record(run, self.root, SUMMARY) for run in found]})
 
     @tornado.web.authenticated
     def post(self) -> None:
@@ -86,7 +93,7 @@ class RunHandler(WorkbenchHandler):
     def get(self, run_id: str) -> None:
         from workbench.runs.api import show
 
-        self.reply(_record(show(run_id, workbench=self.workbench)))
+        self.reply(_record(show(run_id, workbench=self.workbench), self.root))
 
 
 class CancelHandler(WorkbenchHandler):
@@ -94,7 +101,7 @@ class CancelHandler(WorkbenchHandler):
     def post(self, run_id: str) -> None:
         from workbench.runs.api import cancel
 
-        self.reply(_record(cancel(run_id, workbench=self.workbench)))
+        self.reply(_record(cancel(run_id, workbench=self.workbench), self.root))
 
 
 class RerunHandler(WorkbenchHandler):
