@@ -21,7 +21,7 @@ from dockerfile_parse import DockerfileParser
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from tests.deploy_rules import BIN, DEPLOY, KNOWN_ENV, ROOT, SECRET_ENV, SECRET_KEYS, SERVICE_UID
+from tests.deploy_rules import DEPLOY, KNOWN_ENV, ROOT, SECRET_ENV, SECRET_KEYS, SERVICE_UID
 from workbench.hub.authenticator import WorkbenchAuthenticator
 
 HUB = DEPLOY / "k8s" / "jupyterhub"
@@ -172,16 +172,6 @@ def test_the_hub_image_extends_the_charts_hub_with_this_wheel() -> None:
         for word in item["value"].split()[:-1]
     ]
     assert copied and all((ROOT / source).exists() for source in copied)
-
-
-def test_hadolint_finds_nothing_in_the_hub_image() -> None:
-    done = subprocess.run(
-        [str(BIN / "hadolint"), "--failure-threshold", "info", str(HUB_DOCKERFILE)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_the_values_file_is_named_in_the_docs() -> None:

@@ -22,6 +22,7 @@ import sys
 import threading
 import tomllib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -125,9 +126,13 @@ def contract_problems(text: str) -> list[str]:
     return problems
 
 
-def test_hadolint_finds_nothing() -> None:
+@pytest.mark.parametrize(
+    "dockerfile", [DOCKERFILE, DEPLOY / "k8s" / "jupyterhub" / "Dockerfile.hub"], ids=str
+)
+def test_hadolint_finds_nothing(dockerfile: Path) -> None:
+    """The service image and the hub image extending zero-to-jupyterhub's."""
     done = subprocess.run(
-        [str(BIN / "hadolint"), "--failure-threshold", "info", str(DOCKERFILE)],
+        [str(BIN / "hadolint"), "--failure-threshold", "info", str(dockerfile)],
         capture_output=True,
         text=True,
         check=False,

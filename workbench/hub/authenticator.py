@@ -43,6 +43,8 @@ from workbench.db.models import Role, User
 from workbench.hub.errors import HubError, HubSecretError
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from workbench.app import Workbench
 
 __all__ = ["CREDENTIALS_VARIABLE", "URL_VARIABLE", "WorkbenchAuthenticator", "secret_variables"]
@@ -145,14 +147,12 @@ class WorkbenchAuthenticator(Authenticator):  # type: ignore[misc]
 
     # -- signing in -------------------------------------------------------------------------
 
-    def _model(self, user: User, teams: list[str]) -> dict[str, Any]:
-        if user.role not in self.roles:
-            raise web.HTTPError(
-                403,
-                "Your Workbench account opens dashboards only; ask your Workbench administrator "
-                "for an analyst's account to use JupyterLab.",
-            )
-        return {"name": user.username, "groups": sorted(teams)}
+    def _model(self, session: Session, user: User) -> dict[str, Any] | None:
+        """The hub's model of an active account whose role may have a server; ``None``
+        otherwise (sign-in says why; a refresh signs the user out)."""
+        if not user.is_active or user.role not in self.roles:
+            return None
+        return {"name": user.username, "groups": sorted(teams_of(session, user))}
 
     async def authenticate(self, handler: web.RequestHandler, data: dict[str, str]) -> Any:
         username = (data.get("username") or "").strip()
@@ -166,8 +166,15 @@ class WorkbenchAuthenticator(Authenticator):  # type: ignore[misc]
 
         def check() -> dict[str, Any]:
             with self.workbench.session() as session:
-                user = authenticate(session, username, password)
-                return self._model(user, teams_of(session, user))
+                user = authenticate(session, username, password)  # refuses the inactive
+                model = self._model(session, user)
+            if model is None:
+                raise web.HTTPError(
+                    403,
+                    "Your Workbench account opens dashboards only; ask your Workbench "
+                    "administrator for an analyst's account to use JupyterLab.",
+                )
+            return model
 
         try:
             return await asyncio.to_thread(check)
@@ -178,9 +185,7 @@ class WorkbenchAuthenticator(Authenticator):  # type: ignore[misc]
     def _current(self, username: str) -> dict[str, Any] | None:
         with self.workbench.session() as session:
             user = session.scalar(select(User).where(User.username == username))
-            if user is None or not user.is_active or user.role not in self.roles:
-                return None
-            return {"name": user.username, "groups": sorted(teams_of(session, user))}
+            return None if user is None else self._model(session, user)
 
     async def refresh_user(self, user: Any, handler: Any = None) -> Any:
         """The account as it is now; ``False`` (sign in again, which then fails) for one that
