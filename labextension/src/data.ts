@@ -32,7 +32,7 @@ interface ITable extends ITableSummary {
   columns: IColumn[];
 }
 
-export class DataPanel extends ListPanel<ITableSummary[]> {
+export class DataPanel extends ListPanel<ITableSummary> {
   constructor(
     private readonly app: JupyterFrontEnd,
     private readonly notebooks: INotebookTracker
@@ -42,7 +42,8 @@ export class DataPanel extends ListPanel<ITableSummary[]> {
       label: 'Data',
       listLabel: 'Tables',
       className: 'wb-Data',
-      refreshMs: 0
+      refreshMs: 0,
+      empty: 'No tables yet: wb.write(frame, "name") or `workbench ingest` makes one.'
     });
     const refresh = element('button', 'jp-Button jp-mod-minimal wb-Runs-action', 'Refresh');
     refresh.onclick = () => void this.refresh();
@@ -156,28 +157,22 @@ export class DataPanel extends ListPanel<ITableSummary[]> {
     }
   }
 
-  protected render(tables: ITableSummary[]): void {
-    this.rows.replaceChildren();
-    this.message.textContent = tables.length
-      ? ''
-      : 'No tables yet: wb.write(frame, "name") or `workbench ingest` makes one.';
-    for (const table of tables) {
-      const item = element('li', 'wb-Runs-item');
-      item.dataset.table = table.name;
-      const line = element('div', 'wb-Runs-line');
-      const name = element('button', 'wb-Data-name', table.name);
-      name.setAttribute('aria-expanded', 'false');
-      name.onclick = () => {
-        name.setAttribute(
-          'aria-expanded',
-          String(name.getAttribute('aria-expanded') !== 'true')
-        );
-        void this.open(item, table.name);
-      };
-      const rows = table.last_write_rows === null ? '' : `${table.last_write_rows} rows written`;
-      line.append(name, element('span', 'wb-Runs-details', rows));
-      item.append(line);
-      this.rows.appendChild(item);
-    }
+  protected row(table: ITableSummary): HTMLLIElement {
+    const item = element('li', 'wb-Runs-item');
+    item.dataset.table = table.name;
+    const line = element('div', 'wb-Runs-line');
+    const name = element('button', 'wb-Data-name', table.name);
+    name.setAttribute('aria-expanded', 'false');
+    name.onclick = () => {
+      name.setAttribute(
+        'aria-expanded',
+        String(name.getAttribute('aria-expanded') !== 'true')
+      );
+      void this.open(item, table.name);
+    };
+    const rows = table.last_write_rows === null ? '' : `${table.last_write_rows} rows written`;
+    line.append(name, element('span', 'wb-Runs-details', rows));
+    item.append(line);
+    return item;
   }
 }

@@ -5,10 +5,9 @@
  */
 import { JupyterFrontEnd } from '@jupyterlab/application';
 import { Dialog, showDialog } from '@jupyterlab/apputils';
-import { ServerConnection } from '@jupyterlab/services';
 
-import { apiUrl, post, request } from './api';
-import { button, inZone, span } from './dom';
+import { post, request } from './api';
+import { button, element, inZone, span } from './dom';
 import { ListPanel } from './panel';
 import { watch } from './watch';
 
@@ -26,14 +25,15 @@ export interface IJob {
   last_run: { id: string; status: string; finished_at: string | null } | null;
 }
 
-export class JobsPanel extends ListPanel<IJob[]> {
+export class JobsPanel extends ListPanel<IJob> {
   constructor(private readonly app: JupyterFrontEnd) {
     super({
       id: 'workbench-jobs',
       label: 'Jobs',
       listLabel: 'Jobs, by name',
       className: 'wb-Jobs',
-      refreshMs: REFRESH_MS
+      refreshMs: REFRESH_MS,
+      empty: 'No jobs yet. “Run with Workbench”, then “Schedule…”, saves one.'
     });
     this.node.append(this.bar, this.rows, this.message);
   }
@@ -62,65 +62,54 @@ export class JobsPanel extends ListPanel<IJob[]> {
     if (!answer.button.accept) {
       return;
     }
-    const settings = ServerConnection.makeSettings();
-    const url = apiUrl(`jobs/${encodeURIComponent(job.name)}`);
-    const reply = await ServerConnection.makeRequest(url, { method: 'DELETE' }, settings);
-    if (!reply.ok) {
-      const body = await reply.json().catch(() => ({}));
-      this.message.textContent = body.message ?? `The job was not deleted (${reply.status}).`;
+    try {
+      await request(`jobs/${encodeURIComponent(job.name)}`, { method: 'DELETE' });
+    } catch (error) {
+      this.message.textContent = (error as Error).message;
     }
     await this.refresh();
   }
 
-  protected render(jobs: IJob[]): void {
-    this.rows.replaceChildren();
-    this.message.textContent = jobs.length
-      ? ''
-      : 'No jobs yet. “Run with Workbench”, then “Schedule…”, saves one.';
-    for (const job of jobs) {
-      const item = document.createElement('li');
-      item.className = 'wb-Runs-item';
-      item.dataset.job = job.name;
-      item.dataset.paused = String(job.paused);
-      const top = document.createElement('div');
-      top.className = 'wb-Runs-line';
-      const name = span(job.name, 'wb-Runs-notebook');
-      name.title = job.notebook;
-      const state = job.paused ? 'paused' : job.schedule ? job.schedule : 'on demand';
-      top.append(name, span(state, `wb-Runs-status${job.paused ? ' wb-mod-paused' : ''}`));
-      const bottom = document.createElement('div');
-      bottom.className = 'wb-Runs-line wb-Runs-details';
-      const next = job.paused || !job.schedule ? '' : inZone(job.next_run_at, job.timezone);
-      const facts = next
-        ? `next ${next}`
-        : job.paused && job.schedule
-          ? `${job.schedule} (${job.timezone})`
-          : '';
-      const details = span(facts, 'wb-Runs-facts wb-Jobs-next');
-      if (job.last_run) {
-        const last = span(
-          `last ${job.last_run.status}`,
-          `wb-Jobs-last wb-Runs-status wb-mod-${job.last_run.status}`
-        );
-        last.title = `run ${job.last_run.id}`;
-        details.append(document.createElement('br'), last);
-      }
-      bottom.append(details);
-      const actions = span('', 'wb-Runs-actions');
-      actions.append(
-        button('Run now', 'Queue a run of this job now', () => this.act(job, 'trigger'))
+  protected row(job: IJob): HTMLLIElement {
+    const item = element('li', 'wb-Runs-item');
+    item.dataset.job = job.name;
+    item.dataset.paused = String(job.paused);
+    const top = element('div', 'wb-Runs-line');
+    const name = span(job.name, 'wb-Runs-notebook');
+    name.title = job.notebook;
+    const state = job.paused ? 'paused' : job.schedule ? job.schedule : 'on demand';
+    top.append(name, span(state, `wb-Runs-status${job.paused ? ' wb-mod-paused' : ''}`));
+    const bottom = element('div', 'wb-Runs-line wb-Runs-details');
+    const next = job.paused || !job.schedule ? '' : inZone(job.next_run_at, job.timezone);
+    const facts = next
+      ? `next ${next}`
+      : job.paused && job.schedule
+        ? `${job.schedule} (${job.timezone})`
+        : '';
+    const details = span(facts, 'wb-Runs-facts wb-Jobs-next');
+    if (job.last_run) {
+      const last = span(
+        `last ${job.last_run.status}`,
+        `wb-Jobs-last wb-Runs-status wb-mod-${job.last_run.status}`
       );
-      if (job.schedule) {
-        actions.append(
-          job.paused
-            ? button('Resume', 'Resume the schedule', () => this.act(job, 'resume'))
-            : button('Pause', 'Pause the schedule', () => this.act(job, 'pause'))
-        );
-      }
-      actions.append(button('Delete', 'Delete this job', () => void this.remove(job)));
-      bottom.append(actions);
-      item.append(top, bottom);
-      this.rows.appendChild(item);
+      last.title = `run ${job.last_run.id}`;
+      details.append(document.createElement('br'), last);
     }
+    bottom.append(details);
+    const actions = span('', 'wb-Runs-actions');
+    actions.append(
+      button('Run now', 'Queue a run of this job now', () => this.act(job, 'trigger'))
+    );
+    if (job.schedule) {
+      actions.append(
+        job.paused
+          ? button('Resume', 'Resume the schedule', () => this.act(job, 'resume'))
+          : button('Pause', 'Pause the schedule', () => this.act(job, 'pause'))
+      );
+    }
+    actions.append(button('Delete', 'Delete this job', () => void this.remove(job)));
+    bottom.append(actions);
+    item.append(top, bottom);
+    return item;
   }
 }

@@ -1,7 +1,8 @@
 /**
- * What the sidebar panels share: a heading bar, a list, a line for messages and a refresh that
- * asks the API again every few seconds while the panel is shown. A refresh that finds nothing
- * new leaves the list alone, so the buttons under the mouse stay where they are.
+ * What the sidebar panels share: a heading bar, a list of one row per item, a line for messages
+ * (what to do when the list is empty) and a refresh that asks the API again every few seconds
+ * while the panel is shown. A refresh that finds nothing new leaves the list alone, so the
+ * buttons under the mouse stay where they are.
  */
 import { Widget } from '@lumino/widgets';
 
@@ -16,9 +17,12 @@ export interface IPanelOptions {
   className: string;
   /** How often to ask again while shown; 0 asks only when shown or told. */
   refreshMs: number;
+  /** What the panel says when it has nothing to list: what to do to get something. */
+  empty: string;
 }
 
 export abstract class ListPanel<T> extends Widget {
+  private readonly empty: string;
   protected readonly bar = element('div', 'wb-Runs-bar');
   protected readonly rows = element('ul', 'wb-Runs-list');
   protected readonly message = element('div', 'wb-Runs-message');
@@ -34,19 +38,26 @@ export abstract class ListPanel<T> extends Widget {
     this.title.label = options.label;
     this.title.caption = `Workbench ${options.label.toLowerCase()}`;
     this.refreshMs = options.refreshMs;
+    this.empty = options.empty;
     this.bar.append(element('h2', '', this.title.caption));
     this.rows.setAttribute('aria-label', options.listLabel);
     this.message.setAttribute('role', 'status');
   }
 
   /** Read what the panel lists from the API. */
-  protected abstract fetch(): Promise<T>;
+  protected abstract fetch(): Promise<T[]>;
 
-  /** Show ``items``; called only when they differ from what is shown. */
-  protected abstract render(items: T): void;
+  /** One item's row of the list. */
+  protected abstract row(item: T): HTMLLIElement;
+
+  /** Show ``items``, a row each; called only when they differ from what is shown. */
+  protected render(items: T[]): void {
+    this.rows.replaceChildren(...items.map(item => this.row(item)));
+    this.message.textContent = items.length ? '' : this.empty;
+  }
 
   /** What decides whether a new answer differs from what is shown. */
-  protected key(items: T): string {
+  protected key(items: T[]): string {
     return JSON.stringify(items);
   }
 

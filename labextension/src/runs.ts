@@ -15,7 +15,7 @@ const REFRESH_MS = 3000;
 const STATUSES = ['', 'queued', 'running', 'succeeded', 'failed', 'cancelled'];
 const FINISHED = new Set(['succeeded', 'failed', 'cancelled']);
 
-export class RunsPanel extends ListPanel<IRun[]> {
+export class RunsPanel extends ListPanel<IRun> {
   private readonly status = element('select', 'jp-mod-styled');
   private readonly notebook = element('select', 'jp-mod-styled');
 
@@ -25,7 +25,8 @@ export class RunsPanel extends ListPanel<IRun[]> {
       label: 'Runs',
       listLabel: 'Runs, newest first',
       className: 'wb-RunsPanel',
-      refreshMs: REFRESH_MS
+      refreshMs: REFRESH_MS,
+      empty: 'No runs yet. Open a notebook and press “Run with Workbench” in its toolbar.'
     });
     this.status.setAttribute('aria-label', 'Show runs of this status');
     for (const value of STATUSES) {
@@ -73,71 +74,65 @@ export class RunsPanel extends ListPanel<IRun[]> {
 
   protected render(all: IRun[]): void {
     this.notebooks(all);
-    const runs = this.notebook.value ? all.filter(r => r.notebook === this.notebook.value) : all;
-    this.rows.replaceChildren();
-    this.message.textContent = runs.length
-      ? ''
-      : 'No runs yet. Open a notebook and press “Run with Workbench” in its toolbar.';
-    for (const run of runs) {
-      const item = document.createElement('li');
-      item.className = 'wb-Runs-item';
-      item.dataset.run = run.id;
-      item.dataset.status = run.status;
-      const name = run.notebook.split('/').pop() ?? run.notebook;
-      const top = document.createElement('div');
-      top.className = 'wb-Runs-line';
-      const notebook = span(name, 'wb-Runs-notebook');
-      notebook.title = `${run.notebook}\nrun ${run.id}`;
-      const state = span(progress(run) || run.status, `wb-Runs-status wb-mod-${run.status}`);
-      if (run.error_name) {
-        state.title = run.error_name + (run.error_cell ? ` in cell ${run.error_cell}` : '');
-      }
-      top.append(notebook, state);
-      const bottom = document.createElement('div');
-      bottom.className = 'wb-Runs-line wb-Runs-details';
-      const facts = [took(run), run.triggered_by ? `by ${run.triggered_by}` : '']
-        .filter(Boolean)
-        .join(' · ');
-      bottom.append(span(facts, 'wb-Runs-facts'));
-      const actions = span('', 'wb-Runs-actions');
-      if (run.status === 'succeeded' || run.status === 'failed') {
-        actions.append(
-          button('Output', 'Open the output notebook', () =>
-            openOutput(this.app, run.id, run.notebook)
-          )
-        );
-      }
-      if (run.status === 'failed' && run.path && run.error_cell) {
-        const path = run.path;
-        const cell = run.error_cell;
-        actions.append(
-          button(`Cell ${cell}`, `Open the notebook at cell ${cell}, where the run failed`, () => {
-            void openCell(this.app, path, cell);
-          })
-        );
-      }
-      if (FINISHED.has(run.status)) {
-        actions.append(
-          button('Re-run', 'Run this notebook again with the same parameters', () => {
-            void post<{ id: string }>(`runs/${run.id}/rerun`, {})
-              .then(queued => watch(this.app, queued.id))
-              .catch(error => (this.message.textContent = (error as Error).message))
-              .then(() => this.refresh());
-          })
-        );
-      }
-      if (run.status === 'queued' || run.status === 'running') {
-        actions.append(
-          button('Cancel', 'Cancel this run', () => {
-            void post(`runs/${run.id}/cancel`, {})
-              .catch(error => (this.message.textContent = (error as Error).message))
-              .then(() => this.refresh());
-          })
-        );
-      }
-      bottom.append(actions);
-      item.append(top, bottom);
-      this.rows.appendChild(item);
+    super.render(this.notebook.value ? all.filter(r => r.notebook === this.notebook.value) : all);
+  }
+
+  protected row(run: IRun): HTMLLIElement {
+    const item = element('li', 'wb-Runs-item');
+    item.dataset.run = run.id;
+    item.dataset.status = run.status;
+    const name = run.notebook.split('/').pop() ?? run.notebook;
+    const top = element('div', 'wb-Runs-line');
+    const notebook = span(name, 'wb-Runs-notebook');
+    notebook.title = `${run.notebook}\nrun ${run.id}`;
+    const state = span(progress(run) || run.status, `wb-Runs-status wb-mod-${run.status}`);
+    if (run.error_name) {
+      state.title = run.error_name + (run.error_cell ? ` in cell ${run.error_cell}` : '');
     }
+    top.append(notebook, state);
+    const bottom = element('div', 'wb-Runs-line wb-Runs-details');
+    const facts = [took(run), run.triggered_by ? `by ${run.triggered_by}` : '']
+      .filter(Boolean)
+      .join(' · ');
+    bottom.append(span(facts, 'wb-Runs-facts'));
+    const actions = span('', 'wb-Runs-actions');
+    if (run.status === 'succeeded' || run.status === 'failed') {
+      actions.append(
+        button('Output', 'Open the output notebook', () =>
+          openOutput(this.app, run.id, run.notebook)
+        )
+      );
+    }
+    if (run.status === 'failed' && run.path && run.error_cell) {
+      const path = run.path;
+      const cell = run.error_cell;
+      actions.append(
+        button(`Cell ${cell}`, `Open the notebook at cell ${cell}, where the run failed`, () => {
+          void openCell(this.app, path, cell);
+        })
+      );
+    }
+    if (FINISHED.has(run.status)) {
+      actions.append(
+        button('Re-run', 'Run this notebook again with the same parameters', () => {
+          void post<{ id: string }>(`runs/${run.id}/rerun`, {})
+            .then(queued => watch(this.app, queued.id))
+            .catch(error => (this.message.textContent = (error as Error).message))
+            .then(() => this.refresh());
+        })
+      );
+    }
+    if (run.status === 'queued' || run.status === 'running') {
+      actions.append(
+        button('Cancel', 'Cancel this run', () => {
+          void post(`runs/${run.id}/cancel`, {})
+            .catch(error => (this.message.textContent = (error as Error).message))
+            .then(() => this.refresh());
+        })
+      );
+    }
+    bottom.append(actions);
+    item.append(top, bottom);
+    return item;
   }
 }
