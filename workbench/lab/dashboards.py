@@ -9,7 +9,6 @@ nothing of the dashboards server's sign-in.
 
 from __future__ import annotations
 
-from pathlib import Path
 from urllib.parse import quote
 
 import tornado.web
@@ -26,7 +25,7 @@ FOLDER = "dashboards"
 class DashboardsHandler(WorkbenchHandler):
     @tornado.web.authenticated
     def get(self) -> None:
-        root = Path(self.root).resolve()
+        root = self.root
         folder = (root / FOLDER).resolve()
         found = list_dashboards(folder) if folder.is_dir() and folder.is_relative_to(root) else []
         base = self.workbench.settings.dashboards_url

@@ -109,14 +109,14 @@ class WorkbenchHandler(APIHandler):
         return body
 
     @property
-    def root(self) -> str:
-        """The server's folder, which the API's notebook paths are relative to."""
-        return str(self.settings["server_root_dir"])
+    def root(self) -> Path:
+        """The server's folder (resolved), which the API's notebook paths are relative to."""
+        return Path(self.settings["server_root_dir"]).resolve()
 
     def notebook_path(self, path: str) -> Path:
         """``path`` (relative to the server's folder) as a notebook in it; refused when it
         is no notebook (400) or outside the folder or missing (404)."""
-        root = Path(self.root).resolve()
+        root = self.root
         if not path or not path.endswith(NOTEBOOK_SUFFIX):
             raise RequestError("Give a notebook (.ipynb) relative to the server's folder.")
         target = (root / path.lstrip("/")).resolve()

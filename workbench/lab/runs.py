@@ -29,16 +29,15 @@ OUTPUT_POLICY = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src
 OUTPUTS = {"html": storage.HTML_NAME, "ipynb": storage.NOTEBOOK_NAME}
 
 
-def _record(run: Any, root: str, names: tuple[str, ...] | None = None) -> dict[str, Any]:
+def _record(run: Any, root: Path, names: tuple[str, ...] | None = None) -> dict[str, Any]:
     """A run as JSON; ``path`` is its notebook relative to the server's folder ``root`` (what
     JupyterLab opens, to show the failing cell), or null when the notebook is elsewhere."""
     fields = dict(vars(run))
     record = {n: fields[n] for n in names} if names else fields
     record["duration_seconds"] = run.duration
-    notebook, folder = Path(run.notebook), Path(root).resolve()
-    record["path"] = (
-        notebook.relative_to(folder).as_posix() if notebook.is_relative_to(folder) else None
-    )
+    notebook = Path(run.notebook)
+    inside = notebook.is_relative_to(root)
+    record["path"] = notebook.relative_to(root).as_posix() if inside else None
     return {k: plain(v) for k, v in record.items()}
 
 
@@ -57,7 +56,8 @@ class RunsHandler(WorkbenchHandler):
         path = str(self.notebook_path(notebook)) if notebook else None
         status = self.get_query_argument("status", None)
         found = runs(limit=limit, notebook=path, status=status, workbench=self.workbench)
-        self.reply({"runs": [_record(run, self.root, SUMMARY) for run in found]})
+        root = self.root
+        self.reply({"runs": [_record(run, root, SUMMARY) for run in found]})
 
     @tornado.web.authenticated
     def post(self) -> None:
