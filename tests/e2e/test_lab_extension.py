@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.cli import run_cli
 from tests.e2e.conftest import ARTIFACTS
@@ -25,6 +26,8 @@ from tests.lab_helpers import ROOT, Lab, lab_env, start_lab
 
 pytestmark = pytest.mark.e2e
 
+#: The toolbar button of the notebook in front.
+RUN_BUTTON = ".jp-NotebookPanel:visible .wb-RunButton"
 #: Where the launcher's tiles send a browser (no server needs to answer for the test).
 DASHBOARDS_URL = "http://127.0.0.1:8866/"
 FAILING = {
@@ -85,8 +88,13 @@ def _shot(page: Any, name: str) -> None:
 
 
 def _open_notebook(page: Any, lab: Lab, path: str) -> None:
+    """Open ``path`` and bring its tab to the front: the workspace also brings back the tabs
+    of earlier tests, and the last of them to be restored may take the front."""
     page.goto(f"{lab.base}/lab/tree/{path}?token={lab.token}")
-    page.locator(".jp-NotebookPanel .wb-RunButton").first.wait_for(timeout=60_000)
+    tab = page.locator(".lm-TabBar-tab", has_text=path.rsplit("/", 1)[-1]).first
+    tab.wait_for(timeout=60_000)
+    tab.click()
+    page.locator(RUN_BUTTON).wait_for(timeout=60_000)
 
 
 def test_the_extension_is_installed_and_enabled(lab: Lab) -> None:
@@ -101,7 +109,7 @@ def test_the_extension_is_installed_and_enabled(lab: Lab) -> None:
 
 def test_run_a_notebook_from_its_form_and_follow_it_to_its_output(lab: Lab, page: Any) -> None:
     _open_notebook(page, lab, "notebooks/flights_kpis.ipynb")
-    page.locator(".jp-NotebookPanel .wb-RunButton").first.click()
+    page.locator(RUN_BUTTON).click()
     dialog = page.locator(".wb-RunDialog")
     dialog.wait_for()
     # The form: one field per typed parameter, dates as date pickers, help from descriptions.
@@ -173,7 +181,7 @@ def test_run_a_notebook_from_its_form_and_follow_it_to_its_output(lab: Lab, page
 
 def test_a_text_parameter_offers_the_stored_secrets_by_name(lab: Lab, page: Any) -> None:
     _open_notebook(page, lab, "notebooks/flights_kpis.ipynb")
-    page.locator(".jp-NotebookPanel .wb-RunButton").first.click()
+    page.locator(RUN_BUTTON).click()
     dialog = page.locator(".wb-RunDialog")
     picker = dialog.locator("#wb-secret-carrier")  # carrier: str | None
     picker.wait_for()
@@ -188,7 +196,7 @@ def test_schedule_a_notebook_with_a_preview_and_manage_it_in_the_jobs_panel(
     lab: Lab, page: Any
 ) -> None:
     _open_notebook(page, lab, "notebooks/flights_kpis.ipynb")
-    page.locator(".jp-NotebookPanel .wb-RunButton").first.click()
+    page.locator(RUN_BUTTON).click()
     dialog = page.locator(".wb-RunDialog")
     dialog.locator("#wb-param-on_time_minutes").wait_for()
     dialog.get_by_role("button", name="Schedule…").click()
@@ -280,9 +288,7 @@ def test_a_failed_run_notifies_and_opens_its_notebook_at_the_failing_cell(
     lab: Lab, page: Any
 ) -> None:
     _open_notebook(page, lab, "notebooks/fails_in_cell_3.ipynb")
-    # The workspace brings back the tabs of earlier tests: this notebook's must be in front.
-    page.locator(".lm-TabBar-tab", has_text="fails_in_cell_3.ipynb").first.click()
-    page.locator(".jp-NotebookPanel:visible .wb-RunButton").click()
+    page.locator(RUN_BUTTON).click()
     dialog = page.locator(".wb-RunDialog")
     dialog.get_by_role("button", name="Run now").click()
     dialog.locator(".wb-Form-status[data-status='failed']").wait_for(timeout=120_000)
@@ -307,11 +313,12 @@ def test_the_launcher_has_a_tile_for_each_dashboard(lab: Lab, page: Any) -> None
     page.goto(f"{lab.base}/lab?token={lab.token}")
     page.locator(".jp-SideBar").first.wait_for(timeout=60_000)
     page.keyboard.press("Control+Shift+L")  # a new launcher
-    section = page.locator(".jp-Launcher-section", has_text="Workbench dashboards").last
+    # The launcher in front (the workspace may bring back others, hidden behind it).
+    section = page.locator(
+        ".jp-Launcher:visible .jp-Launcher-section", has_text="Workbench dashboards"
+    )
     tiles = section.locator(".jp-LauncherCard")
-    tiles.first.wait_for(timeout=30_000)
-    titles = tiles.all_inner_texts()
-    assert len(titles) == len(list((ROOT / "dashboards").glob("*.ipynb"))), titles
+    expect(tiles).to_have_count(len(list((ROOT / "dashboards").glob("*.ipynb"))), timeout=30_000)
     _shot(page, "13_launcher_dashboards")
     # A tile opens the dashboard on the dashboards server, in a tab of its own (what the tab
     # asks for is the test: no dashboards server answers it here).
@@ -349,7 +356,7 @@ def test_the_form_and_the_runs_panel_follow_the_dark_theme(lab: Lab, page: Any) 
     page.locator(".lm-Menu-itemLabel", has_text="Theme").first.hover()
     page.locator(".lm-Menu-itemLabel", has_text="JupyterLab Dark").first.click()
     page.locator("body[data-jp-theme-light='false']").wait_for(state="attached")
-    page.locator(".jp-NotebookPanel .wb-RunButton").first.click()
+    page.locator(RUN_BUTTON).click()
     page.locator(".wb-RunDialog #wb-param-on_time_minutes").wait_for()
 
     def luminance(selector: str) -> float:
