@@ -15,8 +15,9 @@ the end), re-runs (attempts beyond the first), recovery seconds (from the fault'
 next run claimed) and leftover processes (a killed scheduler's descendants still alive 5 s
 later, and any process named after the experiment's runs or schedulers once it is over).
 Exits 1 when anything is lost, doubled, stuck or left behind, when a killed pool worker costs
-other than exactly one re-run, or when recovery from a broker loss takes longer than the
-lease. ``--quick`` runs fewer runs per experiment, for CI.
+other than exactly one re-run, when the Celery worker exits with its broker, or when recovery
+from a broker loss takes longer than the lease. ``--quick`` runs fewer runs per experiment, for
+CI.
 """
 
 from __future__ import annotations
@@ -362,7 +363,7 @@ def broker_loss(world: World, result: Outcome, budget: float, lease: float) -> N
     with own_redis() as (url, kill, start):
         env = {"WORKBENCH_CELERY_BROKER_URL": url, "WORKBENCH_EXECUTOR": "celery"}
         world.env.update(env)
-        world.start("worker", "--concurrency", "2", "--loglevel", "WARNING")
+        worker = world.start("worker", "--concurrency", "2", "--loglevel", "WARNING")
         world.scheduler("--executor", "celery")
         _after(world, 0.3, budget)
         kill()
@@ -373,6 +374,8 @@ def broker_loss(world: World, result: Outcome, budget: float, lease: float) -> N
         _wait(lambda: world.last_claim() > claimed, budget)
         result.recovery = time.monotonic() - back
         _finish(world, result, budget)
+        if worker.poll() is not None:
+            result.problems.append(f"the Celery worker exited ({worker.returncode}) on the loss")
         world.stop()
     if result.recovery > lease:
         result.problems.append(f"recovery from the broker loss took over the lease ({lease} s)")

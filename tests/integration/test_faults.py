@@ -314,6 +314,67 @@ def test_runs_lost_with_the_broker_are_sent_again_at_once(
         wb.close()
 
 
+def test_a_celery_worker_outlives_its_broker_while_a_slot_waits_for_work(
+    pg_owner: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+    pg_url: str,
+    processes: list[subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    """One slot runs a run while the other waits on the broker (BRPOP): losing the broker then
+    made Celery 5.7.0's worker exit ("Unrecoverable error", its second close of the lost
+    connection), so nothing ran until somebody restarted it. The worker must reconnect."""
+    from workbench.scheduler.executors import CeleryExecutor
+
+    port = _free_port()
+    broker = _redis_server(port, processes)
+    monkeypatch.setenv("WORKBENCH_CELERY_BROKER_URL", f"redis://127.0.0.1:{port}/0")
+    monkeypatch.setenv("WORKBENCH_CELERY_QUEUE", f"wbtest-{uuid.uuid4().hex[:8]}")
+    wb = _bench(monkeypatch, pg_url, lease=5.0)
+    for name, seconds in (("long", 6.0), ("quick", 0.1)):
+        jobs.register(
+            name, SLEEPS, parameters={"seconds": seconds}, owner=pg_owner, workbench=wb,
+        )  # fmt: skip
+    log = tmp_path / "worker.log"
+    with log.open("wb") as sink:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "workbench", "worker", "--concurrency", "2",
+             "--loglevel", "WARNING"],
+            env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=sink,
+            start_new_session=True,
+        )  # fmt: skip
+    processes.append(worker)
+    executor = CeleryExecutor(wb.settings)
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=run_scheduler, args=(wb, executor), kwargs={"stop": stop, "poll_seconds": 0.2}
+    )
+    thread.start()
+    try:
+        long = jobs.trigger("long", workbench=wb)
+        wait_for(lambda: run_row(wb, long).status is RunStatus.RUNNING, 60, "the long run")
+        time.sleep(0.5)  # the free slot is back to waiting on the broker
+        os.kill(broker.pid, signal.SIGKILL)
+        broker.wait()
+        time.sleep(2.0)
+        said = log.read_text(errors="replace")
+        assert worker.poll() is None and "Unrecoverable error" not in said, said[-3000:]
+        _redis_server(port, processes)
+        quick = jobs.trigger("quick", workbench=wb)
+        wait_for(
+            lambda: run_row(wb, quick).status is RunStatus.SUCCEEDED,
+            30,
+            "a run sent after the broker came back",
+        )
+        assert worker.poll() is None
+        assert "Unrecoverable error" not in log.read_text(errors="replace")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        executor.close()
+        wb.close()
+
+
 HOSTILE = """\
 import os, psycopg
 url = os.environ["WORKBENCH_DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")

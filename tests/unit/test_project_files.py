@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +43,7 @@ def _readme_commands() -> list[str]:
 def test_environment_yml_mirrors_pyproject() -> None:
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda = {}
+    conda_specs: dict[str, SpecifierSet] = {}
     pip_section: list[str] = []
     for dep in env["dependencies"]:
         if isinstance(dep, dict):
@@ -49,13 +51,15 @@ def test_environment_yml_mirrors_pyproject() -> None:
             continue
         name, _, bound = re.split(r"(>=)", dep, maxsplit=1) if ">=" in dep else (dep, "", "")
         conda[name.strip()] = bound.strip()
+        if bound:
+            conda_specs[name.strip()] = SpecifierSet(f">={bound.strip()}")
     expected = _requirements() + _requirements("dev")
     pip_only = [r for r in expected if r.name in PIP_ONLY]
     expected = [r for r in expected if r.name not in PIP_ONLY]
     for req in expected:
         conda_name = CONDA_NAMES.get(req.name, req.name)
         assert conda_name in conda, f"{req.name} missing from environment.yml"
-        assert conda[conda_name] == str(_lower_bound(req)), f"{req.name} bound differs"
+        assert conda_specs[conda_name] == req.specifier, f"{req.name}'s versions differ"
     # The hub's proxy comes from npm in the project's set-up; conda carries the same release.
     npm = json.loads((ROOT / "deploy" / "hub" / "package.json").read_text())["dependencies"]
     for name, version in npm.items():
