@@ -190,6 +190,7 @@ def _start(settings: Settings, dsn: str) -> bool:
             )
         return False
     _state.scrubber = _Scrubber(settings)
+    logging_levels, privacy = _options_of(sentry_sdk.VERSION)
     try:
         sentry_sdk.init(
             dsn=dsn,
@@ -200,13 +201,12 @@ def _start(settings: Settings, dsn: str) -> bool:
             default_integrations=False,
             auto_enabling_integrations=False,
             integrations=[
-                LoggingIntegration(level=logging.INFO, event_level=logging.ERROR),
+                LoggingIntegration(**logging_levels, event_level=logging.ERROR),
                 AtexitIntegration(callback=_quiet_exit),
                 DedupeIntegration(),
                 ThreadingIntegration(),
             ],
-            include_local_variables=False,
-            send_default_pii=False,
+            **privacy,
             max_request_body_size="never",
             auto_session_tracking=False,
             send_client_reports=False,
@@ -223,6 +223,31 @@ def _start(settings: Settings, dsn: str) -> bool:
     ignore_logger("tornado.access")
     _state.pid, _state.dsn = os.getpid(), dsn
     return True
+
+
+def _options_of(version: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The options that sentry-sdk 3.0 renamed: log records as breadcrumbs only (3.0's
+    ``level`` sends them as Sentry logs, which ``before_send`` never sees), and no frame
+    variables, user, cookies, headers, query strings, bodies or queries (3.0's
+    ``data_collection``; two flags before it)."""
+    if int(version.split(".")[0]) < 3:
+        return {"level": logging.INFO}, {
+            "include_local_variables": False,
+            "send_default_pii": False,
+        }
+    off = {"mode": "off"}
+    return {"level": None, "breadcrumb_level": logging.INFO}, {
+        "data_collection": {
+            "user_info": False,
+            "cookies": off,
+            "http_headers": {"request": off},
+            "http_bodies": [],
+            "url_query_params": off,
+            "database_query_data": False,
+            "queues": False,
+            "stack_frame_variables": False,
+        }
+    }
 
 
 def _quiet_exit(pending: int, timeout: float) -> None:
