@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import jsonschema
 import pandas as pd
+import psutil
 import pytest
 import sqlalchemy as sa
 import yaml
@@ -122,6 +123,22 @@ def test_params_refuses_what_is_no_notebook_of_the_server(
 def test_a_kernel_of_the_server_reaches_the_same_workbench(embedded: Lab) -> None:
     out = embedded.execute("import workbench as wb; print(sorted(wb.tables()['name']))")
     assert out.strip() == "['carriers']"
+
+
+def test_the_servers_kernels_listen_on_ipc_sockets_in_its_runtime_folder(embedded: Lab) -> None:
+    """Not on TCP ports every local user can reach, in plain text (ipykernel warned of it in
+    the analyst's terminal at every kernel start)."""
+    pid = int(embedded.execute("import os; print(os.getpid())").strip())
+    kernel = psutil.Process(pid)
+    runtime = embedded.env["JUPYTER_RUNTIME_DIR"]
+    channels = {
+        str(c.laddr) for c in kernel.net_connections(kind="unix") if "-ipc-" in str(c.laddr)
+    }  # each bound socket, and each connection accepted on it
+    # shell, iopub, stdin, control, heartbeat
+    assert len(channels) == 5 and all(c.startswith(runtime) for c in channels), channels
+    tcp = [c for c in kernel.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN]
+    assert len(tcp) <= 1, tcp  # only ipykernel's own key-checked pipe for forked output
+    assert "without encryption" not in embedded.log.read_text(errors="replace")
 
 
 def test_sigterm_stops_the_server_and_every_kernel(tmp_path: Path) -> None:

@@ -147,7 +147,7 @@ def singleuser(ctx: typer.Context) -> None:
     jupyterhub-singleuser). Refuses the master key and the service's login first."""
     from workbench.app import Workbench
     from workbench.db.failures import require_existing
-    from workbench.lab.seat import check_seat
+    from workbench.lab.seat import KERNEL_ARGS, check_seat
 
     settings = settings_of(ctx)
     require_existing(settings)  # a server never creates an empty database
@@ -155,4 +155,4 @@ def singleuser(ctx: typer.Context) -> None:
         check_seat(workbench)  # refused here, before a server or kernel starts
     server = Path(sys.executable).with_name("jupyterhub-singleuser")
     # The server takes this process over: the hub's signals reach it directly.
-    os.execv(server, [str(server), *ctx.args])  # noqa: S606 (the hub's own server, no shell)
+    os.execv(server, [str(server), *KERNEL_ARGS, *ctx.args])  # noqa: S606 (the hub's own server, no shell)

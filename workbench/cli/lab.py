@@ -31,7 +31,7 @@ def lab(
     this workbench (in team mode: your own login only). Ctrl-C or SIGTERM stops every kernel."""
     from workbench.app import Workbench
     from workbench.db.failures import require_existing
-    from workbench.lab.seat import check_seat
+    from workbench.lab.seat import KERNEL_ARGS, check_seat
 
     settings = settings_of(ctx)
     require_existing(settings)  # only `workbench init` creates the database
@@ -52,6 +52,7 @@ def lab(
         # No calls out of the analyst's seat: no news feed, no update check.
         "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        *KERNEL_ARGS,
     ]
     who = f"as {seat.login}" if seat.login else "on the embedded database"
     console.print(f"JupyterLab with Workbench {who} on http://{host}:{port}/lab", highlight=False)

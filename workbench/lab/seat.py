@@ -23,7 +23,12 @@ from workbench.lab.errors import ServiceLoginError
 if TYPE_CHECKING:
     from workbench.app import Workbench
 
-__all__ = ["Seat", "check_seat"]
+__all__ = ["KERNEL_ARGS", "Seat", "check_seat"]
+
+#: Server options of every analyst's server (`workbench lab`, `workbench hub singleuser`): its
+#: kernels talk to it over IPC sockets in its private runtime folder, not over TCP ports that
+#: any local user can reach and that carry code and outputs in plain text.
+KERNEL_ARGS = ("--KernelManager.transport=ipc",)
 
 
 @dataclass(frozen=True)
