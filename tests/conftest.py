@@ -36,6 +36,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("WORKBENCH_HOME", str(home))
     # Installed third-party plugins stay out of the tests unless a test asks for them.
     monkeypatch.setenv("WORKBENCH_PLUGINS", "")
+    # No warm worker left behind by a test's `workbench run` (test_runs_cli tests the one).
+    monkeypatch.setenv("WORKBENCH_WARM_WORKER_IDLE_SECONDS", "0")
     monkeypatch.chdir(tmp_path)
     reset_plugins()
     return home

@@ -109,6 +109,7 @@ def lab_env(home: Path, jupyter: Path, **extra: str) -> dict[str, str]:
         JUPYTER_CONFIG_DIR=str(jupyter / "config"),
         JUPYTER_DATA_DIR=str(jupyter / "data"),
         JUPYTER_RUNTIME_DIR=str(jupyter / "runtime"),
+        WORKBENCH_WARM_WORKER_IDLE_SECONDS="0",  # no warm worker left behind by a test's run
     )
     env.update(extra)
     return env

@@ -159,6 +159,66 @@ def test_cancel_a_queued_run(pg_owner: str | None, env, settings, db_url) -> Non
     assert missing.code == 1 and "is not a run id" in missing.stderr
 
 
+def _worker_pid(wb_env: dict[str, str], settings, run_id: str) -> int:
+    with Workbench(settings, wb_env["WORKBENCH_DATABASE_URL"]) as wb:
+        worker = show(run_id, workbench=wb).worker or ""
+    return int(worker.split(":")[1])
+
+
+def test_the_first_run_starts_a_warm_worker_for_later_runs_which_exits_when_idle(
+    run_as, env, settings
+) -> None:
+    import psutil
+
+    from tests.runs_helpers import family, still_alive, wait_for
+    from workbench.runs.serve import socket_path
+
+    env = {**env, "WORKBENCH_WARM_WORKER_IDLE_SECONDS": "6"}
+    trivial = str(NOTEBOOKS / "trivial.ipynb")
+    first = run_cli("run", *run_as, trivial, "-p", "x", "1", env=env)
+    assert first.code == 0, first.output
+    sock = socket_path(settings, env["WORKBENCH_DATABASE_URL"])
+    wait_for(sock.exists, 60, "the warm worker's socket")
+    assert sock.stat().st_mode & 0o077 == 0  # the owner's only
+    second = run_cli("run", *run_as, trivial, "-p", "x", "2", env=env)
+    assert second.code == 0, second.output
+    pid = _worker_pid(env, settings, _run_id(second.stdout))
+    assert pid != _worker_pid(env, settings, _run_id(first.stdout))
+    server = psutil.Process(pid)
+    assert "--background" in server.cmdline() and "serve" in server.cmdline()
+    # One worker per database: a second one, started by hand, is refused in one line.
+    again = run_cli("runs", "serve", env=env)
+    assert again.code == 1 and "already serves this database" in again.stderr, again.output
+    assert "Traceback" not in again.output
+    descendants = family(pid)
+    assert descendants, "the warm worker holds started kernels"
+    assert server.is_running()  # it exits when idle, not when a refused second one tried
+    wait_for(lambda: not server.is_running() or server.status() == psutil.STATUS_ZOMBIE, 60,
+             "the idle warm worker to exit")  # fmt: skip
+    assert not sock.exists()
+    wait_for(lambda: not still_alive(descendants), 15, "the warm worker's kernels to end")
+    # And then a run is run here again, and starts the next worker.
+    third = run_cli("run", *run_as, trivial, "-p", "x", "3", env=env)
+    assert third.code == 0, third.output
+    wait_for(sock.exists, 60, "the next warm worker's socket")
+    nxt = psutil.Process(_socket_owner(sock))
+    nxt.terminate()
+    nxt.wait(timeout=30)
+
+
+def _socket_owner(sock: Path) -> int:
+    """The pid of the process listening on the Unix socket ``sock``."""
+    import psutil
+
+    for process in psutil.process_iter():
+        try:
+            if any(c.laddr == str(sock) for c in process.net_connections(kind="unix")):
+                return process.pid
+        except psutil.Error:
+            continue
+    raise AssertionError(f"nobody listens on {sock}")
+
+
 def test_run_hands_over_to_a_warm_worker(run_as, env, settings) -> None:
     import os
     import signal

@@ -90,9 +90,10 @@ def run_command(
     """Run NOTEBOOK now: `workbench run NB -p NAME VALUE ...` (or `-p NAME=VALUE`, `-f FILE`).
 
     Values are converted by the notebook's declared types and checked before anything
-    starts. With `workbench runs serve` running for this database, the run goes to its warm
-    kernels. In team mode a run belongs to a user: your own login's runs are yours (`--team`
-    picks the team when you have several); the service names the user with `--as USERNAME`.
+    starts. The first run starts a warm worker in the background (`workbench runs serve`,
+    yours only, exits when idle), and later runs go to its started kernels. In team mode a
+    run belongs to a user: your own login's runs are yours (`--team` picks the team when you
+    have several); the service names the user with `--as USERNAME`.
     """
     from workbench.runs.notebook import locate_notebook, notebook_schema, read_notebook
     from workbench.runs.params import ParameterSchema
@@ -169,21 +170,28 @@ def _run_here(
     owner: str | None,
     team: str | None,
 ) -> dict[str, Any]:
+    from workbench.runs.api import executed_by_service
     from workbench.runs.kernels import KernelPool, kernel_env
     from workbench.runs.sandbox import kernel_user
 
     # The kernel boots while the database and the notebook are read.
-    user = kernel_user(_settings(ctx))
-    kernels = KernelPool(1, env=kernel_env(), replenish=False, warmup=False, kernel_user=user)
+    settings = _settings(ctx)
+    kernels = KernelPool(
+        1, env=kernel_env(), replenish=False, warmup=False, kernel_user=kernel_user(settings)
+    )
     try:
         with _workbench(ctx) as wb:
+            by_service = executed_by_service(wb)
             run = _run_with_progress(
-                wb, kernels, notebook, parameters, timeout, cell_timeout, owner, team
-            )
+                wb, kernels, notebook, parameters, timeout, cell_timeout, owner, team,
+                by_service=by_service,
+            )  # fmt: skip
     finally:
         kernels.close()
-    from workbench.runs.serve import outcome
+    from workbench.runs.serve import outcome, start_in_background
 
+    if not by_service:  # the next run here goes to started kernels (after this one: no
+        start_in_background(settings)  # competition for the machine while it ran)
     return outcome(run)
 
 
@@ -196,13 +204,15 @@ def _run_with_progress(
     cell_timeout: int | None,
     owner: str | None = None,
     team: str | None = None,
+    *,
+    by_service: bool,
 ) -> Run:
-    from workbench.runs.api import executed_by_service, queue_run, wait
+    """Queue the run and execute it on ``kernels``, or (``by_service``: from a user's own
+    login in team mode) wait while the service executes it as that user."""
+    from workbench.runs.api import queue_run, wait
     from workbench.runs.execute import execute_run
 
     path, values = str(notebook), parameters  # located and checked by run_command
-    # From a user's own login (team mode) the service executes the run, as that user.
-    by_service = executed_by_service(wb)
     if by_service and cell_timeout is not None:
         raise UsageError(
             "--cell-timeout applies to runs executed here; the service executes the runs of "
@@ -368,13 +378,24 @@ def runs_logs(ctx: typer.Context, run_id: RunIdArgument) -> None:
 def runs_serve(
     ctx: typer.Context,
     kernels: Annotated[int, typer.Option(help="Fresh kernels kept started ahead.")] = 2,
+    idle_seconds: Annotated[
+        float, typer.Option(help="Exit after this long without a run (0: until Ctrl-C).", min=0)
+    ] = 0,
+    background: Annotated[
+        bool, typer.Option("--background", hidden=True, help="Started by `workbench run`.")
+    ] = False,
 ) -> None:
-    """Keep warm kernels for `workbench run` on this database (until Ctrl-C)."""
+    """Keep warm kernels for `workbench run` on this database (until Ctrl-C or idle).
+
+    `workbench run` starts one of these itself after a run that found none
+    (WORKBENCH_WARM_WORKER_IDLE_SECONDS, 0 to start none)."""
     from workbench.runs.serve import serve, socket_path
 
     settings = _settings(ctx)
-    console.print(f"serving runs on {escape(str(socket_path(settings)))} with {kernels} kernels")
-    serve(settings, size=kernels)
+    if not background:
+        where = escape(str(socket_path(settings)))
+        console.print(f"serving runs on {where} with {kernels} kernels")
+    serve(settings, size=kernels, idle_seconds=idle_seconds, background=background)
 
 
 @runs_app.command("cancel")

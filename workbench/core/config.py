@@ -149,6 +149,13 @@ class Settings(BaseSettings):
     scheduler_poll_seconds: float = Field(
         1.0, gt=0, description="How often the scheduler queues, dispatches and reaps."
     )
+    warm_worker_idle_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="`workbench run` starts a warm worker in the background (your own, on a "
+        "socket only you can open) that runs later runs on started kernels and exits after "
+        "this long without a run; 0 starts none.",
+    )
     fork_kernels: bool = Field(
         True,
         description="Executor workers fork warm kernels from a pre-imported template process "

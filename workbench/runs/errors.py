@@ -13,6 +13,7 @@ __all__ = [
     "RunStateError",
     "SecretError",
     "SecretNotFoundError",
+    "WarmWorkerRunningError",
 ]
 
 
@@ -104,3 +105,7 @@ class RunRefusedError(WorkbenchError):
 class KernelUserError(ConfigError):
     """WORKBENCH_KERNEL_USER cannot be used: name an unprivileged OS user other than the
     service's own and not root, or unset it."""
+
+
+class WarmWorkerRunningError(WorkbenchError):
+    """A warm worker already serves this database; `workbench run` hands runs to it."""

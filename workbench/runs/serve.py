@@ -4,24 +4,35 @@ The server keeps a :class:`~workbench.runs.api.Worker` (fresh kernels started ah
 listens on a Unix socket in the home folder (owner-only), named after the database, so a
 `workbench run` for the same database hands its run over and skips kernel start-up. The
 protocol is one JSON request line, then JSON lines: ``progress``, then ``run`` or ``error``.
+A `workbench run` that found no worker starts one in the background
+(:func:`start_in_background`), which exits after ``WORKBENCH_WARM_WORKER_IDLE_SECONDS``
+without a run; a lock file held for the server's life keeps it to one per database.
 This module imports nothing heavy, so the client side stays fast.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import signal
 import socket
 import socketserver
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from workbench.core.config import Settings
+from workbench.runs.errors import WarmWorkerRunningError
 
-__all__ = ["Outcome", "outcome", "request_run", "serve", "socket_path"]
+__all__ = [
+    "Outcome", "outcome", "request_run", "serve", "socket_path", "start_in_background",
+]  # fmt: skip
 
 Outcome = dict[str, Any]
 _RUN_FIELDS = (
@@ -42,6 +53,43 @@ def socket_path(settings: Settings, database_url: str | None = None) -> Path:
     url = database_url or settings.effective_database_url()
     digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
     return settings.home_path / f"worker-{digest}.sock"
+
+
+def _lock(settings: Settings) -> IO[bytes] | None:
+    """The held lock of this database's warm worker, or None when another process holds it."""
+    path = socket_path(settings).with_suffix(".lock")
+    handle = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "rb+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+def start_in_background(settings: Settings) -> bool:
+    """Start `workbench runs serve` for this database, detached and with the caller's own
+    settings, unless one runs or the setting is 0; whether one was started. Its log is
+    ``worker-<digest>.log`` beside its socket (owner-only)."""
+    idle = settings.warm_worker_idle_seconds
+    if idle <= 0:
+        return False
+    probe = _lock(settings)
+    if probe is None:  # a worker serves (or is starting)
+        return False
+    probe.close()  # the worker takes the lock itself; a second one started meanwhile exits
+    log = os.open(
+        socket_path(settings).with_suffix(".log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
+    )
+    try:
+        subprocess.Popen(  # noqa: S603 (this interpreter and package, no shell)
+            [sys.executable, "-m", "workbench", "runs", "serve", "--idle-seconds", f"{idle:g}",
+             "--background"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        )  # fmt: skip
+    finally:
+        os.close(log)
+    return True
 
 
 def request_run(
@@ -100,14 +148,47 @@ def _stop(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM ends the server like Ctrl-C: socket removed, kernels shut
 
 
-def serve(settings: Settings, size: int = 2) -> None:
-    """Serve runs on warm kernels until interrupted."""
+class _Activity:
+    """Runs in progress and when the last one ended, for the idle exit."""
+
+    def __init__(self) -> None:
+        self.busy, self.since = 0, time.monotonic()
+        self.lock = threading.Lock()
+
+    def begin(self) -> None:
+        with self.lock:
+            self.busy += 1
+
+    def end(self) -> None:
+        with self.lock:
+            self.busy, self.since = self.busy - 1, time.monotonic()
+
+    def idle_for(self) -> float:
+        with self.lock:
+            return 0.0 if self.busy else time.monotonic() - self.since
+
+
+def serve(
+    settings: Settings, size: int = 2, *, idle_seconds: float = 0, background: bool = False
+) -> None:
+    """Serve runs on warm kernels until interrupted, or until ``idle_seconds`` (when over 0)
+    pass without a run. Another worker serving this database is an error, or (``background``)
+    a quiet return."""
+    lock = _lock(settings)
+    if lock is None:
+        if background:
+            return
+        raise WarmWorkerRunningError(
+            f"A warm worker already serves this database on {socket_path(settings)}: "
+            "`workbench run` hands its runs to it."
+        )
     from workbench.runs import execute, html  # noqa: F401 - imported now, not on a first run
     from workbench.runs.api import Worker
 
     path = socket_path(settings)
-    path.unlink(missing_ok=True)
-    with Worker(size) as worker:
+    path.unlink(missing_ok=True)  # a dead worker's (it no longer holds the lock)
+    activity = _Activity()
+    with lock, Worker(size) as worker:
 
         class Handler(socketserver.StreamRequestHandler):
             def handle(self) -> None:
@@ -117,7 +198,11 @@ def serve(settings: Settings, size: int = 2) -> None:
                     self.wfile.write(json.dumps(message).encode("utf-8") + b"\n")
                     self.wfile.flush()
 
-                _handle(worker, request, send)
+                activity.begin()
+                try:
+                    _handle(worker, request, send)
+                finally:
+                    activity.end()
 
         old = os.umask(0o177)  # the socket is the owner's only
         try:
@@ -125,8 +210,24 @@ def serve(settings: Settings, size: int = 2) -> None:
         finally:
             os.umask(old)
         signal.signal(signal.SIGTERM, _stop)
+        if idle_seconds > 0:
+            threading.Thread(
+                target=_exit_when_idle, args=(server, path, activity, idle_seconds), daemon=True
+            ).start()
         try:
             server.serve_forever()
         finally:
             server.server_close()
             path.unlink(missing_ok=True)
+
+
+def _exit_when_idle(
+    server: socketserver.BaseServer, path: Path, activity: _Activity, idle: float
+) -> None:
+    """Stop serving after ``idle`` seconds without a run: the socket goes first, so no new
+    client connects, and a client that connected just before is still served."""
+    while activity.idle_for() < idle:
+        time.sleep(min(1.0, idle / 10))
+    path.unlink(missing_ok=True)
+    time.sleep(0.5)  # the loop accepts what connected before the socket went
+    server.shutdown()  # then closing the server waits for the runs it accepted
