@@ -16,9 +16,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from psycopg import sql
 from sqlalchemy import Connection, Engine, select, text, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 
 from workbench.db.errors import MultiUserError, ShareError, TeamTableError, UnknownTableError
@@ -61,6 +59,8 @@ def require_postgresql(bind: Engine | Connection, what: str) -> None:
 
 def _regclass(connection: Connection, table: str, schema: str | None) -> str:
     """The table's quoted, resolved name; refuses a table that does not exist."""
+    from psycopg import sql  # PostgreSQL only: the embedded database never loads the driver
+
     name = sql.Identifier(*([schema, table] if schema else [table]))
     raw: Any = connection.connection.driver_connection
     with raw.cursor() as cursor:
@@ -184,6 +184,8 @@ def share(connection: Connection, table: str, team_id: uuid.UUID | None = None) 
     if team_id is None:
         connection.execute(update(Dataset).where(Dataset.id == dataset_id).values(shared=True))
         return
+    from sqlalchemy.dialects.postgresql import insert
+
     connection.execute(
         insert(DatasetShare)
         .values(dataset_id=dataset_id, team_id=team_id, created_at=utcnow())
