@@ -83,3 +83,30 @@ def test_commands_that_change_no_schema_do_not_import_alembic(
         assert loaded
     else:
         assert loaded == [], f"`workbench {' '.join(args)}` imported {loaded}"
+
+
+NOTEBOOK_PROBE = """
+import json, sys
+sys.argv = ["workbench", *json.loads(sys.argv[1])]
+from workbench.cli.app import main
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps([code, "nbformat" in sys.modules, sys.modules.get("rfc3987_syntax", 0) is None]),
+      file=sys.stderr)
+"""
+
+
+def test_a_notebook_command_skips_jsonschemas_iri_checker(tmp_path: Path) -> None:
+    """rfc3987-syntax compiles its grammars on import (about 0.5 s idle, 1.5 s under load):
+    reading a notebook (nbformat, and so jsonschema) must not pay for it."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "WORKBENCH_HOME": str(tmp_path)}
+    notebook = Path(__file__).parents[1] / "notebooks" / "typed_params.ipynb"
+    done = subprocess.run(
+        [sys.executable, "-c", NOTEBOOK_PROBE, json.dumps(["notebooks", "params", str(notebook)])],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    code, read_a_notebook, skipped = json.loads(done.stderr.strip().splitlines()[-1])
+    assert code in (0, None) and read_a_notebook, done.stdout + done.stderr
+    assert skipped, "rfc3987_syntax was imported"

@@ -34,6 +34,7 @@ from workbench.cli.params import normalize_parameter_args
 from workbench.core.config import ENV_PREFIX, SECRET_FIELDS, Settings, load_settings, mask_url
 from workbench.core.errors import WorkbenchError
 from workbench.core.production import ensure_production_safe
+from workbench.core.startup import skip_slow_optional_imports
 from workbench.core.version import __version__
 
 if TYPE_CHECKING:
@@ -423,6 +424,7 @@ def _database_failure(exc: Exception) -> WorkbenchError | None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
+    skip_slow_optional_imports()  # before anything imports jsonschema (workbench.core.startup)
     try:
         _add_plugin_commands()
         args = sys.argv[1:] if argv is None else argv
