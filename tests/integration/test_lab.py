@@ -23,7 +23,6 @@ from zoneinfo import ZoneInfo
 import httpx
 import jsonschema
 import pandas as pd
-import psutil
 import pytest
 import sqlalchemy as sa
 import yaml
@@ -125,19 +124,16 @@ def test_a_kernel_of_the_server_reaches_the_same_workbench(embedded: Lab) -> Non
     assert out.strip() == "['carriers']"
 
 
-def test_the_servers_kernels_listen_on_ipc_sockets_in_its_runtime_folder(embedded: Lab) -> None:
-    """Not on TCP ports every local user can reach, in plain text (ipykernel warned of it in
-    the analyst's terminal at every kernel start)."""
-    pid = int(embedded.execute("import os; print(os.getpid())").strip())
-    kernel = psutil.Process(pid)
-    runtime = embedded.env["JUPYTER_RUNTIME_DIR"]
-    channels = {
-        str(c.laddr) for c in kernel.net_connections(kind="unix") if "-ipc-" in str(c.laddr)
-    }  # each bound socket, and each connection accepted on it
-    # shell, iopub, stdin, control, heartbeat
-    assert len(channels) == 5 and all(c.startswith(runtime) for c in channels), channels
-    tcp = [c for c in kernel.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN]
-    assert len(tcp) <= 1, tcp  # only ipykernel's own key-checked pipe for forked output
+def test_the_servers_kernels_talk_to_it_encrypted(embedded: Lab) -> None:
+    """CurveZMQ keys for each kernel, not plain text on TCP ports every local user can reach
+    (ipykernel warned of it in the analyst's terminal at every kernel start)."""
+    out = embedded.execute(
+        "import json; from ipykernel.connect import get_connection_file as f\n"
+        "info = json.load(open(f()))\n"
+        "print(info['transport'], bool(info.get('curve_publickey')), "
+        "bool(info.get('curve_secretkey')))"
+    )
+    assert out.split() == ["tcp", "True", "True"], out
     assert "without encryption" not in embedded.log.read_text(errors="replace")
 
 

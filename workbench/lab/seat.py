@@ -26,9 +26,11 @@ if TYPE_CHECKING:
 __all__ = ["KERNEL_ARGS", "Seat", "check_seat"]
 
 #: Server options of every analyst's server (`workbench lab`, `workbench hub singleuser`): its
-#: kernels talk to it over IPC sockets in its private runtime folder, not over TCP ports that
-#: any local user can reach and that carry code and outputs in plain text.
-KERNEL_ARGS = ("--KernelManager.transport=ipc",)
+#: kernels' channels are encrypted with CurveZMQ keys the server provisions for each kernel
+#: whose kernelspec supports it (ipykernel's does), not plain text on TCP ports any local user
+#: can reach. (IPC sockets would do too, but their paths under a runtime folder such as
+#: ``~/.local/share/jupyter/runtime`` can pass the 107-byte limit of a socket's name.)
+KERNEL_ARGS = ("--KernelManager.transport_encryption=auto",)
 
 
 @dataclass(frozen=True)
