@@ -59,7 +59,7 @@ def init(
     with Workbench(settings) as wb:
         wb.upgrade()
         status = wb.migration_status()
-        with wb.session() as session, session.begin():
+        with wb.session(writing=True) as session, session.begin():
             admin = session.scalar(select(User).where(User.role == Role.ADMIN).limit(1))
             created, password = False, None
             if admin is None:

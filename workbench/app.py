@@ -76,7 +76,7 @@ class Workbench:
         self._url = database_url
         self._plugins = plugins
         self._engine: Engine | None = None
-        self._sessions: sessionmaker[Session] | None = None
+        self._sessions: tuple[sessionmaker[Session], sessionmaker[Session]] | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -110,11 +110,24 @@ class Workbench:
     def _prepare_connection(self, dbapi_connection: Any, dialect: str) -> None:
         self.plugins.call("prepare_connection", dbapi_connection=dbapi_connection, dialect=dialect)
 
-    def session(self) -> Session:
-        """A new ORM session; use it as a context manager."""
+    def session(self, *, writing: bool = False) -> Session:
+        """A new ORM session; use it as a context manager.
+
+        ``writing``: its transactions will write. On SQLite they then take the write lock when
+        they begin (``BEGIN IMMEDIATE``), waiting for another writer up to the busy timeout: a
+        transaction that read first and then wrote could not take the lock once another
+        writer had committed, and failed at once with "database is locked". No effect on
+        PostgreSQL.
+        """
         if self._sessions is None:
-            self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        return self._sessions()
+            self._sessions = (
+                sessionmaker(self.engine, expire_on_commit=False),
+                sessionmaker(
+                    self.engine.execution_options(sqlite_begin="IMMEDIATE"),
+                    expire_on_commit=False,
+                ),
+            )
+        return self._sessions[writing]()
 
     @public_api
     def upgrade(self, revision: str = "head") -> None:

@@ -62,7 +62,7 @@ def add_user(
     ``teams_`` adds the user to those teams (team mode only).
     """
     wb = resolve(workbench)
-    with wb.session() as session, session.begin():
+    with wb.session(writing=True) as session, session.begin():
         if teams_:
             rls.require_postgresql(session.connection(), "Teams")
         account = identity.create_user(
@@ -94,7 +94,7 @@ def list_users(*, workbench: Workbench | None = None) -> list[UserInfo]:
 def disable_user(username: str, *, workbench: Workbench | None = None) -> None:
     """Disable sign-in and the database login; the user's dashboard sessions end at once."""
     wb = resolve(workbench)
-    with wb.session() as session, session.begin():
+    with wb.session(writing=True) as session, session.begin():
         identity.disable_user(session, username)
 
 
@@ -104,7 +104,7 @@ def set_password(
     """Set (or, with ``None``, generate and return once) a user's sign-in password; the user's
     dashboard sessions end."""
     wb = resolve(workbench)
-    with wb.session() as session, session.begin():
+    with wb.session(writing=True) as session, session.begin():
         return identity.set_password(session, username, password)
 
 
@@ -112,7 +112,7 @@ def rotate_credentials(username: str, *, workbench: Workbench | None = None) -> 
     """Give the user's database login a new random password (creating the login if missing);
     the user's dashboard sessions end."""
     wb = resolve(workbench)
-    with wb.session() as session, session.begin():
+    with wb.session(writing=True) as session, session.begin():
         rls.require_postgresql(session.connection(), "Rotating database credentials")
         identity.provision_database_login(
             session, wb.settings, identity.get_user(session, username)
@@ -142,7 +142,7 @@ def add_team(
     name: str, description: str | None = None, *, workbench: Workbench | None = None
 ) -> None:
     wb = resolve(workbench)
-    with wb.session() as session, session.begin():
+    with wb.session(writing=True) as session, session.begin():
         teams.create_team(session, name, description)
 
 
@@ -153,13 +153,13 @@ def list_teams(*, workbench: Workbench | None = None) -> list[teams.TeamInfo]:
 
 def add_member(team: str, username: str, *, workbench: Workbench | None = None) -> None:
     wb = resolve(workbench)
-    with wb.session() as session, session.begin():
+    with wb.session(writing=True) as session, session.begin():
         teams.add_member(session, team, username)
 
 
 def remove_member(team: str, username: str, *, workbench: Workbench | None = None) -> None:
     wb = resolve(workbench)
-    with wb.session() as session, session.begin():
+    with wb.session(writing=True) as session, session.begin():
         teams.remove_member(session, team, username)
 
 
@@ -170,7 +170,7 @@ def share(table: str, team: str | None = None, *, workbench: Workbench | None = 
     (the database checks the membership).
     """
     wb = resolve(workbench)
-    with wb.session() as session, session.begin():
+    with wb.session(writing=True) as session, session.begin():
         connection = session.connection()
         if not rls.is_service(connection):
             rls.share_as_member(connection, table, team)

@@ -247,7 +247,7 @@ class WorkbenchIdentityProvider(IdentityProvider):
             bench = self.workbench
 
             def bump() -> None:
-                with bench.session() as session, session.begin():
+                with bench.session(writing=True) as session, session.begin():
                     end_sessions(session, uuid.UUID(account.user_id))
 
             await asyncio.to_thread(bump)

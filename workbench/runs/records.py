@@ -280,7 +280,7 @@ def create_run(
     ``team``; its output goes under ``output_base/<run id>``.
     """
     doing = f"Queuing a run of {notebook}"
-    with _refusals(doing), wb.session() as session, session.begin():
+    with _refusals(doing), wb.session(writing=True) as session, session.begin():
         connection = session.connection()
         if acts.acts_as_user(connection):
             acts.refuse_owner_from_a_login(
@@ -594,7 +594,11 @@ def cancel_run(wb: Workbench, run_id: str | uuid.UUID) -> Run:
     if run.finished:
         raise RunStateError(f"Run {run.id} already finished ({run.status.value}).")
     where_cell = f" while running cell {run.progress_cell}" if run.progress_cell else ""
-    with _refusals(f"Cancelling run {run.id}", run.id), wb.session() as session, session.begin():
+    with (
+        _refusals(f"Cancelling run {run.id}", run.id),
+        wb.session(writing=True) as session,
+        session.begin(),
+    ):
         connection = session.connection()
         if acts.acts_as_user(connection):
             acts.call(

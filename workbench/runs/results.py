@@ -139,7 +139,7 @@ def _store(
     payload: bytes | None,
     content_type: str | None,
 ) -> None:
-    with wb.session() as session, session.begin():
+    with wb.session(writing=True) as session, session.begin():
         if session.get_bind().dialect.name == "postgresql":
             session.execute(
                 text("SELECT set_config('workbench.run_token', :token, true)"),

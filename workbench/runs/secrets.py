@@ -127,7 +127,7 @@ def set_secret(wb: Workbench, name: str, value: str, *, team: str | None = None)
         )
     if not value:
         raise SecretError("The secret's value is empty; nothing stored.")
-    with wb.session() as session, session.begin():
+    with wb.session(writing=True) as session, session.begin():
         _require_service(session, "Setting a secret")
         team_id = _team_id(session, team)
         token = _encryptor(wb).encrypt(value)
@@ -141,7 +141,7 @@ def set_secret(wb: Workbench, name: str, value: str, *, team: str | None = None)
 
 def delete_secret(wb: Workbench, name: str, *, team: str | None = None) -> None:
     """Remove the secret ``name`` of ``team`` (``None``: the global one); unknown is an error."""
-    with wb.session() as session, session.begin():
+    with wb.session(writing=True) as session, session.begin():
         _require_service(session, "Deleting a secret")
         team_id = _team_id(session, team)
         result = session.execute(delete(Secret).where(Secret.name == name, _scope(team_id)))

@@ -110,7 +110,7 @@ def register(
     now = now or utcnow()
     next_run_at = next_slot(spec.schedule, spec.timezone, now) if spec.schedule else None
     doing = f"Saving job {name!r}"
-    with _refusals(doing, name), wb.session() as session, session.begin():
+    with _refusals(doing, name), wb.session(writing=True) as session, session.begin():
         connection = session.connection()
         if acts.acts_as_user(connection):
             acts.refuse_owner_from_a_login(
@@ -300,7 +300,11 @@ def _set_paused(
 ) -> Job:
     verb = "Pausing" if paused else "Resuming"
     doing = f"{verb} job {name!r}"
-    with _refusals(doing, name), resolve(workbench).session() as session, session.begin():
+    with (
+        _refusals(doing, name),
+        resolve(workbench).session(writing=True) as session,
+        session.begin(),
+    ):
         job = _job(session, name, team)
         # Resuming starts from now: slots missed while paused are not runs to catch up.
         next_run_at = (
@@ -344,7 +348,11 @@ def resume(
 def delete(name: str, *, team: str | None = None, workbench: Workbench | None = None) -> None:
     """Delete the job; its past runs stay (their job link is cleared)."""
     doing = f"Deleting job {name!r}"
-    with _refusals(doing, name), resolve(workbench).session() as session, session.begin():
+    with (
+        _refusals(doing, name),
+        resolve(workbench).session(writing=True) as session,
+        session.begin(),
+    ):
         job = _job(session, name, team)
         if acts.acts_as_user(session.connection()):
             _act(
@@ -373,7 +381,7 @@ def trigger(
     """
     wb = resolve(workbench)
     doing = f"Triggering job {name!r}"
-    with _refusals(doing, name), wb.session() as session, session.begin():
+    with _refusals(doing, name), wb.session(writing=True) as session, session.begin():
         job = _job(session, name, team)
         if not acts.acts_as_user(session.connection()):
             session.add(AuditEntry(action="job.trigger", target=name))
@@ -403,7 +411,11 @@ def transfer(
     moves to ``team``, or to the owner's only team. The service or an admin's own login only.
     """
     doing = f"Moving job {name!r} to {owner!r}"
-    with _refusals(doing, name), resolve(workbench).session() as session, session.begin():
+    with (
+        _refusals(doing, name),
+        resolve(workbench).session(writing=True) as session,
+        session.begin(),
+    ):
         connection = session.connection()
         if acts.acts_as_user(connection):
             job = _job(session, name, team)
