@@ -5,8 +5,10 @@ The same trivial parameterised notebook (tests/notebooks/trivial.ipynb, one para
 - ``wb.run`` through a warm :class:`workbench.Worker` (end-to-end: validation, run record,
   execution, output notebook and HTML, final record), one run at a time with a pause between
   runs so the worker has started the replacement kernel, as a worker between requests would;
-- ``workbench run NB -p x N`` on the command line (a new process), once starting its own
-  kernel and once handing the run to ``workbench runs serve`` (a warm worker);
+- ``workbench run NB -p x N`` on the command line (a new process): with the warm worker off
+  (``WORKBENCH_WARM_WORKER_IDLE_SECONDS=0``: each run starts its own kernel), then as a user
+  meets it: the first run (its own kernel; it then starts the warm worker in the background)
+  and the later runs, which go to that worker;
 - the ``papermill`` command (a new process);
 - ``papermill.execute_notebook`` in-process (import excluded, paid once).
 
@@ -24,11 +26,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "tests" / "notebooks" / "trivial.ipynb"
 BIN = Path(sys.executable).parent
+
+
+#: What the workbench command line does before its imports (workbench.core.startup).
+PREAMBLE = {
+    "workbench": "from workbench.core.startup import skip_slow_optional_imports as s; s(); ",
+}
 
 
 def _timed(fn, repeat: int, pause: float = 0.0) -> list[float]:
@@ -45,7 +54,8 @@ def _timed(fn, repeat: int, pause: float = 0.0) -> list[float]:
 def _import_seconds(module: str, env: dict[str, str]) -> float:
     """Cumulative import time of ``module`` from ``python -X importtime``."""
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+        [sys.executable, "-X", "importtime", "-c", PREAMBLE.get(module.split(".")[0], "")
+         + f"import {module}"],
         capture_output=True, text=True, env=env, check=True,
     )  # fmt: skip
     for line in proc.stderr.splitlines():
@@ -53,6 +63,20 @@ def _import_seconds(module: str, env: dict[str, str]) -> float:
         if match and match.group(2) == module:
             return int(match.group(1)) / 1e6
     return float("nan")
+
+
+def _stop_listener(sock: Path) -> None:
+    """SIGTERM the warm worker listening on ``sock`` and wait for it."""
+    import psutil
+
+    for process in psutil.process_iter():
+        try:
+            if any(c.laddr == str(sock) for c in process.net_connections(kind="unix")):
+                process.terminate()
+                process.wait(timeout=30)
+                return
+        except psutil.Error:
+            continue
 
 
 def main() -> None:
@@ -85,31 +109,32 @@ def main() -> None:
         results["wb.run, warm worker"] = _timed(warm, repeat, pause=1.5)
         assert all(r.ok for r in runs), [r.error_message for r in runs if not r.ok]
 
-    def cli(i: int) -> None:
-        subprocess.run(
-            [str(BIN / "workbench"), "run", str(NOTEBOOK), "-p", "x", str(i)],
-            check=True, capture_output=True, env=env,
-        )  # fmt: skip
+    def cli_with(idle: str) -> Callable[[int], None]:
+        def cli(i: int) -> None:
+            subprocess.run(
+                [str(BIN / "workbench"), "run", str(NOTEBOOK), "-p", "x", str(i)],
+                check=True, capture_output=True,
+                env={**env, "WORKBENCH_WARM_WORKER_IDLE_SECONDS": idle},
+            )  # fmt: skip
 
-    results["workbench run (CLI, cold)"] = _timed(cli, repeat)
+        return cli
+
+    results["workbench run (CLI, no warm worker)"] = _timed(cli_with("0"), repeat)
 
     from workbench.core.config import load_settings
     from workbench.runs.serve import socket_path
 
-    server = subprocess.Popen(
-        [str(BIN / "workbench"), "runs", "serve", "--kernels", "2"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    sock = socket_path(load_settings())
+    auto = cli_with("300")
+    results["workbench run (CLI, first)"] = _timed(auto, 1)  # starts the warm worker after
+    ended = time.perf_counter()
+    while not sock.exists():
+        time.sleep(0.05)
+    ready = time.perf_counter() - ended
     try:
-        sock = socket_path(load_settings())
-        while not sock.exists():
-            time.sleep(0.1)
-        time.sleep(3)
-        cli(0)  # the server's first run pays its one-off imports
-        results["workbench run (CLI, runs serve)"] = _timed(cli, repeat, pause=1.5)
+        results["workbench run (CLI, later)"] = _timed(auto, repeat, pause=1.5)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        _stop_listener(sock)
 
     def papermill_cli(i: int) -> None:
         subprocess.run(
@@ -137,17 +162,20 @@ def main() -> None:
     for name, times in results.items():
         median = statistics.median(times)
         print(f"{name:32} {median:9.3f} {min(times):7.3f} {max(times):7.3f} {base / median:16.1f}x")
-    print("\nImport cost (python -X importtime, cumulative):")
+    print("\nImport cost (python -X importtime, cumulative; workbench's as its CLI imports):")
     for module in ("papermill", "workbench.cli.app", "workbench.runs.execute"):
         print(f"  {module:28} {_import_seconds(module, env):.3f} s")
     goal_warm = statistics.median(results["wb.run, warm worker"])
-    goal_cli = statistics.median(results["workbench run (CLI, runs serve)"])
+    first = results["workbench run (CLI, first)"][0]
+    later = statistics.median(results["workbench run (CLI, later)"])
+    print(f"\nThe warm worker listened {ready:.2f} s after the first run ended.")
     print(
-        f"\nGoals: warm wb.run <= 0.150 s: {goal_warm:.3f} s "
+        f"Goals: warm wb.run <= 0.150 s: {goal_warm:.3f} s "
         f"({'met' if goal_warm <= 0.15 else 'missed'}); >= 12x papermill command: "
         f"{base / goal_warm:.1f}x ({'met' if base / goal_warm >= 12 else 'missed'}); "
-        f"CLI (runs serve) >= 2x papermill command: {base / goal_cli:.1f}x "
-        f"({'met' if base / goal_cli >= 2 else 'missed'})"
+        f"first CLI run no slower than the papermill command: {base / first:.2f}x "
+        f"({'met' if first <= base else 'missed'}); later CLI runs >= 5x: {base / later:.1f}x "
+        f"({'met' if base / later >= 5 else 'missed'})"
     )
 
 
