@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
+from tests.sqlite_helpers import another_writer
 from workbench.app import Workbench
 from workbench.core.config import Settings
 from workbench.data.errors import DataError, TableNotFoundError
@@ -246,27 +245,10 @@ def test_a_sqlite_write_waits_for_another_writer_instead_of_failing(
     at once, whatever the busy timeout; the scheduler's heartbeats made that happen to runs.
     """
     bench = Workbench(settings, sqlite_url)
-    locked, release = threading.Event(), threading.Event()
-
-    def other_writer() -> None:
-        other = sqlite3.connect(sqlite_url.removeprefix("sqlite+pysqlite:///"), timeout=10)
-        other.isolation_level = None
-        other.execute("BEGIN IMMEDIATE")
-        other.execute("CREATE TABLE elsewhere (n INTEGER)")
-        locked.set()
-        release.wait(10)
-        other.execute("COMMIT")
-        other.close()
-
-    holder = threading.Thread(target=other_writer)
-    holder.start()
     try:
-        assert locked.wait(10)
-        threading.Timer(0.5, release.set).start()
-        for table in ("t", "u"):
-            assert bench.write(frame(3), table) == 3
+        with another_writer(sqlite_url):
+            for table in ("t", "u"):
+                assert bench.write(frame(3), table) == 3
         pd.testing.assert_frame_equal(bench.read_table("t"), frame(3))
     finally:
-        release.set()
-        holder.join()
         bench.close()

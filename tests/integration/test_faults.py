@@ -32,7 +32,7 @@ from workbench.ops import metrics
 from workbench.ops.heartbeats import PROCESSES_KEY, prune_dead
 from workbench.ops.processes import KERNEL_TITLE, record
 from workbench.scheduler import api as jobs
-from workbench.scheduler.executors import LocalExecutor
+from workbench.scheduler.executors import Executor, LocalExecutor
 from workbench.scheduler.service import run_scheduler
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
@@ -65,10 +65,11 @@ def _bench(monkeypatch: pytest.MonkeyPatch, url: str, lease: float) -> Workbench
 
 
 @pytest.fixture
-def scheduler_in_thread() -> Iterator[Callable[[Workbench, LocalExecutor], None]]:
-    started: list[tuple[threading.Event, threading.Thread, LocalExecutor, Workbench]] = []
+def scheduler_in_thread() -> Iterator[Callable[[Workbench, Executor], None]]:
+    """Start a scheduler in a thread on a workbench and executor, both closed after."""
+    started: list[tuple[threading.Event, threading.Thread, Executor, Workbench]] = []
 
-    def start(wb: Workbench, executor: LocalExecutor) -> None:
+    def start(wb: Workbench, executor: Executor) -> None:
         stop = threading.Event()
         thread = threading.Thread(
             target=run_scheduler, args=(wb, executor), kwargs={"stop": stop, "poll_seconds": 0.2}
@@ -263,6 +264,7 @@ def test_runs_lost_with_the_broker_are_sent_again_at_once(
     monkeypatch: pytest.MonkeyPatch,
     pg_url: str,
     processes: list[subprocess.Popen[bytes]],
+    scheduler_in_thread: Callable[[Workbench, Executor], None],
 ) -> None:
     from workbench.scheduler.executors import CeleryExecutor
 
@@ -277,41 +279,30 @@ def test_runs_lost_with_the_broker_are_sent_again_at_once(
         workbench=wb,
     )  # fmt: skip
     runs = [jobs.trigger("quick", workbench=wb) for _ in range(2)]
-    executor = CeleryExecutor(wb.settings)
-    stop = threading.Event()
-    thread = threading.Thread(
-        target=run_scheduler, args=(wb, executor), kwargs={"stop": stop, "poll_seconds": 0.2}
+    scheduler_in_thread(wb, CeleryExecutor(wb.settings))
+    # No worker yet: the runs sit in the broker, dispatched and unclaimed.
+    wait_for(
+        lambda: all((run_row(wb, r).worker or "").startswith("dispatched:") for r in runs),
+        30,
+        "both runs in the broker",
     )
-    thread.start()
-    try:
-        # No worker yet: the runs sit in the broker, dispatched and unclaimed.
-        wait_for(
-            lambda: all((run_row(wb, r).worker or "").startswith("dispatched:") for r in runs),
-            30,
-            "both runs in the broker",
-        )
-        os.kill(broker.pid, signal.SIGKILL)
-        broker.wait()
-        time.sleep(1.0)  # a tick or more without a broker
-        _redis_server(port, processes)
-        restarted = time.monotonic()
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "workbench", "worker", "--concurrency", "1",
-             "--loglevel", "WARNING"],
-            env=dict(os.environ), stdout=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-        processes.append(worker)
-        wait_for(
-            lambda: all(run_row(wb, r).status is RunStatus.SUCCEEDED for r in runs),
-            lease - 10,
-            "both runs, sent again after the broker's restart",
-        )
-        assert time.monotonic() - restarted < lease - 10
-    finally:
-        stop.set()
-        thread.join(timeout=30)
-        executor.close()
-        wb.close()
+    os.kill(broker.pid, signal.SIGKILL)
+    broker.wait()
+    time.sleep(1.0)  # a tick or more without a broker
+    _redis_server(port, processes)
+    restarted = time.monotonic()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "workbench", "worker", "--concurrency", "1",
+         "--loglevel", "WARNING"],
+        env=dict(os.environ), stdout=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    processes.append(worker)
+    wait_for(
+        lambda: all(run_row(wb, r).status is RunStatus.SUCCEEDED for r in runs),
+        lease - 10,
+        "both runs, sent again after the broker's restart",
+    )
+    assert time.monotonic() - restarted < lease - 10
 
 
 def test_a_celery_worker_outlives_its_broker_while_a_slot_waits_for_work(
@@ -319,6 +310,7 @@ def test_a_celery_worker_outlives_its_broker_while_a_slot_waits_for_work(
     monkeypatch: pytest.MonkeyPatch,
     pg_url: str,
     processes: list[subprocess.Popen[bytes]],
+    scheduler_in_thread: Callable[[Workbench, Executor], None],
     tmp_path: Path,
 ) -> None:
     """One slot runs a run while the other waits on the broker (BRPOP): losing the broker then
@@ -344,35 +336,24 @@ def test_a_celery_worker_outlives_its_broker_while_a_slot_waits_for_work(
             start_new_session=True,
         )  # fmt: skip
     processes.append(worker)
-    executor = CeleryExecutor(wb.settings)
-    stop = threading.Event()
-    thread = threading.Thread(
-        target=run_scheduler, args=(wb, executor), kwargs={"stop": stop, "poll_seconds": 0.2}
+    scheduler_in_thread(wb, CeleryExecutor(wb.settings))
+    long = jobs.trigger("long", workbench=wb)
+    wait_for(lambda: run_row(wb, long).status is RunStatus.RUNNING, 60, "the long run")
+    time.sleep(0.5)  # the free slot is back to waiting on the broker
+    os.kill(broker.pid, signal.SIGKILL)
+    broker.wait()
+    time.sleep(2.0)
+    said = log.read_text(errors="replace")
+    assert worker.poll() is None and "Unrecoverable error" not in said, said[-3000:]
+    _redis_server(port, processes)
+    quick = jobs.trigger("quick", workbench=wb)
+    wait_for(
+        lambda: run_row(wb, quick).status is RunStatus.SUCCEEDED,
+        30,
+        "a run sent after the broker came back",
     )
-    thread.start()
-    try:
-        long = jobs.trigger("long", workbench=wb)
-        wait_for(lambda: run_row(wb, long).status is RunStatus.RUNNING, 60, "the long run")
-        time.sleep(0.5)  # the free slot is back to waiting on the broker
-        os.kill(broker.pid, signal.SIGKILL)
-        broker.wait()
-        time.sleep(2.0)
-        said = log.read_text(errors="replace")
-        assert worker.poll() is None and "Unrecoverable error" not in said, said[-3000:]
-        _redis_server(port, processes)
-        quick = jobs.trigger("quick", workbench=wb)
-        wait_for(
-            lambda: run_row(wb, quick).status is RunStatus.SUCCEEDED,
-            30,
-            "a run sent after the broker came back",
-        )
-        assert worker.poll() is None
-        assert "Unrecoverable error" not in log.read_text(errors="replace")
-    finally:
-        stop.set()
-        thread.join(timeout=30)
-        executor.close()
-        wb.close()
+    assert worker.poll() is None
+    assert "Unrecoverable error" not in log.read_text(errors="replace")
 
 
 HOSTILE = """\

@@ -9,14 +9,12 @@ for half a second, and must wait and succeed.
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.sqlite_helpers import another_writer
 from workbench.accounts import api as accounts
 from workbench.app import Workbench
 from workbench.core.config import Settings
@@ -26,33 +24,6 @@ from workbench.runs.secrets import read_secret, set_secret
 from workbench.scheduler import api as jobs
 
 TRIVIAL = str(Path(__file__).parents[1] / "notebooks" / "trivial.ipynb")
-
-
-@contextmanager
-def another_writer(url: str, seconds: float = 0.5) -> Iterator[None]:
-    """Another connection holds the write lock (and commits a write) for ``seconds``."""
-    locked, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        other = sqlite3.connect(url.removeprefix("sqlite+pysqlite:///"), timeout=10)
-        other.isolation_level = None
-        other.execute("BEGIN IMMEDIATE")
-        other.execute("CREATE TABLE IF NOT EXISTS elsewhere (n INTEGER)")
-        other.execute("INSERT INTO elsewhere VALUES (1)")
-        locked.set()
-        release.wait(10)
-        other.execute("COMMIT")
-        other.close()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert locked.wait(10)
-        threading.Timer(seconds, release.set).start()
-        yield
-    finally:
-        release.set()
-        holder.join()
 
 
 ACTS: dict[str, Callable[[Workbench, int], object]] = {
