@@ -141,8 +141,11 @@ def test_sigterm_stops_the_server_and_every_kernel(tmp_path: Path) -> None:
     env = lab_env(tmp_path / "home", tmp_path / "jupyter")
     assert run_cli("init", env=env).code == 0
     lab = start_lab(env, tmp_path)
-    assert lab.execute("print(6 * 7)").strip() == "42"
-    assert lab.stop() == 0
+    try:
+        assert lab.execute("print(6 * 7)").strip() == "42"
+    finally:  # stopped whatever happened: a failure here leaves no server to a later test
+        code = lab.stop()
+    assert code == 0
     assert lab.descendants, "the kernel was not a child of the server"
     wait_for(lambda: not still_alive(lab.descendants), 15, "the kernels to end")
 
