@@ -177,11 +177,14 @@ def test_the_first_run_starts_a_warm_worker_for_later_runs_which_exits_when_idle
     trivial = str(NOTEBOOKS / "trivial.ipynb")
     first = run_cli("run", *run_as, trivial, "-p", "x", "1", env=env)
     assert first.code == 0, first.output
+    assert "Started a warm worker for later runs" in first.stderr  # never a hidden process
+    assert "exits after 6 s without a run" in first.stderr
     sock = socket_path(settings, env["WORKBENCH_DATABASE_URL"])
     wait_for(sock.exists, 60, "the warm worker's socket")
     assert sock.stat().st_mode & 0o077 == 0  # the owner's only
     second = run_cli("run", *run_as, trivial, "-p", "x", "2", env=env)
     assert second.code == 0, second.output
+    assert "warm worker" not in second.stderr  # it went to the worker: nothing started
     pid = _worker_pid(env, settings, _run_id(second.stdout))
     assert pid != _worker_pid(env, settings, _run_id(first.stdout))
     server = psutil.Process(pid)

@@ -190,8 +190,16 @@ def _run_here(
         kernels.close()
     from workbench.runs.serve import outcome, start_in_background
 
-    if not by_service:  # the next run here goes to started kernels (after this one: no
-        start_in_background(settings)  # competition for the machine while it ran)
+    # The next run here goes to started kernels (started after this one: no competition for
+    # the machine while it ran). Said on stderr, so a script's output stays the run's.
+    if not by_service and start_in_background(settings):
+        idle = f"{settings.warm_worker_idle_seconds:g}"
+        err_console.print(
+            f"[dim]Started a warm worker for later runs (`workbench runs serve`, yours; it exits "
+            f"after {idle} s without a run; WORKBENCH_WARM_WORKER_IDLE_SECONDS=0 turns it "
+            "off).[/]",
+            highlight=False,
+        )
     return outcome(run)
 
 
