@@ -105,11 +105,30 @@ def run_command(
     parameters = ParameterSchema.to_json(values)
     options = (timeout, cell_timeout, owner, team)
     outcome = _run_on_warm_worker(settings, Path(path), parameters, *options)
+    executed_here = False  # the warm worker executed it
     if outcome is None:
-        outcome = _run_here(ctx, Path(path), parameters, *options)
+        outcome, executed_here = _run_here(ctx, Path(path), parameters, *options)
     _print_outcome(outcome)
+    if executed_here:
+        _start_warm_worker(settings)
     if outcome["status"] != "succeeded":
         raise typer.Exit(1)
+
+
+def _start_warm_worker(settings: Settings) -> None:
+    """After a run executed here, start a warm worker for the next ones (after the run: no
+    competition for the machine while it ran), and say so on stderr (a script's output stays
+    the run's)."""
+    from workbench.runs.serve import start_in_background
+
+    if start_in_background(settings):
+        idle = f"{settings.warm_worker_idle_seconds:g}"
+        err_console.print(
+            f"[dim]Started a warm worker for later runs (`workbench runs serve`, yours; it exits "
+            f"after {idle} s without a run; WORKBENCH_WARM_WORKER_IDLE_SECONDS=0 turns it "
+            "off).[/]",
+            highlight=False,
+        )
 
 
 @contextmanager
@@ -169,7 +188,9 @@ def _run_here(
     cell_timeout: int | None,
     owner: str | None,
     team: str | None,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], bool]:
+    """Run the notebook on a kernel started here; its record, and whether it was executed here
+    (not by the service, as the runs of a user's own login are)."""
     from workbench.runs.api import executed_by_service
     from workbench.runs.kernels import KernelPool, kernel_env
     from workbench.runs.sandbox import kernel_user
@@ -188,19 +209,9 @@ def _run_here(
             )  # fmt: skip
     finally:
         kernels.close()
-    from workbench.runs.serve import outcome, start_in_background
+    from workbench.runs.serve import outcome
 
-    # The next run here goes to started kernels (started after this one: no competition for
-    # the machine while it ran). Said on stderr, so a script's output stays the run's.
-    if not by_service and start_in_background(settings):
-        idle = f"{settings.warm_worker_idle_seconds:g}"
-        err_console.print(
-            f"[dim]Started a warm worker for later runs (`workbench runs serve`, yours; it exits "
-            f"after {idle} s without a run; WORKBENCH_WARM_WORKER_IDLE_SECONDS=0 turns it "
-            "off).[/]",
-            highlight=False,
-        )
-    return outcome(run)
+    return outcome(run), not by_service
 
 
 def _run_with_progress(
