@@ -387,6 +387,7 @@ PROCESSES = {
     "CLI of an analyst",
     "scheduler",
     "executor",
+    "the command line's warm worker (`workbench runs serve`, started by a `workbench run`)",
     "run kernel",
     "dashboards server",
     "dashboard kernel",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import services
 from tests.cli import run_cli
 from workbench.app import Workbench
 from workbench.core.home import ensure_home, ensure_secret_key
@@ -182,6 +184,8 @@ def test_the_first_run_starts_a_warm_worker_for_later_runs_which_exits_when_idle
     sock = socket_path(settings, env["WORKBENCH_DATABASE_URL"])
     wait_for(sock.exists, 60, "the warm worker's socket")
     assert sock.stat().st_mode & 0o077 == 0  # the owner's only
+    # From the other side: the OS user run kernels run as cannot reach it.
+    assert _connect_as(_kernel_user(), sock) == "PermissionError"
     second = run_cli("run", *run_as, trivial, "-p", "x", "2", env=env)
     assert second.code == 0, second.output
     assert "warm worker" not in second.stderr  # it went to the worker: nothing started
@@ -207,6 +211,36 @@ def test_the_first_run_starts_a_warm_worker_for_later_runs_which_exits_when_idle
     nxt = psutil.Process(_socket_owner(sock))
     nxt.terminate()
     nxt.wait(timeout=30)
+
+
+CONNECT = """
+import socket, sys
+client = socket.socket(socket.AF_UNIX)
+try:
+    client.connect(sys.argv[1])
+    print("connected")
+except OSError as exc:
+    print(type(exc).__name__)
+"""
+
+
+def _kernel_user() -> str:
+    name = os.environ.get("WORKBENCH_TEST_KERNEL_USER")
+    if not name:
+        message = "WORKBENCH_TEST_KERNEL_USER names no kernel user (`.ci/run` makes wbkernel)"
+        if services.in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return name
+
+
+def _connect_as(user: str, sock: Path) -> str:
+    """What connecting to ``sock`` as the OS user ``user`` gives: "connected" or the error."""
+    done = subprocess.run(
+        ["runuser", "-u", user, "--", sys.executable, "-c", CONNECT, str(sock)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    return done.stdout.strip() or done.stderr
 
 
 def _socket_owner(sock: Path) -> int:
